@@ -1,0 +1,103 @@
+"""The runtime interface: every way of executing an algorithm (process, Docker) implements Runtime."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from vantage6nb.common.schemas import RunStatus
+
+__all__ = ["DatabaseMount", "Limits", "RunOutcome", "RunSpec", "Runtime", "RuntimeRefusal"]
+
+
+@dataclass(frozen=True)
+class DatabaseMount:
+    """One database handed to an algorithm: its label, where it is on the node, and its type."""
+
+    label: str
+    uri: str  # a file path for csv/parquet/excel, an SQLAlchemy URL for sql
+    type: str  # one of vantage6nb.common.contract.DATABASE_TYPES
+    query: str | None = None  # for sql: the query (or table) the algorithm reads
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits from node configuration (None: no limit)."""
+
+    memory_mb: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    timeout_s: float | None = None  # wall clock
+
+
+@dataclass
+class RunSpec:
+    """Everything a runtime needs to execute one run.
+
+    The node prepares ``workdir`` with ``input_file`` and ``token_file`` written, and reads
+    ``output_file`` after :meth:`Runtime.run` returns ``COMPLETED``.
+    """
+
+    run_id: int
+    task_id: int
+    image: str
+    workdir: Path
+    input_file: Path
+    output_file: Path
+    token_file: Path
+    tmp_dir: Path
+    databases: list[DatabaseMount]
+    proxy_host: str  # as the algorithm must address it, scheme included, e.g. "http://127.0.0.1"
+    proxy_port: int
+    api_path: str = ""
+    proxy_socket: Path | None = None  # a unix socket serving the same proxy (for sidecars)
+    limits: Limits = field(default_factory=Limits)
+    digest: str | None = None  # pinned image digest (sha256:...), when policy pins one
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended. ``status`` is a final RunStatus; ``reason`` is what the researcher reads."""
+
+    status: RunStatus
+    reason: str = ""
+    log: str = ""  # tail of stdout+stderr
+    exit_code: int | None = None
+
+
+class RuntimeRefusal(Exception):
+    """Raised by :meth:`Runtime.prepare` when a run cannot start; carries the final status and why."""
+
+    def __init__(self, status: RunStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Runtime(abc.ABC):
+    """Executes algorithms. Implementations: ProcessRuntime (no isolation), DockerRuntime."""
+
+    name: ClassVar[str]
+    isolated: ClassVar[bool]
+
+    def cleanup(self) -> list[str]:
+        """Remove what a previous life of this node left behind; returns what was removed."""
+        return []
+
+    def prepare(self, spec: RunSpec) -> None:
+        """Check and fetch what the run needs (image, digest); raise RuntimeRefusal if it cannot run."""
+
+    @abc.abstractmethod
+    def run(self, spec: RunSpec) -> RunOutcome:
+        """Execute the run to its end (blocking), honouring ``spec.limits``; never raises for
+        algorithm failures: they are outcomes (CRASHED, FAILED with a timeout reason, KILLED)."""
+
+    @abc.abstractmethod
+    def kill(self, run_id: int) -> bool:
+        """Stop a running run; its :meth:`run` then returns KILLED. False if it was not running."""
+
+    def close(self) -> None:
+        """Release resources at node shutdown."""

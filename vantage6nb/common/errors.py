@@ -1,0 +1,175 @@
+"""One error hierarchy for server, node and client, each class with an HTTP status and a stable code.
+
+::
+
+    V6Error (500, "error")
+    ├── BadRequest (400, "bad_request")
+    │   ├── ValidationError (400, "validation_error")
+    │   └── PayloadTooLarge (413, "payload_too_large")
+    ├── AuthenticationError (401, "unauthenticated")
+    │   └── TokenExpired (401, "token_expired")
+    ├── PermissionDenied (403, "forbidden")
+    ├── NotFound (404, "not_found")
+    ├── Conflict (409, "conflict")
+    ├── ServerUnavailable (503, "unavailable")
+    ├── TaskError (400, "task_error")
+    │   ├── TaskFailed (400, "task_failed")
+    │   └── TaskTimeout (408, "task_timeout") also a builtin TimeoutError
+    ├── ConfigurationError (400, "configuration_error")
+    └── CryptoError (400, "crypto_error")
+        ├── DecryptionError (400, "decryption_error") also a ValueError
+        ├── KeyMismatch (409, "key_mismatch")
+        └── MissingKey (400, "missing_key")
+
+The server renders every error as ``{"msg": ..., "errors": {...}, "code": ...}``;
+:func:`error_from_payload` turns that JSON back into the same class on the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequest",
+    "ConfigurationError",
+    "Conflict",
+    "CryptoError",
+    "DecryptionError",
+    "KeyMismatch",
+    "MissingKey",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "ServerUnavailable",
+    "TaskError",
+    "TaskFailed",
+    "TaskTimeout",
+    "TokenExpired",
+    "V6Error",
+    "ValidationError",
+    "error_from_payload",
+]
+
+
+class V6Error(Exception):
+    """Base of every vantage6nb error; ``status`` is the HTTP status, ``code`` a stable name."""
+
+    status: int = 500
+    code: str = "error"
+
+    def __init__(self, msg: str = "", *, errors: dict[str, Any] | None = None) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.errors: dict[str, Any] = dict(errors or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape every API error has."""
+        return {"msg": self.msg, "errors": self.errors, "code": self.code}
+
+    def __str__(self) -> str:
+        if not self.errors:
+            return self.msg
+        details = "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+        return f"{self.msg} ({details})"
+
+
+class BadRequest(V6Error):
+    status, code = 400, "bad_request"
+
+
+class ValidationError(BadRequest):
+    status, code = 400, "validation_error"
+
+
+class PayloadTooLarge(BadRequest):
+    status, code = 413, "payload_too_large"
+
+
+class AuthenticationError(V6Error):
+    status, code = 401, "unauthenticated"
+
+
+class TokenExpired(AuthenticationError):
+    status, code = 401, "token_expired"
+
+
+class PermissionDenied(V6Error):
+    status, code = 403, "forbidden"
+
+
+class NotFound(V6Error):
+    status, code = 404, "not_found"
+
+
+class Conflict(V6Error):
+    status, code = 409, "conflict"
+
+
+class ServerUnavailable(V6Error):
+    status, code = 503, "unavailable"
+
+
+class TaskError(V6Error):
+    status, code = 400, "task_error"
+
+
+class TaskFailed(TaskError):
+    status, code = 400, "task_failed"
+
+
+class TaskTimeout(TaskError, TimeoutError):
+    status, code = 408, "task_timeout"
+
+
+class ConfigurationError(V6Error):
+    status, code = 400, "configuration_error"
+
+
+class CryptoError(V6Error):
+    status, code = 400, "crypto_error"
+
+
+class DecryptionError(CryptoError, ValueError):
+    status, code = 400, "decryption_error"
+
+
+class KeyMismatch(CryptoError):
+    status, code = 409, "key_mismatch"
+
+
+class MissingKey(CryptoError):
+    status, code = 400, "missing_key"
+
+
+def _all_subclasses(cls: type[V6Error]) -> list[type[V6Error]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+_BY_CODE: dict[str, type[V6Error]] = {c.code: c for c in _all_subclasses(V6Error)}
+_BY_STATUS: dict[int, type[V6Error]] = {
+    400: BadRequest,
+    401: AuthenticationError,
+    403: PermissionDenied,
+    404: NotFound,
+    408: TaskTimeout,
+    409: Conflict,
+    413: PayloadTooLarge,
+    503: ServerUnavailable,
+}
+
+
+def error_from_payload(status: int, payload: Any) -> V6Error:
+    """Rebuild the typed error from an HTTP status and the server's JSON error body."""
+    if isinstance(payload, dict):
+        msg = str(payload.get("msg") or f"HTTP {status}")
+        errors = payload.get("errors") if isinstance(payload.get("errors"), dict) else None
+        cls = _BY_CODE.get(str(payload.get("code")), None)
+    else:
+        msg, errors, cls = f"HTTP {status}: {str(payload)[:200]}", None, None
+    if cls is None:
+        cls = _BY_STATUS.get(status, V6Error)
+    return cls(msg, errors=errors)
