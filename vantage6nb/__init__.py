@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .common import errors
+from . import errors
 from .common.errors import V6Error
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -8,11 +8,12 @@ import os
 import sys
 import traceback
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
 from ..common import contract
 
-__all__ = ["wrap_algorithm"]
+__all__ = ["dispatch", "result_to_json", "wrap_algorithm"]
 
 
 def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | None = None) -> int:
@@ -38,12 +39,7 @@ def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | No
     try:
         with open(input_file, "rb") as fh:
             request = contract.parse_input(fh.read())
-        mod = importlib.import_module(module)
-        func = getattr(mod, request["method"], None)
-        if func is None or not callable(func) or request["method"].startswith("_"):
-            raise AttributeError(f"algorithm module '{module}' has no method '{request['method']}'")
-        result: Any = func(*request["args"], **request["kwargs"])
-        payload = json.dumps(result, default=_json_default, allow_nan=True)
+        payload = result_to_json(dispatch(module, request))
     except Exception:  # the algorithm's own failure: its traceback is the run's log
         traceback.print_exc()
         return 1
@@ -52,6 +48,35 @@ def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | No
         fh.write(payload)
     os.replace(tmp, output_file)
     return 0
+
+
+def dispatch(module: str | ModuleType, request: Mapping[str, Any]) -> Any:
+    """Call ``request["method"]`` of ``module`` with the request's ``args`` and ``kwargs``.
+
+    Methods whose name starts with ``_`` are private and cannot be called.
+
+    Examples
+    --------
+    >>> dispatch("math", {"method": "hypot", "args": [3, 4], "kwargs": {}})
+    5.0
+    """
+    mod = importlib.import_module(module) if isinstance(module, str) else module
+    method = request["method"]
+    func = getattr(mod, method, None)
+    if func is None or not callable(func) or method.startswith("_"):
+        raise AttributeError(f"algorithm module '{mod.__name__}' has no method '{method}'")
+    return func(*(request.get("args") or []), **(request.get("kwargs") or {}))
+
+
+def result_to_json(result: Any) -> str:
+    """Serialise an algorithm's result the way the node ships it (numpy and pandas values allowed).
+
+    Examples
+    --------
+    >>> result_to_json({"n": 3})
+    '{"n": 3}'
+    """
+    return json.dumps(result, default=_json_default, allow_nan=True)
 
 
 def _json_default(obj: Any) -> Any:

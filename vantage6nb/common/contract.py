@@ -129,8 +129,10 @@ def parse_input(data: bytes | str) -> dict[str, Any]:
     obj = json.loads(data)
     if not isinstance(obj, dict) or not isinstance(obj.get("method"), str):
         raise ValueError('algorithm input must be a JSON object with a string "method"')
-    args = obj.get("args") or []
-    kwargs = obj.get("kwargs") or {}
+    args = obj.get("args")
+    kwargs = obj.get("kwargs")
+    args = [] if args is None else args
+    kwargs = {} if kwargs is None else kwargs
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError('"args" must be a list and "kwargs" an object')
     return {"method": obj["method"], "args": args, "kwargs": kwargs}

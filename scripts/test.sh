@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs (Python package, Docker engine + registry, images, Chromium)
+# and run it. This is the README's test command; .ci/run calls it with V6NB_REQUIRE_ALL=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== python package"
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+echo "== system packages"
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing ${need[*]}: install them (sudo apt-get install ${need[*]}) or run as root" >&2
+  fi
+fi
+
+echo "== docker engine, registry and images"
+if [ "$(id -u)" = 0 ] || command -v docker >/dev/null 2>&1; then
+  bash scripts/setup-docker.sh
+  bash scripts/build-images.sh
+fi
+
+echo "== tests"
+mkdir -p artifacts
+python3 -m pytest tests notebooks --nbval-lax -p no:cacheprovider "$@"

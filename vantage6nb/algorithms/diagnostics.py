@@ -1,0 +1,75 @@
+"""Diagnostics algorithm (image ``v6nb/diagnostics``): checks a station end to end without touching data values.
+
+Methods: ``echo`` (returns its arguments), ``sleep`` (waits), ``crash`` (raises), ``shape`` (row and
+column counts of the first database), ``runtime_info`` (what the algorithm can see of its sandbox).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from typing import Any
+
+__all__ = ["crash", "echo", "runtime_info", "shape", "sleep"]
+
+
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Return the arguments unchanged.
+
+    Examples
+    --------
+    >>> echo(1, a=2)
+    {'args': [1], 'kwargs': {'a': 2}}
+    """
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def sleep(seconds: float = 1.0, *, chatter: bool = True) -> dict[str, float]:
+    """Sleep ``seconds`` (printing a heartbeat so the log shows progress), then return how long it slept."""
+    start = time.monotonic()
+    deadline = start + float(seconds)
+    while (now := time.monotonic()) < deadline:
+        if chatter:
+            print(f"sleeping: {deadline - now:.1f} s left", flush=True)
+        time.sleep(min(0.5, max(0.0, deadline - now)))
+    return {"slept": round(time.monotonic() - start, 3)}
+
+
+def crash(message: str = "deliberate crash from the diagnostics algorithm") -> None:
+    """Print a line, then raise: the run must end ``crashed`` with this in its log tail."""
+    print("about to crash", flush=True)
+    raise RuntimeError(message)
+
+
+def shape(database: int = 0) -> dict[str, Any]:
+    """Rows and column names of one requested database (no values leave the station)."""
+    from vantage6nb.algorithm import load_databases  # lazy: pandas only when data is read
+
+    frames = load_databases()
+    if database >= len(frames):
+        raise ValueError(f"only {len(frames)} database(s) were requested; asked for number {database}")
+    df = frames[database]
+    return {"rows": int(len(df)), "columns": [str(c) for c in df.columns]}
+
+
+def runtime_info() -> dict[str, Any]:
+    """What the sandbox looks like from inside: user, interfaces, writable root, Python version."""
+    try:
+        interfaces = sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        interfaces = []
+    try:
+        with open("/.v6nb-write-probe", "w") as fh:
+            fh.write("x")
+        os.unlink("/.v6nb-write-probe")
+        root_writable = True
+    except OSError:
+        root_writable = False
+    return {
+        "uid": os.getuid(),
+        "interfaces": interfaces,
+        "root_writable": root_writable,
+        "python": sys.version.split()[0],
+    }
