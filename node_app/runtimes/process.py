@@ -1,0 +1,248 @@
+"""The process runtime: runs an algorithm as a child Python process. No isolation: for trusted code."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from vantage6nb.common.contract import build_environment
+from vantage6nb.common.schemas import RunStatus
+
+from ..policy import parse_image
+from .base import RunOutcome, RunSpec, Runtime, RuntimeRefusal
+
+__all__ = ["LOG_TAIL_BYTES", "LOG_TAIL_LINES", "ProcessRuntime", "algorithm_environment", "log_tail"]
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 200
+LOG_TAIL_BYTES = 64 * 1024
+_KILL_GRACE_S = 2.0
+# What a child inherits from the node's environment; everything else (API key, secrets) stays out.
+_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "SYSTEMROOT", "HOME")
+_PR_SET_PDEATHSIG = 1
+
+
+def log_tail(data: bytes, *, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> str:
+    """The last ``lines`` lines (at most ``max_bytes``) of captured output, decoded leniently.
+
+    Examples
+    --------
+    >>> log_tail(b"a\\nb\\nc\\n", lines=2)
+    'b\\nc\\n'
+    """
+    data = data[-max_bytes:]
+    text = data.decode("utf-8", errors="replace")
+    parts = text.splitlines(keepends=True)
+    return "".join(parts[-lines:])
+
+
+def algorithm_environment(spec: RunSpec, *, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The contract environment for ``spec`` (encoded, vantage6 compatible) merged over ``base``.
+
+    A database's ``query`` travels as ``<LABEL>_DB_PARAM_QUERY``, the way vantage6 passes extra
+    database parameters.
+
+    Examples
+    --------
+    The result holds ``INPUT_FILE``, ``OUTPUT_FILE``, ``TOKEN_FILE``, ``HOST``, ``PORT`` and one
+    ``<LABEL>_DATABASE_URI`` / ``<LABEL>_DATABASE_TYPE`` pair per database, all base32-encoded.
+    """
+    extra = dict(spec.extra_env)
+    for db in spec.databases:
+        if db.query:
+            extra[f"{db.label.upper()}_DB_PARAM_QUERY"] = db.query
+    env = dict(base or {})
+    env.update(
+        build_environment(
+            input_file=str(spec.input_file),
+            output_file=str(spec.output_file),
+            token_file=str(spec.token_file),
+            temporary_folder=str(spec.tmp_dir),
+            host=spec.proxy_host,
+            port=spec.proxy_port,
+            api_path=spec.api_path,
+            databases={db.label: (db.uri, db.type) for db in spec.databases},
+            extra=extra,
+        )
+    )
+    return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class ProcessRuntime(Runtime):
+    """Runs ``python -m vantage6nb.algorithm <module>`` per run, the module chosen by image name.
+
+    Parameters
+    ----------
+    algorithms
+        Image name -> importable module (``process_algorithms``); registry, tag and digest are
+        ignored when matching.
+    pythonpath
+        Extra ``sys.path`` entries for the child; by default the node's working folder and its
+        ``PYTHONPATH``, so the child imports what the node imports.
+
+    Examples
+    --------
+    >>> rt = ProcessRuntime({"v6nb/summary": "vantage6nb.algorithms.summary"})
+    >>> rt.module_for("127.0.0.1:5000/v6nb/summary:1.0")
+    'vantage6nb.algorithms.summary'
+    """
+
+    name: ClassVar[str] = "process"
+    isolated: ClassVar[bool] = False
+
+    def __init__(self, algorithms: Mapping[str, str], *, pythonpath: Sequence[str] | None = None) -> None:
+        self.algorithms = {parse_image(k).name: v for k, v in algorithms.items()}
+        if pythonpath is None:
+            pythonpath = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        self.pythonpath = list(pythonpath)
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._killed: set[int] = set()
+        self._lock = threading.Lock()
+
+    def module_for(self, image: str) -> str | None:
+        """The module that implements ``image``, or None."""
+        return self.algorithms.get(parse_image(image).name)
+
+    def prepare(self, spec: RunSpec) -> None:
+        if self.module_for(spec.image) is None:
+            known = ", ".join(sorted(self.algorithms)) or "none"
+            raise RuntimeRefusal(
+                RunStatus.FAILED,
+                f"image '{spec.image}' has no module for the process runtime (known: {known}); "
+                "add it to `process_algorithms` in node.yaml, or run the node with `runtime: docker`",
+            )
+
+    def _base_env(self, spec: RunSpec) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+        env["PYTHONPATH"] = os.pathsep.join(self.pythonpath)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["TMPDIR"] = str(spec.tmp_dir)
+        if spec.limits.cpus:
+            threads = str(max(1, math.ceil(spec.limits.cpus)))
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                env[k] = threads
+        return env
+
+    def run(self, spec: RunSpec) -> RunOutcome:
+        module = self.module_for(spec.image)
+        if module is None:  # prepare() was skipped
+            self.prepare(spec)
+        spec.tmp_dir.mkdir(parents=True, exist_ok=True)
+        env = algorithm_environment(spec, base=self._base_env(spec))
+        cmd = [sys.executable, "-m", "vantage6nb.algorithm", str(module)]
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=str(spec.workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: kill reaches grandchildren
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        except OSError as exc:
+            return RunOutcome(RunStatus.FAILED, f"could not start the algorithm process: {exc}")
+        with self._lock:
+            self._procs[spec.run_id] = proc
+        captured = bytearray()
+        reader = threading.Thread(target=self._drain, args=(proc, captured), daemon=True)
+        reader.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=spec.limits.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            self._signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        reader.join(timeout=5)
+        with self._lock:
+            self._procs.pop(spec.run_id, None)
+            killed = spec.run_id in self._killed
+            self._killed.discard(spec.run_id)
+        return self._outcome(spec, proc.returncode, bytes(captured), killed=killed, timed_out=timed_out)
+
+    @staticmethod
+    def _drain(proc: subprocess.Popen[bytes], captured: bytearray) -> None:
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            captured.extend(chunk)
+            if len(captured) > 2 * LOG_TAIL_BYTES:
+                del captured[: len(captured) - LOG_TAIL_BYTES]
+        proc.stdout.close()
+
+    @staticmethod
+    def _outcome(spec: RunSpec, code: int, captured: bytes, *, killed: bool, timed_out: bool) -> RunOutcome:
+        tail = log_tail(captured)
+        if killed:
+            return RunOutcome(RunStatus.KILLED, "killed on request", tail, code)
+        if timed_out:
+            t = spec.limits.timeout_s
+            shown = int(t) if t is not None and float(t).is_integer() else t
+            return RunOutcome(
+                RunStatus.FAILED,
+                f"timed out after {shown} s (limits.timeout_s in node.yaml)",
+                tail,
+                code,
+            )
+        if code != 0:
+            last = next((ln.strip() for ln in reversed(tail.splitlines()) if ln.strip()), "")
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            reason = f"algorithm crashed ({how})" + (f": {last[:300]}" if last else "")
+            return RunOutcome(RunStatus.CRASHED, reason, tail, code)
+        if not spec.output_file.is_file():
+            return RunOutcome(
+                RunStatus.CRASHED,
+                "algorithm exited without writing its output (OUTPUT_FILE is missing)",
+                tail,
+                code,
+            )
+        return RunOutcome(RunStatus.COMPLETED, "", tail, code)
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def kill(self, run_id: int) -> bool:
+        with self._lock:
+            proc = self._procs.get(run_id)
+            if proc is None or proc.poll() is not None:
+                return False
+            self._killed.add(run_id)
+        self._signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=_KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self._signal_group(proc, signal.SIGKILL)
+        return True
+
+    def running(self) -> list[int]:
+        """Run ids with a live process."""
+        with self._lock:
+            return [rid for rid, p in self._procs.items() if p.poll() is None]
+
+    def close(self) -> None:
+        with self._lock:
+            ids = list(self._procs)
+        for rid in ids:
+            self.kill(rid)

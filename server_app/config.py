@@ -1,0 +1,169 @@
+"""Server settings, declared once, and ``load_config``: defaults -> YAML -> ``V6NB_SERVER_*`` -> overrides."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vantage6nb.common.errors import ConfigurationError
+from vantage6nb.common.settings import Setting, resolve_settings
+
+__all__ = ["PREFIX", "SETTINGS", "load_config", "sqlite_url"]
+
+PREFIX = "server"
+
+SETTINGS: list[Setting] = [
+    Setting("host", "127.0.0.1", "Address to listen on. Keep 127.0.0.1 unless a proxy sits in front.", str),
+    Setting("port", 7601, "TCP port for the REST API and socket.io.", int),
+    Setting(
+        "data_dir",
+        "v6nb-server-data",
+        "Folder for the SQLite database, the token secret and the generated root password; "
+        "relative paths are resolved against the configuration file's folder.",
+        str,
+    ),
+    Setting(
+        "database_url",
+        "",
+        "SQLAlchemy URL of the database; empty: a SQLite file `server.sqlite` in data_dir. "
+        "Example: postgresql+psycopg2://v6:secret@127.0.0.1/v6.",
+        str,
+    ),
+    Setting("root_username", "root", "Name of the administrator account created on first start.", str),
+    Setting(
+        "root_password",
+        "",
+        "Password of the root account; empty on first start: one is generated and written to "
+        "data_dir/root_password.txt (mode 0600). When set, it is (re)applied at every start.",
+        str,
+    ),
+    Setting(
+        "secret_key",
+        "",
+        "Secret that signs tokens; empty: generated once and kept in data_dir/secret_key, "
+        "so tokens survive a restart.",
+        str,
+    ),
+    Setting("access_token_minutes", 60, "Lifetime of an access token, in minutes.", int),
+    Setting("refresh_token_hours", 48, "Lifetime of a refresh token, in hours.", int),
+    Setting(
+        "container_token_hours",
+        24,
+        "Lifetime of a container token (an algorithm's token for subtasks), in hours.",
+        int,
+    ),
+    Setting("max_body_mb", 256, "Largest request body accepted, in MiB (larger: 413).", int),
+    Setting(
+        "threads",
+        64,
+        "Threads of the (single) gunicorn gthread worker; each open websocket holds one.",
+        int,
+    ),
+    Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.", str),
+    Setting(
+        "message_queue_url",
+        "",
+        "Empty: socket.io events stay in-process. Else an AMQP URL (RabbitMQ, through kombu) shared "
+        "by several server instances, e.g. amqp://guest:guest@127.0.0.1:5672//.",
+        str,
+    ),
+]
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite file.
+
+    Examples
+    --------
+    >>> sqlite_url(Path("/tmp/x/server.sqlite"))
+    'sqlite:////tmp/x/server.sqlite'
+    """
+    return f"sqlite:///{path}"
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Resolve every server setting: defaults, then the YAML file, then the environment, then overrides.
+
+    Parameters
+    ----------
+    path
+        A YAML file with a mapping of setting names to values, or None.
+    environ
+        Where ``V6NB_SERVER_*`` variables are read; ``os.environ`` when None.
+    overrides
+        Values that win over everything (tests, command-line flags).
+
+    Returns
+    -------
+    dict
+        Every setting, with ``data_dir`` absolute and ``database_url`` filled in.
+
+    Examples
+    --------
+    >>> cfg = load_config(None, environ={"V6NB_SERVER_PORT": "7700"}, overrides={"data_dir": "/tmp/d"})
+    >>> cfg["port"], cfg["database_url"]
+    (7700, 'sqlite:////tmp/d/server.sqlite')
+    """
+    file_values: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigurationError(
+                f"Configuration file {p} does not exist. Create it or leave --config out.",
+                errors={"config": "not found"},
+            ) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(
+                f"Configuration file {p} is not valid YAML: {exc}", errors={"config": "invalid YAML"}
+            ) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigurationError(
+                f"Configuration file {p} must hold a mapping of setting names to values.",
+                errors={"config": "expected a mapping"},
+            )
+        file_values = loaded
+        base = p.resolve().parent
+    cfg = resolve_settings(
+        SETTINGS,
+        prefix=PREFIX,
+        file_values=file_values,
+        environ=os.environ if environ is None else environ,
+        overrides=overrides,
+    )
+    data_dir = Path(os.path.expanduser(str(cfg["data_dir"])))
+    if not data_dir.is_absolute():
+        data_dir = base / data_dir
+    cfg["data_dir"] = str(data_dir)
+    if not cfg["database_url"]:
+        cfg["database_url"] = sqlite_url(data_dir / "server.sqlite")
+    cfg["log_level"] = str(cfg["log_level"]).upper()
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: dict[str, Any]) -> None:
+    errors: dict[str, str] = {}
+    if not 0 < cfg["port"] < 65536:
+        errors["port"] = "must be between 1 and 65535"
+    for key in ("access_token_minutes", "refresh_token_hours", "container_token_hours", "max_body_mb", "threads"):
+        if cfg[key] < 1:
+            errors[key] = "must be at least 1"
+    if cfg["log_level"] not in _LOG_LEVELS:
+        errors["log_level"] = f"must be one of {', '.join(_LOG_LEVELS)}"
+    if errors:
+        raise ConfigurationError("Invalid server configuration: fix the settings listed in 'errors'.", errors=errors)

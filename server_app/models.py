@@ -1,0 +1,147 @@
+"""SQLAlchemy 2 typed models: organizations, collaborations, users, nodes, tasks and runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Base",
+    "Collaboration",
+    "Node",
+    "Organization",
+    "Run",
+    "Task",
+    "User",
+    "collaboration_member",
+    "utcnow",
+]
+
+
+def utcnow() -> dt.datetime:
+    """Now, in UTC (naive, as stored; serialized with a trailing ``Z``)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every server table."""
+
+
+collaboration_member = Table(
+    "collaboration_member",
+    Base.metadata,
+    Column("collaboration_id", ForeignKey("collaboration.id", ondelete="CASCADE"), primary_key=True),
+    Column("organization_id", ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Organization(Base):
+    __tablename__ = "organization"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    domain: Mapped[str | None] = mapped_column(String(255))
+    public_key: Mapped[str | None] = mapped_column(Text)  # base64
+    key_fingerprint: Mapped[str | None] = mapped_column(String(128))
+
+    collaborations: Mapped[list[Collaboration]] = relationship(
+        secondary=collaboration_member, back_populates="organizations"
+    )
+
+
+class Collaboration(Base):
+    __tablename__ = "collaboration"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    encrypted: Mapped[bool] = mapped_column(default=False)
+
+    organizations: Mapped[list[Organization]] = relationship(
+        secondary=collaboration_member, back_populates="collaborations", order_by="Organization.id"
+    )
+    nodes: Mapped[list[Node]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    tasks: Mapped[list[Task]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class User(Base):
+    __tablename__ = "user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), index=True)
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    email: Mapped[str | None] = mapped_column(String(255))
+
+    organization: Mapped[Organization] = relationship()
+
+
+class Node(Base):
+    __tablename__ = "node"
+    __table_args__ = (UniqueConstraint("organization_id", "collaboration_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), index=True)
+    collaboration_id: Mapped[int] = mapped_column(
+        ForeignKey("collaboration.id", ondelete="CASCADE"), index=True
+    )
+    # SHA-256 (hex) of the API key: login is one indexed lookup, the key itself is never stored.
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="offline")
+    last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Task(Base):
+    __tablename__ = "task"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    collaboration_id: Mapped[int] = mapped_column(
+        ForeignKey("collaboration.id", ondelete="CASCADE"), index=True
+    )
+    image: Mapped[str] = mapped_column(String(512))
+    method: Mapped[str] = mapped_column(String(255))
+    init_org_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), index=True)
+    init_user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(index=True)
+    databases: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    runs: Mapped[list[Run]] = relationship(
+        back_populates="task", cascade="all, delete-orphan", passive_deletes=True, order_by="Run.id"
+    )
+    children: Mapped[list[Task]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Run(Base):
+    __tablename__ = "run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32), default="pending", index=True)
+    input: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[str | None] = mapped_column(Text)
+    log: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    assigned_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    task: Mapped[Task] = relationship(back_populates="runs")

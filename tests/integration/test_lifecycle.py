@@ -1,0 +1,149 @@
+"""Task life cycle through real server and node processes: round trip, restarts, kill, crash, bad data, offline node."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from vantage6nb import analysis
+from vantage6nb.errors import TaskFailed, TaskTimeout
+
+pytestmark = pytest.mark.integration
+
+DIAG = "v6nb/diagnostics"
+
+
+def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _org_name(client, org_id):
+    orgs = client.organizations().set_index("id")
+    return orgs.loc[org_id, "name"]
+
+
+def test_round_trip_on_three_nodes(client, org_ids):
+    task = client.task.create(organizations=org_ids, image=DIAG, method="echo", kwargs={"greeting": "hi"})
+    task.wait(timeout=60)
+    status = task.status()
+    assert len(status) == 3
+    assert set(status["status"]) == {"completed"}
+    results = task.results()
+    assert results == [{"args": [], "kwargs": {"greeting": "hi"}}] * 3
+
+
+def test_summary_and_crosstab_equal_pandas_on_pooled_data(net, client):
+    pooled = pd.concat([pd.read_csv(path) for path in net.datasets.values()], ignore_index=True)
+    summary = analysis.summary(client)
+    numeric = pooled.select_dtypes("number")
+    assert list(summary.index) == list(numeric.columns)
+    for column in numeric.columns:
+        col = numeric[column]
+        row = summary.loc[column]
+        assert row["count"] == col.count() and row["missing"] == col.isna().sum()
+        for stat, expected in (("mean", col.mean()), ("std", col.std(ddof=1)), ("min", col.min()), ("max", col.max())):
+            assert row[stat] == pytest.approx(expected, rel=1e-9), (column, stat)
+    table = analysis.crosstab(client, "species", "island")
+    expected = pd.crosstab(pooled["species"], pooled["island"])
+    pd.testing.assert_frame_equal(
+        table.loc[expected.index, expected.columns].astype("int64"), expected.astype("int64"),
+        check_names=False,
+    )
+    assert table.attrs["task_id"] and table.attrs["image"] == "v6nb/crosstab"
+
+
+def test_algorithm_crash_is_reported_with_log_tail(client, org_ids):
+    task = client.task.create(organizations=org_ids[:1], image=DIAG, method="crash", kwargs={"message": "boom-42"})
+    with pytest.raises(TaskFailed, match="boom-42"):
+        task.wait(timeout=60)
+    assert task.status().iloc[0]["status"] == "crashed"
+
+
+def test_missing_data_file_fails_that_run_only(net, client, org_ids):
+    name = _org_name(client, org_ids[1])
+    path = net.datasets[name]
+    os.rename(path, path + ".moved")
+    try:
+        task = client.task.create(organizations=org_ids, image=DIAG, method="shape")
+        task.wait(timeout=60, raise_on_failure=False)
+    finally:
+        os.rename(path + ".moved", path)
+    status = task.status().set_index("organization")
+    assert status.loc[name, "status"] == "failed"
+    assert "does not exist" in status.loc[name, "reason"]
+    others = status.drop(index=name)
+    assert set(others["status"]) == {"completed"}
+
+
+def test_kill_running_task(client, org_ids):
+    task = client.task.create(organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 60})
+    _wait_for(lambda: set(task.status()["status"]) == {"active"}, what="all runs active")
+    task.kill()
+    task.wait(timeout=30, raise_on_failure=False)
+    assert set(task.status()["status"]) == {"killed"}
+    # the stations are free again: a new task completes
+    client.task.create(organizations=org_ids, image=DIAG, method="echo").wait(timeout=60)
+
+
+def test_node_restarted_mid_task(net, client, org_ids):
+    name = _org_name(client, org_ids[0])
+    task = client.task.create(organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 3})
+    _wait_for(lambda: task.status().set_index("organization").loc[name, "status"] == "active", what="run active")
+    net.stop_node(name, kill=True)
+    net.start_node(name)
+    task.wait(timeout=90)
+    assert set(task.status()["status"]) == {"completed"}
+
+
+def test_server_restarted_mid_task(net, client, org_ids):
+    task = client.task.create(organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 3})
+    _wait_for(lambda: "active" in set(task.status()["status"]), what="a run active")
+    net.restart_server()
+    task.wait(timeout=90)
+    assert set(task.status()["status"]) == {"completed"}
+    assert [r["slept"] >= 3 for r in task.results()] == [True] * 3
+
+
+def test_offline_node_is_named_and_its_run_completes_when_it_returns(net, client, org_ids):
+    name = _org_name(client, org_ids[2])
+    net.stop_node(name)
+    try:
+        _wait_for(lambda: (client.nodes().set_index("organization_name").loc[name, "status"] == "offline"),
+                  what="node offline")
+        task = client.task.create(organizations=org_ids, image=DIAG, method="echo")
+        with pytest.raises(TaskTimeout) as info:
+            task.wait(timeout=5)
+        assert name in str(info.value) and "offline" in str(info.value)
+        status = task.status().set_index("organization")
+        assert status.loc[name, "status"] == "pending"
+        assert (status.drop(index=name)["status"] == "completed").all()
+    finally:
+        net.start_node(name)
+    task.wait(timeout=60)
+    assert set(task.status()["status"]) == {"completed"}
+
+
+def test_status_changes_arrive_as_events(client, org_ids):
+    seen: list[str] = []
+    done = threading.Event()
+
+    def on_status(event):
+        seen.append(event["status"])
+        if event["status"] == "completed":
+            done.set()
+
+    task = client.task.create(organizations=org_ids[:1], image=DIAG, method="sleep", kwargs={"seconds": 1})
+    task.on_change(on_status)
+    task.wait(timeout=60)
+    assert done.wait(5)
+    assert "completed" in seen

@@ -1,0 +1,142 @@
+"""The ``@data`` decorator: hand an algorithm function its requested databases as pandas DataFrames."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from ..common.contract import DATABASE_TYPES
+from ..common.errors import ConfigurationError
+from ._context import DatabaseSource, database_sources
+
+__all__ = ["data", "load_database"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def load_database(
+    uri: str, type: str = "csv", *, query: str | None = None, sheet_name: str | int | None = None
+) -> Any:
+    """Load one database as a pandas DataFrame.
+
+    Parameters
+    ----------
+    uri
+        A file path (csv, parquet, excel) or an SQLAlchemy URL (sql).
+    type
+        One of ``csv``, ``parquet``, ``excel``, ``sql``.
+    query
+        For ``sql``: an SQL query or a table name. Without one, a database holding exactly one
+        table is read whole.
+    sheet_name
+        For ``excel``: the sheet to read (default the first).
+
+    Examples
+    --------
+    >>> df = load_database("vantage6nb/demo/data/penguins.csv", "csv")  # doctest: +SKIP
+    >>> df = load_database("sqlite:///data.db", "sql", query="SELECT * FROM patients")  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    typ = (type or "").lower()
+    if typ not in DATABASE_TYPES:
+        raise ConfigurationError(
+            f"Unknown database type {type!r}; use one of {', '.join(DATABASE_TYPES)}.",
+            errors={"type": "unknown"},
+        )
+    if typ == "sql":
+        return _load_sql(uri, query)
+    if not os.path.exists(uri):
+        raise ConfigurationError(
+            f"Data file {uri!r} does not exist: check the database uri in the node configuration.",
+            errors={"uri": "not found"},
+        )
+    if typ == "csv":
+        return pd.read_csv(uri)
+    if typ == "parquet":
+        return pd.read_parquet(uri)
+    return pd.read_excel(uri, sheet_name=0 if sheet_name is None else sheet_name)
+
+
+def _load_sql(uri: str, query: str | None) -> Any:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(uri)
+    except Exception as exc:  # bad URL or missing driver
+        raise ConfigurationError(
+            f"Cannot open SQL database {uri!r}: {exc}", errors={"uri": "invalid"}
+        ) from exc
+    try:
+        if not query:
+            tables = sa.inspect(engine).get_table_names()
+            if len(tables) != 1:
+                raise ConfigurationError(
+                    f"SQL database {uri!r} has {len(tables)} tables; say which to read with a "
+                    "query (the node's database 'query' setting or a query=... argument).",
+                    errors={"query": "required"},
+                )
+            query = tables[0]
+        with engine.connect() as conn:
+            if query.split() == [query]:  # a bare table name
+                return pd.read_sql_table(query, conn)
+            return pd.read_sql_query(sa.text(query), conn)
+    finally:
+        engine.dispose()
+
+
+def _load_source(src: DatabaseSource, query: str | None) -> Any:
+    if src.frame is not None:
+        return src.frame.copy()
+    return load_database(src.uri, src.type, query=query or src.query)
+
+
+@overload
+def data(n: F) -> F: ...
+@overload
+def data(n: int = 1) -> Callable[[F], F]: ...
+
+
+def data(n: int | Callable[..., Any] = 1) -> Any:
+    """Decorate an algorithm function so it receives its first ``n`` requested databases as DataFrames.
+
+    The frames are passed as the leading positional arguments, in the order the researcher listed
+    the databases. For ``sql`` databases the query comes from a ``query=...`` keyword argument of
+    the call (taken out before the function is called) or from the node's ``<LABEL>_DATABASE_QUERY``.
+    Put ``@data`` above ``@algorithm_client`` to receive ``(client, df, ...)``.
+
+    Examples
+    --------
+    >>> @data(1)
+    ... def column_means(df, columns=None):
+    ...     return df[columns or df.select_dtypes("number").columns].mean().to_dict()
+    """
+    if callable(n):  # used bare: @data
+        return data(1)(n)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError("@data(n) needs a whole number of databases of at least 1")
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            sources = database_sources()
+            if len(sources) < n:
+                got = ", ".join(s.label for s in sources) or "none"
+                raise ConfigurationError(
+                    f"'{func.__name__}' needs {n} database(s) but the task requested {len(sources)} "
+                    f"({got}): create the task with databases=[...] listing at least {n} label(s).",
+                    errors={"databases": f"need {n}, got {len(sources)}"},
+                )
+            query = None
+            if any(s.type == "sql" for s in sources[:n]):
+                query = kwargs.pop("query", None)
+            frames = [_load_source(s, query) for s in sources[:n]]
+            return func(*frames, *args, **kwargs)
+
+        wrapper.__v6nb_data__ = n  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
