@@ -1,0 +1,91 @@
+"""The database extension: engine (SQLite tuned for concurrency, or any SQLAlchemy URL) and per-request sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g
+from sqlalchemy import create_engine, event, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from .models import Base, Node
+
+__all__ = ["Database", "session"]
+
+_SQLITE_BUSY_MS = 10_000
+
+
+class Database:
+    """SQLAlchemy engine plus a session per request (closed at teardown).
+
+    Examples
+    --------
+    >>> db = Database()
+    >>> db.init_app(app, "sqlite:////tmp/x.sqlite")  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.sessions: sessionmaker[Session] | None = None
+
+    def init_app(self, app: Flask, url: str) -> None:
+        """Create the engine and tables, mark every node offline, and register the teardown."""
+        self.engine = _make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        Base.metadata.create_all(self.engine)
+        # Nobody is connected to a server that just started.
+        with self.sessions.begin() as s:
+            s.execute(update(Node).where(Node.status != "offline").values(status="offline"))
+        app.extensions["v6nb_db"] = self
+        app.teardown_appcontext(self._teardown)
+
+    def new_session(self) -> Session:
+        """A session outside a request (socket.io handlers, start-up); the caller closes it."""
+        assert self.sessions is not None, "Database.init_app was not called"
+        return self.sessions()
+
+    def request_session(self) -> Session:
+        """The current request's session, created on first use."""
+        s = g.get("_v6nb_session")
+        if s is None:
+            s = g._v6nb_session = self.new_session()
+        return s
+
+    @staticmethod
+    def _teardown(_exc: BaseException | None) -> None:
+        s = g.pop("_v6nb_session", None)
+        if s is not None:
+            s.close()
+
+
+def session() -> Session:
+    """The current request's database session."""
+    from flask import current_app
+
+    return current_app.extensions["v6nb_db"].request_session()
+
+
+def _make_engine(url: str) -> Engine:
+    kwargs: dict[str, Any] = {}
+    is_sqlite = url.startswith("sqlite")
+    if is_sqlite:
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": _SQLITE_BUSY_MS / 1000}
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            kwargs["poolclass"] = StaticPool
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if is_sqlite:
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+    return engine
