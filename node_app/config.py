@@ -20,26 +20,81 @@ PREFIX = "node"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("server_url", "http://127.0.0.1:7601", "URL of the server (scheme, host, port).", str),
-    Setting("api_key", "", "The node's API key, shown once when the node was created on the server.", str),
+    Setting(
+        "api_key",
+        "",
+        "The node's API key, shown once when the node was created on the server.",
+        str,
+    ),
     Setting("name", "node", "A name for this node in logs and messages.", str),
-    Setting("data_dir", "node-data", "Folder for per-run work folders and the upload outbox; relative to the config file's folder.", str),
-    Setting("databases", [], "List of `{label, uri, type (csv, parquet, excel, sql), query?}`; relative file paths are resolved against the config file's folder.", list),
-    Setting("runtime", "auto", "`process`, `docker`, or `auto` (Docker when an engine answers, else process: no isolation, logged loudly).", str),
+    Setting(
+        "data_dir",
+        "node-data",
+        "Folder for per-run work folders and the upload outbox; relative to the config file's folder.",
+        str,
+    ),
+    Setting(
+        "databases",
+        [],
+        "List of `{label, uri, type (csv, parquet, excel, sql), query?}`; relative file paths are resolved against the config file's folder.",
+        list,
+    ),
+    Setting(
+        "runtime",
+        "auto",
+        "`process`, `docker`, or `auto` (Docker when an engine answers, else process: no isolation, logged loudly).",
+        str,
+    ),
     Setting(
         "process_algorithms",
-        {"v6nb/summary": "vantage6nb.algorithms.summary", "v6nb/crosstab": "vantage6nb.algorithms.crosstab"},
+        {
+            "v6nb/summary": "vantage6nb.algorithms.summary",
+            "v6nb/crosstab": "vantage6nb.algorithms.crosstab",
+        },
         "Image name -> importable module, for the process runtime (registry host, tag and digest are ignored when matching).",
         dict,
     ),
-    Setting("allowed_images", ["v6nb/*"], "Images this node runs: exact names or fnmatch patterns (`*` allows every image).", list),
-    Setting("image_digests", {}, "Image -> pinned `sha256:` digest; any other digest is refused.", dict),
-    Setting("limits", {"memory_mb": 1024, "cpus": 1.0, "pids": 256, "timeout_s": 3600}, "Per-run limits: `memory_mb`, `cpus`, `pids`, `timeout_s` (null: no limit).", dict),
+    Setting(
+        "allowed_images",
+        ["v6nb/*"],
+        "Images this node runs: exact names or fnmatch patterns (`*` allows every image).",
+        list,
+    ),
+    Setting(
+        "image_digests", {}, "Image -> pinned `sha256:` digest; any other digest is refused.", dict
+    ),
+    Setting(
+        "limits",
+        {"memory_mb": 1024, "cpus": 1.0, "pids": 256, "timeout_s": 3600},
+        "Per-run limits: `memory_mb`, `cpus`, `pids`, `timeout_s` (null: no limit).",
+        dict,
+    ),
     Setting("max_parallel_runs", 2, "How many runs execute at once; the rest wait.", int),
     Setting("proxy_port", 0, "Loopback port of the algorithm proxy (0: pick a free port).", int),
-    Setting("sync_interval_s", 30.0, "Seconds between periodic re-syncs of open runs (a safety net besides socket events).", float),
-    Setting("encryption", False, "Whether this node decrypts inputs and encrypts results (placeholder until encryption lands).", bool),
-    Setting("private_key", "", "Path of the organization's private key file (placeholder until encryption lands).", str),
-    Setting("private_key_passphrase_env", "", "Environment variable holding the private key's passphrase (placeholder).", str),
+    Setting(
+        "sync_interval_s",
+        30.0,
+        "Seconds between periodic re-syncs of open runs (a safety net besides socket events).",
+        float,
+    ),
+    Setting(
+        "encryption",
+        False,
+        "Whether this node decrypts inputs and encrypts results (placeholder until encryption lands).",
+        bool,
+    ),
+    Setting(
+        "private_key",
+        "",
+        "Path of the organization's private key file (placeholder until encryption lands).",
+        str,
+    ),
+    Setting(
+        "private_key_passphrase_env",
+        "",
+        "Environment variable holding the private key's passphrase (placeholder).",
+        str,
+    ),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.", str),
 )
 
@@ -112,7 +167,9 @@ def load_config(
         except yaml.YAMLError as exc:
             raise ConfigurationError(f"{cfile} is not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigurationError(f"{cfile} must hold a mapping of settings, not {type(loaded).__name__}.")
+            raise ConfigurationError(
+                f"{cfile} must hold a mapping of settings, not {type(loaded).__name__}."
+            )
         file_values = dict(loaded or {})
         base = cfile.parent
     values = resolve_settings(
@@ -132,16 +189,29 @@ def _build(v: dict[str, Any], base: Path, cfile: Path | None) -> NodeConfig:
             errors={"runtime": "unknown runtime"},
         )
     if v["max_parallel_runs"] < 1:
-        raise ConfigurationError("Setting 'max_parallel_runs' must be at least 1.", errors={"max_parallel_runs": "too small"})
+        raise ConfigurationError(
+            "Setting 'max_parallel_runs' must be at least 1.",
+            errors={"max_parallel_runs": "too small"},
+        )
     if not 0 <= v["proxy_port"] < 65536:
-        raise ConfigurationError("Setting 'proxy_port' must be 0..65535.", errors={"proxy_port": "out of range"})
+        raise ConfigurationError(
+            "Setting 'proxy_port' must be 0..65535.", errors={"proxy_port": "out of range"}
+        )
     if v["sync_interval_s"] <= 0:
-        raise ConfigurationError("Setting 'sync_interval_s' must be positive.", errors={"sync_interval_s": "not positive"})
+        raise ConfigurationError(
+            "Setting 'sync_interval_s' must be positive.",
+            errors={"sync_interval_s": "not positive"},
+        )
     for key in ("process_algorithms", "image_digests"):
         if not all(isinstance(k, str) and isinstance(x, str) for k, x in v[key].items()):
-            raise ConfigurationError(f"Setting '{key}' must map strings to strings.", errors={key: "expected str -> str"})
+            raise ConfigurationError(
+                f"Setting '{key}' must map strings to strings.", errors={key: "expected str -> str"}
+            )
     if not all(isinstance(x, str) for x in v["allowed_images"]):
-        raise ConfigurationError("Setting 'allowed_images' must be a list of strings.", errors={"allowed_images": "expected strings"})
+        raise ConfigurationError(
+            "Setting 'allowed_images' must be a list of strings.",
+            errors={"allowed_images": "expected strings"},
+        )
     return NodeConfig(
         server_url=v["server_url"].rstrip("/"),
         api_key=v["api_key"],
@@ -173,13 +243,20 @@ def _resolve(base: Path, value: str) -> Path:
 def _database(i: int, entry: Any, base: Path) -> DatabaseConfig:
     where = f"databases[{i}]"
     if not isinstance(entry, dict):
-        raise ConfigurationError(f"{where} must be a mapping with label, uri and type.", errors={where: "expected a mapping"})
+        raise ConfigurationError(
+            f"{where} must be a mapping with label, uri and type.",
+            errors={where: "expected a mapping"},
+        )
     missing = [k for k in ("label", "uri", "type") if not entry.get(k)]
     if missing:
-        raise ConfigurationError(f"{where} lacks {', '.join(missing)}.", errors={where: f"missing {', '.join(missing)}"})
+        raise ConfigurationError(
+            f"{where} lacks {', '.join(missing)}.", errors={where: f"missing {', '.join(missing)}"}
+        )
     unknown = sorted(set(entry) - {"label", "uri", "type", "query"})
     if unknown:
-        raise ConfigurationError(f"{where} has unknown key(s) {', '.join(unknown)}.", errors={where: "unknown keys"})
+        raise ConfigurationError(
+            f"{where} has unknown key(s) {', '.join(unknown)}.", errors={where: "unknown keys"}
+        )
     typ = str(entry["type"]).lower()
     if typ not in DATABASE_TYPES:
         raise ConfigurationError(
@@ -189,16 +266,25 @@ def _database(i: int, entry: Any, base: Path) -> DatabaseConfig:
     uri = str(entry["uri"])
     if typ != "sql":
         uri = str(_resolve(base, uri))
-    elif uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and uri != "sqlite:///:memory:":
+    elif (
+        uri.startswith("sqlite:///")
+        and not uri.startswith("sqlite:////")
+        and uri != "sqlite:///:memory:"
+    ):
         uri = "sqlite:///" + str(_resolve(base, uri[len("sqlite:///") :]))  # relative SQLite file
     query = entry.get("query")
-    return DatabaseConfig(label=str(entry["label"]), uri=uri, type=typ, query=str(query) if query else None)
+    return DatabaseConfig(
+        label=str(entry["label"]), uri=uri, type=typ, query=str(query) if query else None
+    )
 
 
 def _limits(raw: dict[str, Any]) -> Limits:
     unknown = sorted(set(raw) - set(_LIMIT_KEYS))
     if unknown:
-        raise ConfigurationError(f"Setting 'limits' has unknown key(s) {', '.join(unknown)}; use {', '.join(_LIMIT_KEYS)}.", errors={"limits": "unknown keys"})
+        raise ConfigurationError(
+            f"Setting 'limits' has unknown key(s) {', '.join(unknown)}; use {', '.join(_LIMIT_KEYS)}.",
+            errors={"limits": "unknown keys"},
+        )
     out: dict[str, Any] = {}
     for key, typ in _LIMIT_KEYS.items():
         value = raw.get(key)
@@ -206,7 +292,10 @@ def _limits(raw: dict[str, Any]) -> Limits:
             out[key] = None
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigurationError(f"limits.{key} must be a positive number or null, got {value!r}.", errors={"limits": key})
+            raise ConfigurationError(
+                f"limits.{key} must be a positive number or null, got {value!r}.",
+                errors={"limits": key},
+            )
         out[key] = typ(value)
     return Limits(**out)
 
@@ -225,7 +314,11 @@ def settings_table() -> str:
 
     rows = ["| key | default | env var | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
-        default = json.dumps(s.default) if not isinstance(s.default, str) else (f"`{s.default}`" if s.default else '`""`')
+        default = (
+            json.dumps(s.default)
+            if not isinstance(s.default, str)
+            else (f"`{s.default}`" if s.default else '`""`')
+        )
         if not isinstance(s.default, str):
             default = f"`{default}`"
         rows.append(f"| `{s.name}` | {default} | `{env_name(PREFIX, s.name)}` | {s.help} |")

@@ -34,7 +34,9 @@ def requested_labels(databases: Iterable[Any] | None) -> list[str]:
     return out
 
 
-def resolve_databases(labels: Sequence[str], configured: Sequence[DatabaseConfig]) -> list[DatabaseMount]:
+def resolve_databases(
+    labels: Sequence[str], configured: Sequence[DatabaseConfig]
+) -> list[DatabaseMount]:
     """Map labels to :class:`DatabaseMount`; raise :class:`DataSourceError` with a clear reason.
 
     Files must exist; SQL URLs are passed through (the algorithm connects). No labels requested:

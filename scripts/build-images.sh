@@ -11,6 +11,7 @@
 # Downloads (wheels, rootfs tarball) are cached under $V6NB_CACHE (default /var/cache/v6nb).
 # Usage: scripts/build-images.sh [--force] [--base-only] [--no-push]
 set -euo pipefail
+shopt -s inherit_errexit
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${V6NB_CACHE:-/var/cache/v6nb}"
@@ -133,15 +134,35 @@ make_wheels() {
                 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
                 --platform manylinux2014_x86_64 --platform any)
         fi
-        python3 -m pip download --quiet --only-binary=:all: "${extra[@]}" -d "$dir" "${reqs[@]}"
+        python3 -m pip download --quiet --only-binary=:all: "${extra[@]}" -d "$dir" "${reqs[@]}" \
+            2>"$CACHE/pip-download.log" || {
+            log "pip download failed; see $CACHE/pip-download.log"
+            tail -n 20 "$CACHE/pip-download.log" >&2
+            exit 1
+        }
         touch "$dir/.complete"
     else
         log "using cached wheels in $dir"
     fi
     # This repository's wheel changes with the source: always rebuild it (a few seconds).
     rm -f "$dir"/vantage6nb-*.whl
-    python3 -m pip wheel --quiet --no-deps --no-build-isolation -w "$dir" "$ROOT" >/dev/null
+    repo_wheel "$dir"
     echo "$dir"
+}
+
+repo_wheel() {
+    # Build from a copy so the checkout gets no build/ or egg-info droppings.
+    local src
+    src=$(mktemp -d)
+    cp -r "$ROOT/pyproject.toml" "$ROOT/vantage6nb" "$ROOT/server_app" "$ROOT/node_app" "$src/"
+    [ -f "$ROOT/README.md" ] && cp "$ROOT/README.md" "$src/"
+    find "$src" -name __pycache__ -prune -exec rm -rf {} +
+    python3 -m pip wheel --quiet --no-deps -w "$1" "$src" >"$CACHE/pip-wheel.log" 2>&1 || {
+        log "building this repository's wheel failed; see $CACHE/pip-wheel.log"
+        tail -n 20 "$CACHE/pip-wheel.log" >&2
+        exit 1
+    }
+    rm -rf "$src"
 }
 
 build_from_context() {
@@ -154,7 +175,7 @@ build_from_context() {
     mkdir "$ctx/wheels"
     cp "$wheels"/*.whl "$ctx/wheels/"
     log "docker build --network none -> $image"
-    docker build --quiet --network none -t "$image" --build-arg "BASE=$BASE_IMAGE" "$@" "$ctx" >/dev/null
+    docker build --quiet --force-rm --network none -t "$image" --build-arg "BASE=$BASE_IMAGE" "$@" "$ctx" >/dev/null
     rm -rf "$ctx"
 }
 
@@ -177,7 +198,7 @@ build_python_and_algorithms() {
         ctx=$(mktemp -d)
         printf 'FROM %s\nENV PKG_NAME=%s\nLABEL org.vantage6nb.algorithm=%s\n' "$PY_IMAGE" "$module" "$name" \
             >"$ctx/Dockerfile"
-        docker build --quiet --network none -t "v6nb/$name:$VERSION" "$ctx" >/dev/null
+        docker build --quiet --force-rm --network none -t "v6nb/$name:$VERSION" "$ctx" >/dev/null
         docker tag "v6nb/$name:$VERSION" "v6nb/$name:latest"
         rm -rf "$ctx"
         log "built v6nb/$name:$VERSION"

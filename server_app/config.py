@@ -17,7 +17,12 @@ __all__ = ["PREFIX", "SETTINGS", "load_config", "sqlite_url"]
 PREFIX = "server"
 
 SETTINGS: list[Setting] = [
-    Setting("host", "127.0.0.1", "Address to listen on. Keep 127.0.0.1 unless a proxy sits in front.", str),
+    Setting(
+        "host",
+        "127.0.0.1",
+        "Address to listen on. Keep 127.0.0.1 unless a proxy sits in front.",
+        str,
+    ),
     Setting("port", 7601, "TCP port for the REST API and socket.io.", int),
     Setting(
         "data_dir",
@@ -33,7 +38,9 @@ SETTINGS: list[Setting] = [
         "Example: postgresql+psycopg2://v6:secret@127.0.0.1/v6.",
         str,
     ),
-    Setting("root_username", "root", "Name of the administrator account created on first start.", str),
+    Setting(
+        "root_username", "root", "Name of the administrator account created on first start.", str
+    ),
     Setting(
         "root_password",
         "",
@@ -127,7 +134,8 @@ def load_config(
             ) from exc
         except yaml.YAMLError as exc:
             raise ConfigurationError(
-                f"Configuration file {p} is not valid YAML: {exc}", errors={"config": "invalid YAML"}
+                f"Configuration file {p} is not valid YAML: {exc}",
+                errors={"config": "invalid YAML"},
             ) from exc
         if loaded is None:
             loaded = {}
@@ -160,10 +168,18 @@ def _check(cfg: dict[str, Any]) -> None:
     errors: dict[str, str] = {}
     if not 0 < cfg["port"] < 65536:
         errors["port"] = "must be between 1 and 65535"
-    for key in ("access_token_minutes", "refresh_token_hours", "container_token_hours", "max_body_mb", "threads"):
+    for key in (
+        "access_token_minutes",
+        "refresh_token_hours",
+        "container_token_hours",
+        "max_body_mb",
+        "threads",
+    ):
         if cfg[key] < 1:
             errors[key] = "must be at least 1"
     if cfg["log_level"] not in _LOG_LEVELS:
         errors["log_level"] = f"must be one of {', '.join(_LOG_LEVELS)}"
     if errors:
-        raise ConfigurationError("Invalid server configuration: fix the settings listed in 'errors'.", errors=errors)
+        raise ConfigurationError(
+            "Invalid server configuration: fix the settings listed in 'errors'.", errors=errors
+        )

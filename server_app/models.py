@@ -42,7 +42,9 @@ class Base(DeclarativeBase):
 collaboration_member = Table(
     "collaboration_member",
     Base.metadata,
-    Column("collaboration_id", ForeignKey("collaboration.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "collaboration_id", ForeignKey("collaboration.id", ondelete="CASCADE"), primary_key=True
+    ),
     Column("organization_id", ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True),
 )
 
@@ -118,7 +120,9 @@ class Task(Base):
     method: Mapped[str] = mapped_column(String(255))
     init_org_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), index=True)
     init_user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("task.id", ondelete="CASCADE"), index=True
+    )
     job_id: Mapped[int | None] = mapped_column(index=True)
     databases: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -29,7 +29,9 @@ class TokenService:
     1
     """
 
-    def __init__(self, secret: str, *, access_minutes: int, refresh_hours: int, container_hours: int = 24) -> None:
+    def __init__(
+        self, secret: str, *, access_minutes: int, refresh_hours: int, container_hours: int = 24
+    ) -> None:
         self._serializer = URLSafeSerializer(
             secret, salt="v6nb-token", signer_kwargs={"digest_method": hashlib.sha256}
         )
@@ -52,11 +54,17 @@ class TokenService:
         except BadSignature as exc:
             raise AuthenticationError("Invalid token: log in again to get a new one.") from exc
         if not isinstance(claims, dict) or claims.get("kind") != kind:
-            raise AuthenticationError(f"This is not an {kind} token: send the {kind} token you got at login.")
+            raise AuthenticationError(
+                f"This is not an {kind} token: send the {kind} token you got at login."
+            )
         if int(claims.get("exp", 0)) < time.time():
             raise TokenExpired(
                 f"The {kind} token has expired: "
-                + ("use your refresh token at /api/token/refresh." if kind == "access" else "log in again.")
+                + (
+                    "use your refresh token at /api/token/refresh."
+                    if kind == "access"
+                    else "log in again."
+                )
             )
         return claims
 

@@ -1,0 +1,58 @@
+"""Runtimes execute algorithms: ``ProcessRuntime`` (no isolation) and ``DockerRuntime`` (isolated)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .base import DatabaseMount, Limits, RunOutcome, RunSpec, Runtime, RuntimeRefusal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import NodeConfig
+
+__all__ = [
+    "DatabaseMount",
+    "Limits",
+    "RunOutcome",
+    "RunSpec",
+    "Runtime",
+    "RuntimeRefusal",
+    "make_runtime",
+]
+
+log = logging.getLogger(__name__)
+
+NO_ISOLATION_WARNING = (
+    "NO ISOLATION: algorithms run as plain processes of this node's user, with access to everything "
+    "it can read and reach. Use only with trusted algorithms, or run the node with a Docker engine."
+)
+
+
+def make_runtime(config: NodeConfig) -> Runtime:
+    """The runtime the configuration asks for; ``auto`` is Docker when an engine answers, else process.
+
+    Examples
+    --------
+    >>> from node_app.config import load_config
+    >>> make_runtime(load_config(None, environ={}, overrides={"runtime": "process"})).name
+    'process'
+    """
+    choice = config.runtime
+    if choice in ("docker", "auto"):
+        from .docker import engine_answers  # imports the docker SDK lazily
+
+        if engine_answers():
+            from .docker import DockerRuntime
+
+            return DockerRuntime(node_name=config.name)
+        if choice == "docker":
+            from vantage6nb.common.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "runtime is 'docker' but no Docker engine answers; start one, or set `runtime: process` "
+                "(no isolation) in node.yaml"
+            )
+    from .process import ProcessRuntime
+
+    log.warning(NO_ISOLATION_WARNING)
+    return ProcessRuntime(config.process_algorithms)

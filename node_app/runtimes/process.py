@@ -19,7 +19,13 @@ from vantage6nb.common.schemas import RunStatus
 from ..policy import parse_image
 from .base import RunOutcome, RunSpec, Runtime, RuntimeRefusal
 
-__all__ = ["LOG_TAIL_BYTES", "LOG_TAIL_LINES", "ProcessRuntime", "algorithm_environment", "log_tail"]
+__all__ = [
+    "LOG_TAIL_BYTES",
+    "LOG_TAIL_LINES",
+    "ProcessRuntime",
+    "algorithm_environment",
+    "log_tail",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +51,9 @@ def log_tail(data: bytes, *, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_T
     return "".join(parts[-lines:])
 
 
-def algorithm_environment(spec: RunSpec, *, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def algorithm_environment(
+    spec: RunSpec, *, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The contract environment for ``spec`` (encoded, vantage6 compatible) merged over ``base``.
 
     A database's ``query`` travels as ``<LABEL>_DB_PARAM_QUERY``, the way vantage6 passes extra
@@ -107,10 +115,15 @@ class ProcessRuntime(Runtime):
     name: ClassVar[str] = "process"
     isolated: ClassVar[bool] = False
 
-    def __init__(self, algorithms: Mapping[str, str], *, pythonpath: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, algorithms: Mapping[str, str], *, pythonpath: Sequence[str] | None = None
+    ) -> None:
         self.algorithms = {parse_image(k).name: v for k, v in algorithms.items()}
         if pythonpath is None:
-            pythonpath = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+            pythonpath = [
+                os.getcwd(),
+                *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
+            ]
         self.pythonpath = list(pythonpath)
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._killed: set[int] = set()
@@ -177,7 +190,9 @@ class ProcessRuntime(Runtime):
             self._procs.pop(spec.run_id, None)
             killed = spec.run_id in self._killed
             self._killed.discard(spec.run_id)
-        return self._outcome(spec, proc.returncode, bytes(captured), killed=killed, timed_out=timed_out)
+        return self._outcome(
+            spec, proc.returncode, bytes(captured), killed=killed, timed_out=timed_out
+        )
 
     @staticmethod
     def _drain(proc: subprocess.Popen[bytes], captured: bytearray) -> None:
@@ -189,7 +204,9 @@ class ProcessRuntime(Runtime):
         proc.stdout.close()
 
     @staticmethod
-    def _outcome(spec: RunSpec, code: int, captured: bytes, *, killed: bool, timed_out: bool) -> RunOutcome:
+    def _outcome(
+        spec: RunSpec, code: int, captured: bytes, *, killed: bool, timed_out: bool
+    ) -> RunOutcome:
         tail = log_tail(captured)
         if killed:
             return RunOutcome(RunStatus.KILLED, "killed on request", tail, code)

@@ -17,7 +17,7 @@ from ..common.errors import (
     error_from_payload,
 )
 from ..common.schemas import OPEN_STATUSES
-from ._context import current_local, get_env
+from ._context import current_local, get_env, requested_labels
 
 __all__ = ["AlgorithmClient", "algorithm_client"]
 
@@ -69,16 +69,18 @@ class AlgorithmClient:
         return cls(f"{host}:{port}{api_path}" if port else f"{host}{api_path}", token=token)
 
     # --- transport (a local network overrides these two) ---
-    def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                 json: Any = None) -> Any:
+    def _request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> Any:
         import requests
 
         if self._session is None:
             self._session = requests.Session()
             self._session.headers["Authorization"] = f"Bearer {self.token}"
         try:
-            resp = self._session.request(method, f"{self.url}{path}", params=params, json=json,
-                                         timeout=self.timeout)
+            resp = self._session.request(
+                method, f"{self.url}{path}", params=params, json=json, timeout=self.timeout
+            )
         except requests.RequestException as exc:
             raise ServerUnavailable(
                 f"Cannot reach the node's algorithm proxy at {self.url}: {exc}",
@@ -93,8 +95,9 @@ class AlgorithmClient:
         return body
 
     # --- waiting ---
-    def wait_for_results(self, task_id: int, *, timeout: float | None = None,
-                         interval: float = 0.05) -> list[Any]:
+    def wait_for_results(
+        self, task_id: int, *, timeout: float | None = None, interval: float = 0.05
+    ) -> list[Any]:
         """Wait until every run of ``task_id`` has ended and return the results (one per run).
 
         Raises :class:`TaskFailed` (with each failed run's reason) when a run did not complete,
@@ -128,7 +131,10 @@ class AlgorithmClient:
                     + (f" ({r.get('reason')})" if r.get("reason") else "")
                     for r in failed
                 ),
-                errors={str(r.get("organization_id")): r.get("reason") or r.get("status") for r in failed},
+                errors={
+                    str(r.get("organization_id")): r.get("reason") or r.get("status")
+                    for r in failed
+                },
             )
         return self.result.from_task(task_id)
 
@@ -152,23 +158,36 @@ class _Organizations(_Endpoint):
 
 
 class _Tasks(_Endpoint):
-    def create(self, input_: dict[str, Any], organizations: Sequence[int], *,
-               name: str | None = None, description: str | None = None,
-               databases: Sequence[dict[str, Any]] | None = None,
-               image: str | None = None) -> dict[str, Any]:
+    def create(
+        self,
+        input_: dict[str, Any],
+        organizations: Sequence[int],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        databases: Sequence[dict[str, Any] | str] | None = None,
+        image: str | None = None,
+    ) -> dict[str, Any]:
         """Create a subtask running ``input_`` (``{"method", "args"?, "kwargs"?}``) at ``organizations``.
 
-        The image defaults to this run's; the proxy encrypts the input for each organization.
+        The image defaults to this run's, the databases to this run's labels; the proxy encrypts
+        the input for each organization.
         """
         if not isinstance(input_, dict) or not isinstance(input_.get("method"), str):
-            raise ValueError('input_ must be a dict with a "method" name, e.g. {"method": "partial"}')
+            raise ValueError(
+                'input_ must be a dict with a "method" name, e.g. {"method": "partial"}'
+            )
         orgs = [int(o) for o in organizations]
         if not orgs:
             raise ValueError("organizations must name at least one organization id")
         body: dict[str, Any] = {
             "organizations": [
-                {"id": o, "input": contract.make_input(input_["method"], input_.get("args"),
-                                                       input_.get("kwargs"))}
+                {
+                    "id": o,
+                    "input": contract.make_input(
+                        input_["method"], input_.get("args"), input_.get("kwargs")
+                    ),
+                }
                 for o in orgs
             ],
             "method": input_["method"],
@@ -176,8 +195,9 @@ class _Tasks(_Endpoint):
         for key, value in (("name", name), ("description", description), ("image", image)):
             if value is not None:
                 body[key] = value
-        if databases is not None:
-            body["databases"] = list(databases)
+        if databases is None:
+            databases = [{"label": label} for label in requested_labels()]
+        body["databases"] = [{"label": d} if isinstance(d, str) else dict(d) for d in databases]
         return self._c._request("POST", "/task", json=body)
 
     def get(self, id: int) -> dict[str, Any]:

@@ -12,7 +12,17 @@ from typing import Any
 from ..common import contract
 from ..common.errors import ConfigurationError
 
-__all__ = ["DatabaseSource", "LocalContext", "database_sources", "get_env", "local_context", "current_local"]
+__all__ = [
+    "MIN_CELL_COUNT",
+    "DatabaseSource",
+    "LocalContext",
+    "current_local",
+    "database_sources",
+    "get_env",
+    "local_context",
+    "min_cell_count",
+    "requested_labels",
+]
 
 MIN_CELL_COUNT = "V6NB_MIN_CELL_COUNT"
 
@@ -68,7 +78,10 @@ def get_env(name: str, default: str | None = None) -> str | None:
     ctx = _CURRENT.get()
     if ctx is not None:
         return ctx.environ.get(name, default)
-    return contract.read_environment(os.environ, name, default)
+    try:
+        return contract.read_environment(os.environ, name, default)
+    except ValueError:  # set by hand next to an encoded contract: take it as it is
+        return os.environ[name]
 
 
 def database_sources() -> list[DatabaseSource]:
@@ -76,7 +89,9 @@ def database_sources() -> list[DatabaseSource]:
     ctx = _CURRENT.get()
     if ctx is not None:
         return list(ctx.databases)
-    labels = [x.strip() for x in (get_env(contract.USER_REQUESTED_DATABASE_LABELS) or "").split(",")]
+    labels = [
+        x.strip() for x in (get_env(contract.USER_REQUESTED_DATABASE_LABELS) or "").split(",")
+    ]
     out = []
     for label in filter(None, labels):
         uri_name, type_name = contract.database_env_names(label)
@@ -91,6 +106,15 @@ def database_sources() -> list[DatabaseSource]:
         query = get_env(f"{label.upper()}_DATABASE_QUERY")
         out.append(DatabaseSource(label=label, uri=uri, type=typ, query=query))
     return out
+
+
+def requested_labels() -> list[str]:
+    """Labels of the databases this run was given, in order (what subtasks inherit by default)."""
+    ctx = _CURRENT.get()
+    if ctx is not None:
+        return [s.label for s in ctx.databases]
+    raw = get_env(contract.USER_REQUESTED_DATABASE_LABELS) or ""
+    return [x.strip() for x in raw.split(",") if x.strip()]
 
 
 def _type_from_uri(uri: str) -> str:

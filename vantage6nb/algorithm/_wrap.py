@@ -29,7 +29,10 @@ def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | No
     env = os.environ if environ is None else environ
     module = module or env.get("PKG_NAME")
     if not module:
-        print("vantage6nb.algorithm: no algorithm module given (argument or PKG_NAME)", file=sys.stderr)
+        print(
+            "vantage6nb.algorithm: no algorithm module given (argument or PKG_NAME)",
+            file=sys.stderr,
+        )
         return 2
     input_file = contract.read_environment(env, contract.INPUT_FILE)
     output_file = contract.read_environment(env, contract.OUTPUT_FILE)

@@ -57,6 +57,7 @@ class EventStream:
         self._conn_lock = threading.Lock()  # serialises connect/close; never taken by handlers
         self._sio: socketio.Client | None = None
         self._ever_connected = False
+        self._up = False
         self._auth_failed = False
         self.last_error: str | None = None
 
@@ -84,8 +85,9 @@ class EventStream:
     @property
     def connected(self) -> bool:
         """True while the socket.io connection is up."""
-        sio = self._sio
-        return bool(sio is not None and sio.connected)
+        # Our own flag: python-socketio sets Client.connected only after the connect handlers ran,
+        # and subscribers to "connected"/"reconnected" must already see True.
+        return self._up and self._sio is not None
 
     # -- connection -----------------------------------------------------------------------------
     def ensure_connected(self) -> bool:
@@ -102,26 +104,28 @@ class EventStream:
             if self._token() is None:
                 self.last_error = "not logged in"
                 return False
-            if self._sio is None:
-                self._sio = self._make_client()
-            try:
-                self._sio.connect(
-                    self._url,
-                    auth=self._auth,
-                    transports=["websocket"],
-                    socketio_path="socket.io",
-                    wait_timeout=self._connect_timeout,
-                )
-            except socketio.exceptions.ConnectionError as exc:
-                self.last_error = str(exc) or type(exc).__name__
-                log.warning("socket.io connection to %s failed: %s", self._url, self.last_error)
-                try:  # a half-open client cannot connect again: start afresh next time
-                    self._sio.disconnect()
-                except Exception:  # noqa: BLE001 - best effort cleanup
-                    pass
-                self._sio = None
-                return False
-            return self.connected
+            for attempt in (1, 2):  # a refused token is refreshed, then tried once more
+                self._sio, self.last_error = self._make_client(), None
+                try:
+                    self._sio.connect(
+                        self._url,
+                        auth=self._auth,
+                        transports=["websocket"],
+                        socketio_path="socket.io",
+                        wait_timeout=self._connect_timeout,
+                    )
+                    return self.connected
+                except socketio.exceptions.ConnectionError as exc:
+                    self.last_error = self.last_error or str(exc) or type(exc).__name__
+                    try:  # a half-open client cannot connect again: start afresh next time
+                        self._sio.disconnect()
+                    except Exception:  # noqa: BLE001 - best effort cleanup
+                        pass
+                    self._sio, self._up = None, False
+                    if not (attempt == 1 and self._auth_failed):
+                        break
+            log.warning("socket.io connection to %s failed: %s", self._url, self.last_error)
+            return False
 
     def connect(self) -> bool:
         """Open the connection now (instead of on first use); returns :attr:`connected`."""
@@ -131,6 +135,7 @@ class EventStream:
         """Disconnect for good (a later :meth:`on` connects again)."""
         with self._conn_lock:
             sio, self._sio = self._sio, None
+            self._up = False
         if sio is not None:
             try:
                 sio.disconnect()
@@ -169,6 +174,7 @@ class EventStream:
 
     def _on_connect(self) -> None:
         self.last_error = None
+        self._up = True
         again = self._ever_connected
         self._ever_connected = True
         self._dispatch(CONNECTED, {})
@@ -176,11 +182,14 @@ class EventStream:
             self._dispatch(RECONNECTED, {})
 
     def _on_disconnect(self, reason: Any = None) -> None:
+        self._up = False
         self._dispatch(DISCONNECTED, {"reason": str(reason) if reason is not None else None})
 
     def _on_connect_error(self, data: Any = None) -> None:
-        self.last_error = str(data)
-        self._auth_failed = True
+        self.last_error = str(data.get("message", data) if isinstance(data, dict) else data)
+        # The server refuses a bad or expired token with {"message": ...}; transport failures
+        # (server down) come as plain strings and need no new token.
+        self._auth_failed = isinstance(data, dict)
 
     def _on_any(self, event: str, data: Any = None) -> None:
         self._dispatch(event, data)

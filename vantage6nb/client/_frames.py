@@ -112,8 +112,10 @@ def frame(
         records.append(rec)
     columns = list(COLUMNS[kind])
     extra = sorted({k for rec in records for k in rec} - set(columns))
-    df = pd.DataFrame.from_records(records, columns=columns + extra) if records else pd.DataFrame(
-        columns=columns
+    df = (
+        pd.DataFrame.from_records(records, columns=columns + extra)
+        if records
+        else pd.DataFrame(columns=columns)
     )
     for col in _TIME_COLUMNS:
         if col in df.columns:

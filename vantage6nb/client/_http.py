@@ -70,7 +70,9 @@ class Transport:
             if stale is not None and self.access_token not in (None, stale):
                 return self.access_token
             if not self.refresh_token:
-                raise AuthenticationError("Not logged in: call client.login(username, password) first.")
+                raise AuthenticationError(
+                    "Not logged in: call client.login(username, password) first."
+                )
             try:
                 body = self.request(
                     "POST", "/token/refresh", json={"refresh_token": self.refresh_token}, auth=False
@@ -146,7 +148,9 @@ class Transport:
                 "it may be overloaded: retry, or raise Client(..., timeout=...)."
             ) from None
         except requests.exceptions.ConnectionError:
-            raise ServerUnavailable(f"Cannot reach the server at {self.url}: {_START_HINT}.") from None
+            raise ServerUnavailable(
+                f"Cannot reach the server at {self.url}: {_START_HINT}."
+            ) from None
 
     def close(self) -> None:
         """Close the pooled connections."""

@@ -55,7 +55,7 @@ class Parameter:
         >>> Parameter("n", "int").parse("3")
         3
         """
-        if value is None or (isinstance(value, str) and value.strip() == "" and self.kind != "str"):
+        if value is None or (isinstance(value, str) and value.strip() == ""):
             if self.required:
                 raise ValidationError(
                     f"Parameter '{self.name}' is required: fill it in.",
@@ -92,6 +92,10 @@ class Method:
     name: str
     parameters: tuple[Parameter, ...] = ()
     doc: str = ""
+    # central: runs at one organization and creates subtasks (it takes the algorithm client);
+    # its ``organizations`` argument is filled from the organizations picked in the form
+    central: bool = False
+    takes_organizations: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,15 @@ def _kind_of(annotation: Any) -> tuple[str, bool, tuple[Any, ...]]:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        rest = [a for a in args if a is not type(None)]
-        kind, _, choices = _kind_of(rest[0]) if len(rest) == 1 else ("json", True, ())
+        rest = [_kind_of(a) for a in args if a is not type(None)]
+        kinds = [k for k, _, _ in rest]
+        lists = [k for k in kinds if k.startswith("list[")]
+        if lists:  # `Sequence[str] | str`: a comma-separated list covers both
+            kind, choices = lists[0], ()
+        elif len(set(kinds)) == 1:
+            kind, choices = kinds[0], rest[0][2]
+        else:
+            kind, choices = "json", ()
         return kind, len(rest) < len(args), choices
     if origin is typing.Literal:
         return "choice", False, tuple(args)
@@ -158,8 +169,10 @@ def _is_injected(param: inspect.Parameter) -> bool:
 def method_from_function(func: Callable[..., Any], name: str | None = None) -> Method:
     """Declare a method from a function's signature, annotations and docstring.
 
-    Data frames and the algorithm client (filled in by the kit) are left out; a parameter without
-    an annotation takes the type of its default, or ``str``.
+    Data frames and the algorithm client (filled in by the kit) are left out, and so is an
+    ``organizations`` argument (the form's organization picker fills it); a parameter without an
+    annotation takes the type of its default, or ``str``. A function taking the algorithm client is
+    a central method: it runs at one organization and creates subtasks.
 
     Examples
     --------
@@ -173,8 +186,19 @@ def method_from_function(func: Callable[..., Any], name: str | None = None) -> M
     except Exception:  # unresolvable forward references: fall back to the raw annotations
         hints = {}
     params = []
+    central = takes_orgs = False
     for p in sig.parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or _is_injected(p):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if _is_injected(p):
+            central = (
+                central
+                or p.name in ("client", "algorithm_client")
+                or "AlgorithmClient" in str(hints.get(p.name, p.annotation))
+            )
+            continue
+        if p.name == "organizations":
+            takes_orgs = True
             continue
         annotation = hints.get(p.name, p.annotation)
         has_default = p.default is not inspect.Parameter.empty
@@ -192,7 +216,13 @@ def method_from_function(func: Callable[..., Any], name: str | None = None) -> M
             )
         )
     doc = (inspect.getdoc(func) or "").strip().splitlines()
-    return Method(name=name or func.__name__, parameters=tuple(params), doc=doc[0] if doc else "")
+    return Method(
+        name=name or func.__name__,
+        parameters=tuple(params),
+        doc=doc[0] if doc else "",
+        central=central,
+        takes_organizations=takes_orgs,
+    )
 
 
 def algorithm_from_module(

@@ -10,7 +10,7 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from ..common.events import RUN_STATUS
+from ..common.events import RUN_STATUS, TASK_CREATED
 from ._output import ErrorOutput
 from ._progress import RunRow, TaskProgress, _fmt_seconds, render_runs_html
 
@@ -46,14 +46,15 @@ class TaskMonitor(widgets.VBox):
 
     done = traitlets.Bool(False, help="Every run has reached a final status.")
     status = traitlets.Unicode("pending", help="'running', 'completed', 'failed' or 'killed'.")
-    statuses = traitlets.Dict(help="organization name -> run status, as last pushed.")
+    statuses = traitlets.Dict(help="organization name -> status of its run of this task.")
+    subtask_statuses = traitlets.Dict(help="organization name -> status of its latest subtask run.")
 
     def __init__(self, task: Any, *, client: Any = None, **kwargs: Any) -> None:
         self.task = task
         self.client = client or _client_of(task)
         self.progress = TaskProgress(task_id=int(task.id))
         self._unsubscribe: list[Callable[[], None]] = []
-        self._log_fetched: set[int] = set()
+        self._log_fetched: set[tuple[int | None, int]] = set()
         self.title = widgets.HTML(f"<b>Task {int(task.id)}</b> {self._describe(task)}")
         self.bar = widgets.IntProgress(value=0, min=0, max=1, description="0/0", bar_style="info")
         self.elapsed_label = widgets.Label("elapsed –")
@@ -74,9 +75,20 @@ class TaskMonitor(widgets.VBox):
             self.errors.show_message("No event stream: statuses update only on refresh().")
             return
         with self.errors.catch("subscribing to task events"):
-            self._unsubscribe.append(events.on(RUN_STATUS, self._on_event))
-            # events sent while the connection was down are lost: catch up from the server
-            self._unsubscribe.append(events.on("reconnected", lambda _: self.refresh(), connect=False))
+            self._unsubscribe += [
+                events.on(TASK_CREATED, self._on_task_created),
+                events.on(RUN_STATUS, self._on_event),
+                # events sent while the connection was down are lost: catch up from the server
+                events.on("reconnected", lambda _: self.refresh(), connect=False),
+            ]
+
+    def _on_task_created(self, payload: Any) -> None:
+        # a central algorithm's subtasks: follow their runs too, so every organization shows up
+        if isinstance(payload, dict) and payload.get("parent_id") in self._family():
+            self.progress.add_subtask(int(payload["task_id"]))
+
+    def _family(self) -> set[int]:
+        return {self.progress.task_id, *self.progress.subtasks}
 
     def _on_event(self, payload: Any) -> None:
         if isinstance(payload, dict) and self.progress.apply(payload):
@@ -85,14 +97,26 @@ class TaskMonitor(widgets.VBox):
     def refresh(self) -> None:
         """Take a status snapshot from the server (done once at start and after reconnects)."""
         with self.errors.catch("reading the task's status"):
+            if not self.progress.org_names and hasattr(self.client, "organizations"):
+                orgs = self.client.organizations()
+                self.progress.org_names.update(
+                    {int(o["id"]): str(o["name"]) for o in orgs.to_dict("records")}
+                )
             status = self.task.status()
             rows = status.to_dict("records") if hasattr(status, "to_dict") else list(status)
             for row in rows:
-                name = row.get("organization")
-                if row.get("organization_id") is not None and name:
-                    self.progress.org_names[int(row["organization_id"])] = str(name)
                 self.progress.apply({**row, "task_id": self.progress.task_id})
+            self._refresh_subtasks()
         self._render()
+
+    def _refresh_subtasks(self) -> None:
+        transport = getattr(self.client, "_transport", None)
+        if transport is None:
+            return
+        for sub in transport.paginate("/task", {"parent_id": self.progress.task_id}):
+            self.progress.add_subtask(int(sub["id"]))
+            for run in transport.paginate("/run", {"task_id": int(sub["id"])}):
+                self.progress.apply(run)
 
     def close(self) -> None:
         """Stop listening to events and close the widget."""
@@ -109,6 +133,7 @@ class TaskMonitor(widgets.VBox):
     def _render(self) -> None:
         self._fetch_logs()
         rows = self.progress.snapshot()
+        main = self.progress.main_rows()
         now = datetime.now(timezone.utc)
         total, finished = self.progress.total, self.progress.finished
         self.bar.max = max(total, 1)
@@ -116,11 +141,16 @@ class TaskMonitor(widgets.VBox):
         self.bar.description = f"{finished}/{total}"
         self.table.value = render_runs_html(rows, now)
         self.elapsed_label.value = f"elapsed {_fmt_seconds(self.progress.elapsed(now))}"
-        self.statuses = {r.organization or str(r.organization_id): r.status for r in rows}
+        self.statuses = {r.organization or str(r.organization_id): r.status for r in main}
+        self.subtask_statuses = {
+            r.organization or str(r.organization_id): r.status for r in rows if r.subtask
+        }
         if self.progress.done:
             if self.progress.succeeded:
                 overall, style = "completed", "success"
-            elif any(r.status == "killed" for r in rows) and not any(r.status in _BAD for r in rows):
+            elif any(r.status == "killed" for r in main) and not any(
+                r.status in _BAD for r in main
+            ):
                 overall, style = "killed", "warning"
             else:
                 overall, style = "failed", "danger"
@@ -136,11 +166,12 @@ class TaskMonitor(widgets.VBox):
     def _fetch_logs(self) -> None:
         # the run_status event carries no log: read it once for runs that ended badly
         for row in self.progress.snapshot():
-            if row.status in _BAD and row.organization_id not in self._log_fetched and not row.log_tail:
-                self._log_fetched.add(row.organization_id)
+            key = (row.task_id, row.organization_id)
+            if row.status in _BAD and key not in self._log_fetched and not row.log_tail:
+                self._log_fetched.add(key)
                 text = _read_log(self.task, self.client, row)
                 if text:
-                    self.progress.set_log(row.organization_id, text)
+                    self.progress.set_log(row, text)
 
     @property
     def dataframe(self) -> Any:
@@ -152,6 +183,8 @@ class TaskMonitor(widgets.VBox):
             [
                 {
                     "organization": r.organization,
+                    "task_id": r.task_id,
+                    "subtask": r.subtask,
                     "node": r.node,
                     "status": r.status,
                     "reason": r.reason,
@@ -161,7 +194,17 @@ class TaskMonitor(widgets.VBox):
                 }
                 for r in rows
             ],
-            columns=["organization", "node", "status", "reason", "started", "finished", "elapsed_s"],
+            columns=[
+                "organization",
+                "task_id",
+                "subtask",
+                "node",
+                "status",
+                "reason",
+                "started",
+                "finished",
+                "elapsed_s",
+            ],
         )
 
     # -- actions --------------------------------------------------------------------------------
@@ -182,22 +225,17 @@ class TaskMonitor(widgets.VBox):
 
 
 def _read_log(task: Any, client: Any, row: RunRow) -> str:
-    """The log of one run, read through whatever the client offers; '' when it cannot."""
+    """The log of one run, read through what the client offers; '' when it cannot."""
     try:
         logs = getattr(task, "logs", None)
-        if callable(logs):
+        if callable(logs):  # a public Task.logs() -> {organization name: log}
             found = logs()
-            if isinstance(found, dict):
-                for key in (row.organization, row.organization_id, row.run_id):
-                    if key in found:
-                        return str(found[key] or "")
-            elif hasattr(found, "to_dict"):
-                for rec in found.to_dict("records"):
-                    if rec.get("organization_id") == row.organization_id:
-                        return str(rec.get("log") or "")
-        run_api = getattr(client, "run", None)
-        if row.run_id is not None and run_api is not None and hasattr(run_api, "get"):
-            run = run_api.get(int(row.run_id), include_log=True)
+            for key in (row.organization, row.organization_id, row.run_id):
+                if isinstance(found, dict) and key in found:
+                    return str(found[key] or "")
+        transport = getattr(client, "_transport", None)
+        if transport is not None and row.run_id is not None:
+            run = transport.request("GET", f"/run/{int(row.run_id)}", params={"include": "log"})
             return str((run or {}).get("log") or "")
     except Exception:  # noqa: BLE001 - a missing log must not hide the status
         log.debug("could not read the log of run %s", row.run_id, exc_info=True)

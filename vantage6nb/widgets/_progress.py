@@ -58,6 +58,8 @@ class RunRow:
 
     organization_id: int
     organization: str = ""
+    task_id: int | None = None
+    subtask: bool = False
     run_id: int | None = None
     node: str = ""
     status: str = "pending"
@@ -80,7 +82,10 @@ class RunRow:
 
 @dataclass
 class TaskProgress:
-    """Every run of one task, merged from a status snapshot and pushed events (thread-safe).
+    """Every run of one task and of its subtasks, merged from snapshots and pushed events (thread-safe).
+
+    Rows are keyed by (task id, organization id). Subtasks (those a central algorithm creates) are
+    tracked once :meth:`add_subtask` names them, so a central task shows every organization's part.
 
     Examples
     --------
@@ -97,52 +102,79 @@ class TaskProgress:
 
     task_id: int
     org_names: dict[int, str] = field(default_factory=dict)
-    rows: dict[int, RunRow] = field(default_factory=dict)
+    rows: dict[tuple[int, int], RunRow] = field(default_factory=dict)
+    subtasks: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_subtask(self, task_id: int) -> None:
+        """Also follow the runs of ``task_id`` (a subtask of this task)."""
+        with self._lock:
+            self.subtasks.add(int(task_id))
 
     def apply(self, event: dict[str, Any]) -> bool:
         """Merge one run summary (a ``run_status`` payload or a status row); True when it changed a row."""
-        if event.get("task_id") not in (None, self.task_id):
+        task_id = event.get("task_id", self.task_id)
+        task_id = self.task_id if task_id is None else int(task_id)
+        if task_id != self.task_id and task_id not in self.subtasks:
             return False
         org = event.get("organization_id")
         if org is None:
             return False
         org = int(org)
         status = str(event.get("status") or "pending")
+        key = (task_id, org)
         with self._lock:
-            old = self.rows.get(org) or RunRow(org, self.org_names.get(org, ""))
+            old = self.rows.get(key) or RunRow(
+                org, self.org_names.get(org, ""), task_id=task_id, subtask=task_id != self.task_id
+            )
             if old.is_final and status != old.status:
                 return False  # a final run never changes again (server rule); late events are stale
-            if not old.is_final and status not in _FINAL and _RANK.get(status, 0) < _RANK.get(old.status, 0):
+            if (
+                not old.is_final
+                and status not in _FINAL
+                and _RANK.get(status, 0) < _RANK.get(old.status, 0)
+            ):
                 return False
             new = replace(
                 old,
-                organization=str(event.get("organization") or old.organization or self.org_names.get(org, "")),
+                organization=str(
+                    event.get("organization") or old.organization or self.org_names.get(org, "")
+                ),
                 run_id=event.get("run_id", event.get("id", old.run_id)) or old.run_id,
                 node=str(event.get("node") or event.get("node_name") or old.node or ""),
                 status=status,
                 reason=str(event.get("reason") or old.reason or ""),
-                log_tail=str(event.get("log_tail") or event.get("log") or old.log_tail or "")[-2000:],
+                log_tail=str(event.get("log_tail") or event.get("log") or old.log_tail or "")[
+                    -2000:
+                ],
                 started=parse_time(event.get("started_at", event.get("started"))) or old.started,
-                finished=parse_time(event.get("finished_at", event.get("finished"))) or old.finished,
+                finished=parse_time(event.get("finished_at", event.get("finished")))
+                or old.finished,
             )
-            if new == old:
+            if new == old and key in self.rows:
                 return False
-            self.rows[org] = new
+            self.rows[key] = new
             return True
 
-    def set_log(self, organization_id: int, log: str, *, lines: int = 20) -> None:
+    def set_log(self, row: RunRow, log: str, *, lines: int = 20) -> None:
         """Keep the last ``lines`` lines of a run's log."""
         tail = "\n".join((log or "").rstrip().splitlines()[-lines:])
+        key = (row.task_id if row.task_id is not None else self.task_id, row.organization_id)
         with self._lock:
-            old = self.rows.get(organization_id) or RunRow(organization_id)
-            self.rows[organization_id] = replace(old, log_tail=tail)
+            old = self.rows.get(key) or row
+            self.rows[key] = replace(old, log_tail=tail)
 
     def snapshot(self) -> list[RunRow]:
-        """The rows ordered by organization name, then id."""
+        """The rows: this task's first, then each subtask's, each by organization name."""
         with self._lock:
             rows = list(self.rows.values())
-        return sorted(rows, key=lambda r: (r.organization or "", r.organization_id))
+        return sorted(
+            rows, key=lambda r: (r.subtask, r.task_id or 0, r.organization or "", r.organization_id)
+        )
+
+    def main_rows(self) -> list[RunRow]:
+        """The runs of the task itself (not of its subtasks)."""
+        return [r for r in self.snapshot() if not r.subtask]
 
     def counts(self) -> dict[str, int]:
         """How many runs are in each status."""
@@ -161,11 +193,13 @@ class TaskProgress:
 
     @property
     def done(self) -> bool:
-        return bool(self.rows) and self.finished == self.total
+        """Every run of the task itself is final (its subtasks then are too, or no longer matter)."""
+        main = self.main_rows()
+        return bool(main) and all(r.is_final for r in main)
 
     @property
     def succeeded(self) -> bool:
-        return self.done and all(r.status == RunStatus.COMPLETED.value for r in self.snapshot())
+        return self.done and all(r.status == RunStatus.COMPLETED.value for r in self.main_rows())
 
     def elapsed(self, now: datetime | None = None) -> float | None:
         """Seconds from the first start to the last finish (or ``now`` while runs are open)."""
@@ -190,7 +224,7 @@ def render_runs_html(rows: list[RunRow], now: datetime | None = None) -> str:
     """An HTML table of runs: organization, node, status badge, elapsed, reason and log tail."""
     head = "".join(
         f"<th style='text-align:left;padding:2px 8px'>{h}</th>"
-        for h in ("organization", "node", "status", "elapsed", "reason")
+        for h in ("organization", "part", "node", "status", "elapsed", "reason")
     )
     body = []
     for r in rows:
@@ -205,8 +239,10 @@ def render_runs_html(rows: list[RunRow], now: datetime | None = None) -> str:
                 "<details><summary>log tail</summary><pre style='max-height:12em;overflow:auto'>"
                 f"{html.escape(r.log_tail)}</pre></details>"
             )
+        part = f"subtask {r.task_id}" if r.subtask else "task"
         cells = (
             html.escape(r.organization or f"organization {r.organization_id}"),
+            part,
             html.escape(r.node),
             badge,
             _fmt_seconds(r.elapsed(now)),

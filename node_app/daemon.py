@@ -1,0 +1,375 @@
+"""The node daemon: log in, listen over socket.io, execute open runs in a bounded pool, report back."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vantage6nb.common.errors import Conflict, CryptoError, NotFound, ServerUnavailable, V6Error
+from vantage6nb.common.schemas import RunStatus
+
+from .config import NodeConfig
+from .datasources import DataSourceError, requested_labels, resolve_databases
+from .outbox import Outbox
+from .payloads import PayloadCodec, PlainJsonCodec
+from .policy import ImagePolicy
+from .proxy import AlgorithmProxy, RunContext
+from .runtimes import make_runtime
+from .runtimes.base import RunOutcome, RunSpec, Runtime, RuntimeRefusal
+from .server_client import ServerClient
+from .socket_link import SocketLink
+
+__all__ = ["NodeDaemon"]
+
+log = logging.getLogger(__name__)
+
+_RESTART_NOTE = "the node restarted while this run was in progress; it was run again"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class NodeDaemon:
+    """One data-station node.
+
+    Examples
+    --------
+    >>> from node_app.config import load_config
+    >>> node = NodeDaemon(load_config("node.yaml"))  # doctest: +SKIP
+    >>> node.start(); node.wait()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        runtime: Runtime | None = None,
+        codec: PayloadCodec | None = None,
+    ) -> None:
+        self.config = config
+        self.stopping = threading.Event()
+        self.client = ServerClient(config.server_url, config.api_key, stop=self.stopping)
+        self.codec: PayloadCodec = codec or PlainJsonCodec()
+        self.runtime = runtime or make_runtime(config)
+        self.policy = ImagePolicy(config.allowed_images, config.image_digests)
+        self.proxy = AlgorithmProxy(self.client, port=config.proxy_port, codec=self.codec)
+        self.workroot = config.data_dir / "runs"
+        self.outbox = Outbox(config.data_dir / "outbox")
+        self.pool = ThreadPoolExecutor(
+            max_workers=config.max_parallel_runs, thread_name_prefix="v6nb-run"
+        )
+        self.link = SocketLink(self)
+        self.node: dict[str, Any] = {}
+        self._active: set[int] = set()
+        self._cancelled: set[int] = set()
+        self._lock = threading.Lock()
+        self._sync_wanted = threading.Event()
+        self._stopped = False
+        self._threads: list[threading.Thread] = []
+        self.proxy_socket: Path | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Log in (waiting for the server if needed), start the proxy and the background loops."""
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.workroot.mkdir(parents=True, exist_ok=True)
+        self.node = self.client.until_ok(self.client.login, "logging in")
+        log.info(
+            "node '%s' logged in as node %s of organization %s",
+            self.config.name,
+            self.node.get("id"),
+            self.node.get("organization_id"),
+        )
+        for leftover in self.runtime.cleanup():
+            log.info("cleaned up %s", leftover)
+        self.proxy.start()
+        if self.runtime.name == "docker":
+            self.proxy_socket = self.proxy.serve_unix(self.config.data_dir / "proxy.sock")
+        self._spawn(self._flush_outbox_loop, "v6nb-outbox")
+        self._spawn(self._sync_loop, "v6nb-sync")
+        self.link.start()
+
+    def _spawn(self, target: Any, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`stop` is called; True when stopped."""
+        return self.stopping.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop taking runs, kill running algorithms, close connections. Pending uploads stay on disk."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        log.info("node '%s' stopping", self.config.name)
+        self.stopping.set()
+        self._sync_wanted.set()
+        self.link.stop()
+        self.runtime.close()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.proxy.stop()
+
+    # -- finding work ------------------------------------------------------------------------------
+    def request_sync(self) -> None:
+        """Ask the sync loop to fetch open runs now (socket events and reconnects call this)."""
+        self._sync_wanted.set()
+
+    def _sync_loop(self) -> None:
+        self._sync_wanted.set()  # once at start: picks up runs left from a previous life
+        while not self.stopping.is_set():
+            self._sync_wanted.wait(self.config.sync_interval_s)
+            self._sync_wanted.clear()
+            if self.stopping.is_set():
+                return
+            try:
+                self.sync()
+            except ServerUnavailable as exc:
+                log.warning("sync skipped: %s", exc)
+            except V6Error as exc:
+                log.error("sync failed: %s", exc)
+            except Exception:
+                log.exception("sync failed unexpectedly")
+
+    def sync(self) -> int:
+        """Start every open run of this node that is not running yet; returns how many started."""
+        runs = self.client.paged(
+            "/run", {"node_id": self.node["id"], "status": "open", "include": "input"}
+        )
+        started = 0
+        for run in runs:
+            rid = int(run["id"])
+            with self._lock:
+                if rid in self._active or self.outbox.has(rid) or self.stopping.is_set():
+                    continue
+                self._active.add(rid)
+            restarted = run.get("status") in (RunStatus.INITIALIZING.value, RunStatus.ACTIVE.value)
+            if restarted:
+                log.warning(
+                    "run %s was %s in a previous life of this node: running it again",
+                    rid,
+                    run["status"],
+                )
+            self.pool.submit(self._execute_safely, run, restarted)
+            started += 1
+        return started
+
+    def kill_runs(self, run_ids: list[int]) -> None:
+        """Kill the given runs if they are queued or running here."""
+        for rid in run_ids:
+            with self._lock:
+                if rid not in self._active:
+                    continue
+                self._cancelled.add(rid)
+            if self.runtime.kill(rid):
+                log.info("run %s killed on request", rid)
+
+    # -- executing one run -------------------------------------------------------------------------
+    def _execute_safely(self, run: dict[str, Any], restarted: bool) -> None:
+        rid = int(run["id"])
+        try:
+            self._execute(run, restarted)
+        except Exception:
+            log.exception("run %s: unexpected node error", rid)
+            self._finish(
+                rid,
+                RunOutcome(
+                    RunStatus.FAILED, "the node failed while handling this run; see the node log"
+                ),
+            )
+        finally:
+            with self._lock:
+                self._active.discard(rid)
+                self._cancelled.discard(rid)
+            shutil.rmtree(self.workroot / f"run-{rid}", ignore_errors=True)
+
+    def _killed_on_request(self, rid: int) -> bool:
+        with self._lock:
+            return rid in self._cancelled
+
+    def _patch(self, rid: int, body: dict[str, Any]) -> bool:
+        """An intermediate status update; False when the run is already final on the server."""
+        try:
+            self.client.request("PATCH", f"/run/{rid}", json=body, retries=5)
+            return True
+        except (Conflict, NotFound) as exc:
+            log.info("run %s: not updating (%s)", rid, exc.msg)
+            return False
+        except ServerUnavailable as exc:
+            log.warning("run %s: status update postponed: %s", rid, exc)
+            return True
+
+    def _execute(self, run: dict[str, Any], restarted: bool) -> None:
+        rid = int(run["id"])
+        note = _RESTART_NOTE if restarted else ""
+        # a run left active by a previous life is not moved back; it turns active again below
+        if not restarted and not self._patch(rid, {"status": RunStatus.INITIALIZING.value}):
+            return
+        task = self.client.until_ok(
+            lambda: self.client.request("GET", f"/task/{run['task_id']}"),
+            f"run {rid}: fetching task",
+        )
+        image = str(task.get("image") or "")
+        decision = self.policy.check(image)
+        if not decision.allowed:
+            log.warning("run %s refused: %s", rid, decision.reason)
+            return self._finish(rid, RunOutcome(RunStatus.NOT_ALLOWED, decision.reason))
+        try:
+            mounts = resolve_databases(
+                requested_labels(task.get("databases")), self.config.databases
+            )
+        except DataSourceError as exc:
+            log.warning("run %s failed: %s", rid, exc)
+            return self._finish(rid, RunOutcome(RunStatus.FAILED, str(exc)))
+        workdir = self.workroot / f"run-{rid}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        (workdir / "tmp").mkdir(parents=True)
+        binding = {
+            "task_id": task["id"],
+            "run_id": rid,
+            "collaboration_id": task.get("collaboration_id"),
+            "init_org_id": task.get("init_org_id"),
+            "org_id": run.get("organization_id"),
+        }
+        try:
+            data = self.codec.decode_input(run.get("input"), binding)
+        except CryptoError as exc:
+            return self._finish(
+                rid, RunOutcome(RunStatus.FAILED, f"could not read the run's input: {exc}")
+            )
+        spec = RunSpec(
+            run_id=rid,
+            task_id=int(task["id"]),
+            image=image,
+            workdir=workdir,
+            input_file=workdir / "input.json",
+            output_file=workdir / "output.json",
+            token_file=workdir / "token",
+            tmp_dir=workdir / "tmp",
+            databases=mounts,
+            proxy_host="http://127.0.0.1",
+            proxy_port=self.proxy.port,
+            proxy_socket=self.proxy_socket,
+            limits=self.config.limits,
+            digest=decision.digest,
+        )
+        spec.input_file.write_bytes(data)
+        try:
+            self.runtime.prepare(spec)
+        except RuntimeRefusal as refusal:
+            return self._finish(rid, RunOutcome(refusal.status, refusal.reason))
+        try:
+            token = self.client.request(
+                "POST", "/token/container", json={"run_id": rid}, retries=None
+            )["container_token"]
+        except (Conflict, NotFound) as exc:
+            log.info("run %s: no longer open (%s); not running it", rid, exc.msg)
+            return
+        spec.token_file.write_text(token, encoding="utf-8")
+        spec.token_file.chmod(0o600)
+        if self._killed_on_request(rid):
+            return self._finish(rid, RunOutcome(RunStatus.KILLED, "killed before it started"))
+        if self.stopping.is_set():  # shutting down: the next start picks the run up
+            return
+        if not self._patch(
+            rid, {"status": RunStatus.ACTIVE.value, "started_at": _now(), "reason": note}
+        ):
+            return
+        ctx = RunContext(
+            run_id=rid,
+            task_id=int(task["id"]),
+            collaboration_id=int(task["collaboration_id"]),
+            organization_id=int(run.get("organization_id") or self.node.get("organization_id")),
+            image=image,
+            databases=list(task.get("databases") or []),
+            node_id=self.node.get("id"),
+        )
+        self.proxy.register(token, ctx)
+        try:
+            log.info(
+                "run %s (task %s, %s) started on the %s runtime",
+                rid,
+                task["id"],
+                image,
+                self.runtime.name,
+            )
+            outcome = self.runtime.run(spec)
+        finally:
+            self.proxy.unregister(token)
+        if (
+            outcome.status == RunStatus.KILLED
+            and self.stopping.is_set()
+            and not self._killed_on_request(rid)
+        ):
+            # the node is shutting down: leave the run open; the next start runs it again
+            log.warning("run %s interrupted by node shutdown; it runs again at the next start", rid)
+            return
+        if outcome.status == RunStatus.COMPLETED:
+            try:
+                outcome.reason = note
+                result = self.codec.encode_result(spec.output_file.read_bytes(), binding)
+            except (OSError, CryptoError, UnicodeDecodeError) as exc:
+                return self._finish(
+                    rid,
+                    RunOutcome(
+                        RunStatus.FAILED, f"could not return the output: {exc}", outcome.log
+                    ),
+                )
+            return self._finish(rid, outcome, result=result)
+        if note:
+            outcome.reason = f"{outcome.reason} ({note})"
+        self._finish(rid, outcome)
+
+    # -- reporting back ----------------------------------------------------------------------------
+    def _finish(self, rid: int, outcome: RunOutcome, *, result: str | None = None) -> None:
+        """Persist the final update, then upload it (retrying until the server takes it)."""
+        body: dict[str, Any] = {
+            "status": outcome.status.value,
+            "reason": outcome.reason,
+            "log": outcome.log,
+            "finished_at": _now(),
+        }
+        if result is not None:
+            body["result"] = result
+        log.info(
+            "run %s ended %s%s",
+            rid,
+            outcome.status.value,
+            f": {outcome.reason}" if outcome.reason else "",
+        )
+        self.outbox.put(rid, body)
+        self._upload(rid, body)
+
+    def _upload(self, rid: int, body: dict[str, Any]) -> bool:
+        try:
+            self.client.request("PATCH", f"/run/{rid}", json=body, retries=None)
+        except (Conflict, NotFound) as exc:  # killed or deleted meanwhile: the server's word stands
+            log.info("run %s: final update not applied (%s)", rid, exc.msg)
+        except ServerUnavailable:  # only when stopping: stays in the outbox for the next start
+            return False
+        except V6Error as exc:
+            log.error("run %s: the server rejected the final update: %s", rid, exc)
+        self.outbox.done(rid)
+        return True
+
+    def _flush_outbox_loop(self) -> None:
+        """Re-send what a previous life finished but could not upload."""
+        for rid, body in self.outbox.pending().items():
+            with self._lock:
+                if rid in self._active:
+                    continue
+                self._active.add(rid)
+            try:
+                log.info("run %s: uploading a result kept from before", rid)
+                self._upload(rid, body)
+            finally:
+                with self._lock:
+                    self._active.discard(rid)

@@ -1,0 +1,338 @@
+"""The algorithm proxy: a small HTTP API on loopback (or a unix socket) forwarding to the server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import socketserver
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from vantage6nb.common.errors import BadRequest, CryptoError, NotFound, ServerUnavailable, V6Error
+
+from .payloads import PayloadCodec, PlainJsonCodec, decode_algorithm_input
+from .server_client import ServerClient
+
+__all__ = ["AlgorithmProxy", "RunContext"]
+
+log = logging.getLogger(__name__)
+
+_MAX_BODY = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the proxy knows about the run a container token belongs to."""
+
+    run_id: int
+    task_id: int
+    collaboration_id: int
+    organization_id: int
+    image: str
+    databases: list[dict[str, Any]] = field(default_factory=list)
+    node_id: int | None = None
+
+
+class AlgorithmProxy:
+    """Serves the algorithm-facing API (docs/api.md "The node's algorithm proxy").
+
+    Only tokens registered with :meth:`register` (those of runs executing now) are accepted.
+
+    Examples
+    --------
+    >>> proxy = AlgorithmProxy(ServerClient("http://127.0.0.1:1", "k"), port=0)
+    >>> port = proxy.start()
+    >>> port == proxy.port > 0
+    True
+    >>> proxy.stop()
+    """
+
+    def __init__(
+        self, client: ServerClient, *, port: int = 0, codec: PayloadCodec | None = None
+    ) -> None:
+        self.client = client
+        self.codec: PayloadCodec = codec or PlainJsonCodec()
+        self._tokens: dict[str, RunContext] = {}
+        self._base64_tasks: set[int] = (
+            set()
+        )  # subtasks created the vantage6 way: results go back base64
+        self._lock = threading.Lock()
+        self._servers: list[socketserver.BaseServer] = []
+        self._requested_port = port
+        self.port = 0
+
+    # -- tokens ------------------------------------------------------------------------------------
+    def register(self, token: str, ctx: RunContext) -> None:
+        with self._lock:
+            self._tokens[token] = ctx
+
+    def unregister(self, token: str) -> None:
+        with self._lock:
+            self._tokens.pop(token, None)
+
+    def context(self, token: str) -> RunContext | None:
+        with self._lock:
+            return self._tokens.get(token)
+
+    # -- serving -----------------------------------------------------------------------------------
+    def start(self) -> int:
+        """Serve on 127.0.0.1 (``port`` 0 picks a free one); returns the port."""
+        server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), _handler_for(self))
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._serve(server)
+        log.info("algorithm proxy listening on http://127.0.0.1:%d", self.port)
+        return self.port
+
+    def serve_unix(self, path: str | os.PathLike[str]) -> Path:
+        """Also serve on a unix socket at ``path`` (for container side-cars); returns the path."""
+        p = Path(path)
+        if p.exists():
+            p.unlink()
+        server = _ThreadingUnixHTTPServer(str(p), _handler_for(self))
+        os.chmod(p, 0o666)  # the algorithm runs as another (non-root) user
+        self._serve(server)
+        return p
+
+    def _serve(self, server: socketserver.BaseServer) -> None:
+        self._servers.append(server)
+        threading.Thread(target=server.serve_forever, name="v6nb-proxy", daemon=True).start()
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+            addr = getattr(server, "server_address", None)
+            if isinstance(addr, str) and os.path.exists(addr):
+                os.unlink(addr)
+        self._servers.clear()
+
+    # -- routes ------------------------------------------------------------------------------------
+    def handle(
+        self, method: str, path: str, query: dict[str, str], body: Any, token: str
+    ) -> tuple[int, Any]:
+        """Route one request; returns ``(status, json body)``."""
+        ctx = self.context(token)
+        if ctx is None:
+            return 401, {
+                "msg": "unknown or expired container token: use the token in TOKEN_FILE",
+                "errors": {},
+                "code": "unauthenticated",
+            }
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["api"]:  # tolerate an API_PATH of "/api"
+            parts = parts[1:]
+        try:
+            if method == "POST" and parts == ["task"]:
+                return self._create_task(ctx, body, token)
+            if method == "GET" and parts == ["result"]:
+                return self._results(ctx, query, token)
+            if method == "GET" and parts == ["organization"]:
+                query = {"collaboration_id": str(ctx.collaboration_id), **query}
+                return self.client.send("GET", "/organization", token=token, params=query)
+            if (
+                method == "GET"
+                and len(parts) == 2
+                and parts[0] in ("task", "run", "organization", "collaboration")
+                and parts[1].isdigit()
+            ):
+                return self.client.send("GET", f"/{parts[0]}/{parts[1]}", token=token, params=query)
+            if method == "GET" and parts == ["run"]:
+                return self.client.send("GET", "/run", token=token, params=query)
+            if method == "GET" and parts == ["task"]:
+                return self.client.send("GET", "/task", token=token, params=query)
+            raise NotFound(
+                f"the algorithm proxy has no {method} /{'/'.join(parts)}; see docs/api.md"
+            )
+        except ServerUnavailable as exc:
+            return 503, {**exc.to_dict(), "msg": f"{exc.msg}; try again shortly"}
+        except V6Error as exc:
+            return exc.status, exc.to_dict()
+
+    def _create_task(self, ctx: RunContext, body: Any, token: str) -> tuple[int, Any]:
+        if not isinstance(body, dict):
+            raise BadRequest("POST /task needs a JSON object body")
+        orgs = body.get("organizations")
+        if orgs is None and "organization_ids" in body:
+            orgs = [
+                {"id": i, "input": body.get("input")} for i in body.get("organization_ids") or []
+            ]
+        if not isinstance(orgs, list) or not orgs:
+            raise BadRequest(
+                "POST /task needs `organizations: [{id, input}]` or `organization_ids` and `input`",
+                errors={"organizations": "required"},
+            )
+        wire_orgs: list[dict[str, Any]] = []
+        method_name = body.get("method")
+        any_base64 = False
+        for i, org in enumerate(orgs):
+            if (
+                not isinstance(org, dict)
+                or not isinstance(org.get("id"), int)
+                or isinstance(org.get("id"), bool)
+            ):
+                raise BadRequest(
+                    "each organization needs an integer `id`",
+                    errors={f"organizations[{i}]": "expected {id, input}"},
+                )
+            try:
+                obj, was_b64 = decode_algorithm_input(org.get("input"))
+            except ValueError as exc:
+                raise BadRequest(
+                    str(exc), errors={f"organizations[{i}].input": "bad input"}
+                ) from exc
+            any_base64 |= was_b64
+            if not isinstance(obj, dict):
+                raise BadRequest(
+                    "an input must be an object {method, args, kwargs}",
+                    errors={f"organizations[{i}].input": "expected an object"},
+                )
+            method_name = method_name or obj.get("method")
+            binding = {
+                "collaboration_id": ctx.collaboration_id,
+                "sender_org_id": ctx.organization_id,
+                "org_id": org["id"],
+                "parent_task_id": ctx.task_id,
+            }
+            try:
+                wire_orgs.append(
+                    {"id": org["id"], "input": self.codec.encode_input(org["id"], obj, binding)}
+                )
+            except CryptoError as exc:
+                return exc.status, exc.to_dict()
+        wire: dict[str, Any] = {
+            "collaboration_id": ctx.collaboration_id,
+            "organizations": wire_orgs,
+            "image": body.get("image") or ctx.image,
+            "method": method_name,
+            "name": body.get("name") or f"subtask of task {ctx.task_id}",
+            "description": body.get("description") or "",
+            "databases": body.get("databases")
+            if body.get("databases") is not None
+            else ctx.databases,
+        }
+        status, resp = self.client.send("POST", "/task", token=token, json=wire)
+        if (
+            any_base64
+            and status < 300
+            and isinstance(resp, dict)
+            and isinstance(resp.get("id"), int)
+        ):
+            with self._lock:
+                self._base64_tasks.add(resp["id"])
+        return status, resp
+
+    def _results(self, ctx: RunContext, query: dict[str, str], token: str) -> tuple[int, Any]:
+        if not query.get("task_id", "").isdigit():
+            raise BadRequest("GET /result needs ?task_id=<id>", errors={"task_id": "required"})
+        task_id = int(query["task_id"])
+        status, resp = self.client.send("GET", "/result", token=token, params=query)
+        if status >= 300 or not isinstance(resp, dict):
+            return status, resp
+        with self._lock:
+            as_base64 = task_id in self._base64_tasks
+        out = []
+        for item in resp.get("data", []):
+            item = dict(item)
+            raw = item.get("result")
+            if raw is not None:
+                binding = {
+                    "task_id": task_id,
+                    "run_id": item.get("run_id"),
+                    "org_id": item.get("organization_id"),
+                    "receiver_org_id": ctx.organization_id,
+                }
+                try:
+                    value = self.codec.decode_result(item.get("organization_id"), raw, binding)
+                except CryptoError as exc:
+                    return exc.status, exc.to_dict()
+                if as_base64:  # vantage6's AlgorithmClient base64-decodes results itself
+                    value = base64.b64encode(json.dumps(value).encode("utf-8")).decode("ascii")
+                item["result"] = value
+            out.append(item)
+        return 200, {**resp, "data": out}
+
+
+class _ThreadingUnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def _handler_for(proxy: AlgorithmProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "v6nb-proxy"
+
+        def address_string(self) -> str:  # unix sockets have no client address
+            return str(self.client_address[0]) if self.client_address else "unix"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("proxy: " + format, *args)
+
+        def _dispatch(self, method: str) -> None:
+            url = urlsplit(self.path)
+            query = dict(parse_qsl(url.query))
+            length = int(self.headers.get("Content-Length") or 0)
+            body: Any = None
+            if length > _MAX_BODY:
+                self._reply(
+                    413,
+                    {"msg": "request body too large", "errors": {}, "code": "payload_too_large"},
+                )
+                return
+            raw = self.rfile.read(length) if length else b""
+            if raw:
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    self._reply(
+                        400,
+                        {
+                            "msg": "request body is not valid JSON",
+                            "errors": {},
+                            "code": "bad_request",
+                        },
+                    )
+                    return
+            auth = self.headers.get("Authorization", "")
+            token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+            try:
+                status, payload = proxy.handle(method, url.path, query, body, token)
+            except Exception:  # never let one algorithm's request take the proxy down
+                log.exception("proxy: %s %s failed", method, url.path)
+                status, payload = (
+                    502,
+                    {
+                        "msg": "the node's proxy failed on this request; see the node log",
+                        "errors": {},
+                        "code": "error",
+                    },
+                )
+            self._reply(status, payload)
+
+        def _reply(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_PATCH(self) -> None:
+            self._dispatch("PATCH")
+
+        def do_DELETE(self) -> None:
+            self._dispatch("DELETE")
+
+    return Handler

@@ -1,0 +1,399 @@
+"""The Docker runtime: each run in a locked-down container that can reach nothing but its node's proxy."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vantage6nb.common.schemas import RunStatus
+
+from ..policy import parse_image
+from .base import DatabaseMount, RunOutcome, RunSpec, Runtime, RuntimeRefusal
+from .docker_mounts import ContainerFiles, container_files
+from .process import LOG_TAIL_LINES, algorithm_environment, log_tail
+
+if TYPE_CHECKING:  # pragma: no cover
+    import docker
+
+__all__ = ["ALGORITHM_UID", "RELAY_PORT", "DockerRuntime", "engine_answers"]
+
+log = logging.getLogger(__name__)
+
+ALGORITHM_UID = 10001  # the non-root user algorithm containers run as when the node runs as root
+RELAY_PORT = 7601  # where the side-car relay listens, on the loopback the algorithm shares with it
+LABEL_NODE = "v6nb.node"
+LABEL_RUN = "v6nb.run"
+LABEL_ROLE = "v6nb.role"
+_RELAY_READY_S = 3.0
+
+
+def engine_answers(*, base_url: str | None = None, timeout: float = 2.0) -> bool:
+    """True when a Docker engine answers a ping (``docker`` SDK imported only here, lazily).
+
+    Examples
+    --------
+    >>> engine_answers(base_url="unix:///nonexistent.sock")
+    False
+    """
+    try:
+        import docker
+
+        client = docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else docker.from_env(timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # any failure to reach the engine means "no engine"
+        return False
+
+
+class DockerRuntime(Runtime):
+    """Runs each algorithm in a container with no network but a relay to the node's proxy.
+
+    Per run, a side-car container (``network_mode="none"``) runs ``socat``, listening on
+    ``127.0.0.1:RELAY_PORT`` in its own network namespace and forwarding to the node proxy's unix
+    socket (``RunSpec.proxy_socket``, bind-mounted). The algorithm container joins that namespace
+    (``network_mode="container:<side-car>"``): its only interface is ``lo`` and the only thing it can
+    reach is the proxy. It runs with a read-only root, a tmpfs ``/tmp`` scratch, a non-root user, all
+    capabilities dropped, no-new-privileges and the memory/CPU/pids limits of ``RunSpec.limits``.
+
+    Parameters
+    ----------
+    node_name
+        Labels every container (``v6nb.node=<name>``) so :meth:`cleanup` finds a previous life's leftovers.
+    sidecar_image
+        An image with ``socat`` (the base image built by ``scripts/build-images.sh``).
+    client
+        A ``docker.DockerClient``; by default ``docker.from_env()``.
+    tmpfs_mb
+        Size of the ``/tmp`` scratch (it counts against the memory limit).
+
+    Examples
+    --------
+    >>> rt = DockerRuntime(node_name="leiden")  # doctest: +SKIP
+    >>> rt.cleanup()  # doctest: +SKIP
+    []
+    """
+
+    name: ClassVar[str] = "docker"
+    isolated: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        node_name: str = "node",
+        sidecar_image: str = "v6nb/base:latest",
+        client: docker.DockerClient | None = None,
+        tmpfs_mb: int = 256,
+    ) -> None:
+        if client is None:
+            import docker
+
+            client = docker.from_env(timeout=60)
+        self.client = client
+        self.node_name = node_name
+        self.sidecar_image = sidecar_image
+        self.tmpfs_mb = tmpfs_mb
+        self._images: dict[int, str] = {}  # run id -> verified image id, from prepare()
+        self._containers: dict[int, Any] = {}
+        self._killed: set[int] = set()
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def cleanup(self) -> list[str]:
+        """Remove every container labelled with this node's name (leftovers of a previous life)."""
+        removed = []
+        for c in self.client.containers.list(all=True, filters={"label": f"{LABEL_NODE}={self.node_name}"}):
+            with contextlib.suppress(Exception):  # already gone: nothing to clean
+                c.remove(force=True)
+                removed.append(c.name)
+        if removed:
+            log.info("removed %d leftover container(s): %s", len(removed), ", ".join(removed))
+        return removed
+
+    def close(self) -> None:
+        with self._lock:
+            ids = list(self._containers)
+        for rid in ids:
+            self.kill(rid)
+        self.client.close()
+
+    # -- image policy ------------------------------------------------------------------------------
+
+    def prepare(self, spec: RunSpec) -> None:
+        """Pull (by digest when pinned) and verify the image; remember its id for :meth:`run`."""
+        import docker.errors
+
+        ref = parse_image(spec.image)
+        pinned = spec.digest or ref.digest
+        if spec.digest and ref.digest and spec.digest != ref.digest:
+            raise RuntimeRefusal(
+                RunStatus.NOT_ALLOWED, f"digest mismatch: expected {spec.digest}, got {ref.digest} (in the image name)"
+            )
+        if ref.registry:
+            what = f"{ref.repository}@{ref.digest}" if ref.digest else f"{ref.repository}:{ref.tag or 'latest'}"
+            try:
+                image = self.client.images.pull(ref.repository, tag=ref.digest or ref.tag or "latest")
+            except docker.errors.APIError as exc:
+                raise RuntimeRefusal(RunStatus.FAILED, f"pull failed: {what}: {_explain(exc)}") from exc
+            except Exception as exc:  # connection reset, timeout
+                raise RuntimeRefusal(RunStatus.FAILED, f"pull failed: {what}: {exc}") from exc
+        else:
+            local = spec.image.split("@", 1)[0]
+            try:
+                image = self.client.images.get(local if ref.tag else f"{local}:latest")
+            except docker.errors.ImageNotFound as exc:
+                raise RuntimeRefusal(
+                    RunStatus.FAILED,
+                    f"image '{spec.image}' is not on this node's Docker engine: build it with "
+                    "`v6nb algorithm build`, or name it with its registry (e.g. 127.0.0.1:5000/...) "
+                    "so the node pulls it",
+                ) from exc
+        if pinned:
+            have = image_digests(image, ref.repository)
+            if pinned not in have:
+                got = have[0]  # the registry digest when there is one, else the image id
+                raise RuntimeRefusal(RunStatus.NOT_ALLOWED, f"digest mismatch: expected {pinned}, got {got}")
+        with self._lock:
+            self._images[spec.run_id] = image.id
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def run(self, spec: RunSpec) -> RunOutcome:
+        import docker.errors
+
+        with self._lock:
+            image_id = self._images.pop(spec.run_id, None)
+        if image_id is None:
+            try:
+                self.prepare(spec)
+            except RuntimeRefusal as refusal:
+                return RunOutcome(refusal.status, refusal.reason)
+            with self._lock:
+                image_id = self._images.pop(spec.run_id)
+        files = container_files(spec, outdir_owner=self._user_ids())
+        sidecar = None
+        container = None
+        try:
+            try:
+                sidecar = self._start_sidecar(spec) if spec.proxy_socket else None
+                container = self._create_algorithm(spec, image_id, files, sidecar)
+                with self._lock:
+                    self._containers[spec.run_id] = container
+                    killed_early = spec.run_id in self._killed
+                if killed_early:
+                    return RunOutcome(RunStatus.KILLED, "killed on request")
+                if sidecar is not None:
+                    self._wait_relay(sidecar)
+                container.start()
+                with self._lock:
+                    killed_now = spec.run_id in self._killed
+                if killed_now:  # a kill that came between create and start
+                    container.kill()
+            except (docker.errors.DockerException, OSError) as exc:
+                return RunOutcome(RunStatus.FAILED, f"could not start the container: {_explain(exc)}")
+            timed_out = self._wait(container, spec.limits.timeout_s)
+            return self._outcome(spec, container, files, timed_out=timed_out)
+        finally:
+            with self._lock:
+                self._containers.pop(spec.run_id, None)
+                self._killed.discard(spec.run_id)
+            for c in (container, sidecar):
+                if c is not None:
+                    with contextlib.suppress(Exception):
+                        c.remove(force=True)
+            shutil.rmtree(files.outdir, ignore_errors=True)
+
+    def kill(self, run_id: int) -> bool:
+        with self._lock:
+            container = self._containers.get(run_id)
+            if container is None:
+                return False
+            self._killed.add(run_id)
+        try:
+            container.kill()  # SIGKILL: PID 1 in a container ignores SIGTERM unless it handles it
+            return True
+        except Exception:  # not started yet (run() kills it at start) or already ended
+            with contextlib.suppress(Exception):
+                container.reload()
+            if container.status == "created":
+                return True
+            with self._lock:
+                self._killed.discard(run_id)
+            return False
+
+    def running(self) -> list[int]:
+        """Run ids with a container."""
+        with self._lock:
+            return list(self._containers)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _user_ids(self) -> tuple[int, int]:
+        # A root node runs algorithms as an unprivileged uid; any other node as itself (non-root).
+        if os.geteuid() == 0:
+            return ALGORITHM_UID, ALGORITHM_UID
+        return os.geteuid(), os.getegid()
+
+    def _labels(self, spec: RunSpec, role: str) -> dict[str, str]:
+        return {LABEL_NODE: self.node_name, LABEL_RUN: str(spec.run_id), LABEL_ROLE: role}
+
+    def _locked_down(self, spec: RunSpec, role: str) -> dict[str, Any]:
+        """The container options every run container gets."""
+        return {
+            "labels": self._labels(spec, role),
+            "read_only": True,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "ipc_mode": "private",
+            "detach": True,
+        }
+
+    def _start_sidecar(self, spec: RunSpec) -> Any:
+        assert spec.proxy_socket is not None
+        sock = "/run/v6nb/proxy.sock"
+        # The relay runs as the node's own uid (without capabilities) so it may open the node's socket.
+        sidecar = self.client.containers.create(
+            self.sidecar_image,
+            command=[
+                "socat",
+                f"TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,fork,reuseaddr",
+                f"UNIX-CONNECT:{sock}",
+            ],
+            name=f"v6nb-{self.node_name}-run{spec.run_id}-relay",
+            network_mode="none",
+            user=f"{os.geteuid()}:{os.getegid()}",
+            volumes={str(spec.proxy_socket): {"bind": sock, "mode": "rw"}},
+            mem_limit="64m",
+            pids_limit=64,
+            **self._locked_down(spec, "relay"),
+        )
+        sidecar.start()
+        return sidecar
+
+    def _wait_relay(self, sidecar: Any) -> None:
+        """Wait until socat listens, so the algorithm's first request cannot race it."""
+        sidecar.reload()
+        pid = sidecar.attrs.get("State", {}).get("Pid") or 0
+        want = f"0100007F:{RELAY_PORT:04X}"
+        deadline = time.monotonic() + _RELAY_READY_S
+        while time.monotonic() < deadline:
+            try:
+                table = Path(f"/proc/{pid}/net/tcp").read_text()
+            except OSError:  # not allowed to look (node not root) or gone: give it a moment instead
+                time.sleep(0.05)
+                return
+            if any(line.split()[1] == want and line.split()[3] == "0A" for line in table.splitlines()[1:]):
+                return
+            time.sleep(0.005)
+        log.warning("relay %s did not listen within %.0f s", sidecar.name, _RELAY_READY_S)
+
+    def _create_algorithm(self, spec: RunSpec, image_id: str, files: ContainerFiles, sidecar: Any) -> Any:
+        uid, gid = self._user_ids()
+        inside = dataclasses.replace(
+            spec,
+            input_file=Path(files.input_file),
+            output_file=Path(files.output_file),
+            token_file=Path(files.token_file),
+            tmp_dir=Path("/tmp"),
+            databases=[DatabaseMount(d.label, files.database_uris[d.label], d.type, d.query) for d in spec.databases],
+            proxy_host="http://127.0.0.1" if sidecar is not None else spec.proxy_host,
+            proxy_port=RELAY_PORT if sidecar is not None else spec.proxy_port,
+        )
+        env = algorithm_environment(inside, base={"TMPDIR": "/tmp", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"})
+        limits = spec.limits
+        opts: dict[str, Any] = {}
+        if limits.memory_mb:
+            opts["mem_limit"] = f"{int(limits.memory_mb)}m"
+            opts["memswap_limit"] = f"{int(limits.memory_mb)}m"  # no swap: exceeding means OOM, not crawling
+        if limits.cpus:
+            opts["nano_cpus"] = int(limits.cpus * 1e9)
+        if limits.pids:
+            opts["pids_limit"] = int(limits.pids)
+        return self.client.containers.create(
+            image_id,
+            name=f"v6nb-{self.node_name}-run{spec.run_id}",
+            network_mode=f"container:{sidecar.id}" if sidecar is not None else "none",
+            environment=env,
+            volumes=files.volumes,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mb}m,mode=1777"},
+            working_dir="/tmp",
+            **opts,
+            **self._locked_down(spec, "algorithm"),
+        )
+
+    @staticmethod
+    def _wait(container: Any, timeout_s: float | None) -> bool:
+        """Wait for the container to end; True if the wall-clock timeout ended it instead."""
+        import requests
+
+        try:
+            container.wait(timeout=timeout_s if timeout_s else None)
+            return False
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            with contextlib.suppress(Exception):
+                container.kill()
+            with contextlib.suppress(Exception):
+                container.wait(timeout=30)
+            return True
+
+    def _outcome(self, spec: RunSpec, container: Any, files: ContainerFiles, *, timed_out: bool) -> RunOutcome:
+        container.reload()
+        state = container.attrs.get("State", {})
+        code = state.get("ExitCode")
+        try:
+            tail = log_tail(container.logs(stdout=True, stderr=True, tail=LOG_TAIL_LINES))
+        except Exception as exc:  # logs are a courtesy: the outcome stands without them
+            tail = f"(logs unavailable: {exc})"
+        with self._lock:
+            killed = spec.run_id in self._killed
+        if killed:
+            return RunOutcome(RunStatus.KILLED, "killed on request", tail, code)
+        if timed_out:
+            t = spec.limits.timeout_s
+            shown = int(t) if t is not None and float(t).is_integer() else t
+            return RunOutcome(RunStatus.FAILED, f"timed out after {shown} s (limits.timeout_s in node.yaml)", tail, code)
+        if state.get("OOMKilled"):
+            return RunOutcome(
+                RunStatus.CRASHED,
+                f"out of memory (limit {spec.limits.memory_mb} MB; limits.memory_mb in node.yaml)",
+                tail,
+                code,
+            )
+        if code != 0:
+            last = next((ln.strip() for ln in reversed(tail.splitlines()) if ln.strip()), "")
+            how = f"killed by signal {code - 128}" if code and code > 128 else f"exit code {code}"
+            reason = f"algorithm crashed ({how})" + (f": {last[:300]}" if last else "")
+            return RunOutcome(RunStatus.CRASHED, reason, tail, code)
+        produced = Path(files.outdir) / Path(files.output_file).name
+        if not produced.is_file():
+            return RunOutcome(
+                RunStatus.CRASHED, "algorithm exited without writing its output (OUTPUT_FILE is missing)", tail, code
+            )
+        spec.output_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(produced), str(spec.output_file))
+        return RunOutcome(RunStatus.COMPLETED, "", tail, code)
+
+
+def image_digests(image: Any, repository: str | None = None) -> list[str]:
+    """The digests an image is known by: its registry digests (for ``repository`` first) and its id."""
+    digests: list[str] = []
+    for rd in image.attrs.get("RepoDigests") or []:
+        repo, _, digest = rd.partition("@")
+        if repository is None or repo == repository or parse_image(repo).name == parse_image(repository).name:
+            digests.append(digest)
+    digests.append(image.id)
+    return list(dict.fromkeys(digests))
+
+
+def _explain(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)

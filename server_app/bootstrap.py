@@ -1,0 +1,89 @@
+"""First-start set-up: the data folder, the token secret and the root administrator account."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .db import Database
+from .models import Organization, User
+from .tokens import load_or_create_secret, write_private_file
+
+__all__ = [
+    "ROOT_ORGANIZATION",
+    "ensure_root",
+    "hash_password",
+    "prepare_data_dir",
+    "secret_for",
+    "verify_password",
+]
+
+log = logging.getLogger("server_app.bootstrap")
+
+ROOT_ORGANIZATION = "root"
+_HASH_METHOD = "scrypt:16384:8:1"
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash (werkzeug format)."""
+    return generate_password_hash(password, method=_HASH_METHOD)
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """Whether ``password`` matches the stored hash."""
+    return check_password_hash(stored, password)
+
+
+def prepare_data_dir(cfg: dict[str, Any]) -> Path:
+    """Create the data folder (mode 0700 when new)."""
+    path = Path(cfg["data_dir"])
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def secret_for(cfg: dict[str, Any], data_dir: Path) -> str:
+    """The configured secret key, else the one kept in the data folder."""
+    return str(cfg["secret_key"]) if cfg["secret_key"] else load_or_create_secret(data_dir)
+
+
+def ensure_root(db: Database, cfg: dict[str, Any], data_dir: Path) -> None:
+    """Create the root administrator (and its organization) once; apply a configured password."""
+    username, password = str(cfg["root_username"]), str(cfg["root_password"])
+    with db.new_session() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        if user is not None:
+            if password and not verify_password(user.password_hash, password):
+                user.password_hash, user.is_admin = hash_password(password), True
+                s.commit()
+                log.warning(
+                    "root account '%s': password reset to the configured root_password", username
+                )
+            return
+        org = s.scalar(select(Organization).where(Organization.name == ROOT_ORGANIZATION))
+        if org is None:
+            org = Organization(name=ROOT_ORGANIZATION, domain=None)
+            s.add(org)
+            s.flush()
+        if not password:
+            password = secrets.token_urlsafe(18)
+            path = data_dir / "root_password.txt"
+            write_private_file(path, password + "\n")
+            log.warning(
+                "created root account '%s'; its generated password is in %s", username, path
+            )
+        else:
+            log.info("created root account '%s' with the configured root_password", username)
+        s.add(
+            User(
+                username=username,
+                password_hash=hash_password(password),
+                organization_id=org.id,
+                is_admin=True,
+            )
+        )
+        s.commit()

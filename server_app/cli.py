@@ -1,0 +1,125 @@
+"""``v6nb server start|import``: serve the app with gunicorn (gthread), or load entities from YAML."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from vantage6nb.common.errors import V6Error
+
+from .config import load_config
+
+__all__ = ["main", "serve"]
+
+log = logging.getLogger("server_app")
+
+
+def serve(cfg: dict[str, Any]) -> int:
+    """Serve ``create_app(cfg)`` with gunicorn: 1 worker (socket.io state is in-process), gthread.
+
+    simple-websocket takes the raw socket from ``gunicorn.socket``, so the WebSocket transport works
+    under the gthread worker; each open websocket holds one of the ``threads`` threads.
+
+    Examples
+    --------
+    >>> serve(load_config("server.yaml"))  # doctest: +SKIP
+    """
+    from gunicorn.app.base import BaseApplication
+
+    url = f"http://{cfg['host']}:{cfg['port']}"
+
+    def post_worker_init(_worker: Any) -> None:
+        print(f"vantage6nb server listening on {url}", flush=True)
+
+    options = {
+        "bind": f"{cfg['host']}:{cfg['port']}",
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": cfg["threads"],
+        "keepalive": 30,
+        "timeout": 60,
+        "graceful_timeout": 5,
+        "loglevel": cfg["log_level"].lower(),
+        "accesslog": None,
+        "errorlog": "-",
+        # The app is built in the worker: the master stays small (idle RSS) and owns no database
+        # connection or socket.io state; a failing start shows its traceback and exits non-zero.
+        "preload_app": False,
+        "post_worker_init": post_worker_init,
+        "proc_name": "v6nb-server",
+    }
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+            if (
+                "control_socket_disable" in self.cfg.settings
+            ):  # gunicorn >= 25: no shared ~/.gunicorn socket
+                self.cfg.set("control_socket_disable", True)
+
+        def load(self) -> Any:
+            from .app import create_app
+
+            return create_app(cfg)
+
+    try:
+        _Server().run()
+    except SystemExit as exc:  # gunicorn exits through sys.exit on SIGTERM/SIGINT
+        return int(exc.code or 0)
+    return 0
+
+
+def _import(cfg: dict[str, Any], entities_path: str) -> int:
+    from .entities_import import import_entities
+
+    for line in import_entities(cfg, entities_path):
+        print(line)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="v6nb server", description="Run and manage a vantage6nb server."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="serve the REST API and socket.io (gunicorn, one process)")
+    start.add_argument("--config", help="YAML configuration file (see docs/configuration.md)")
+    start.add_argument("--host", help="override the 'host' setting")
+    start.add_argument("--port", type=int, help="override the 'port' setting")
+    start.add_argument("--data-dir", help="override the 'data_dir' setting")
+    imp = sub.add_parser(
+        "import", help="create organizations, collaborations, users and nodes from YAML"
+    )
+    imp.add_argument("--config", help="YAML configuration file of the server")
+    imp.add_argument("entities", help="YAML file with organizations, collaborations, users, nodes")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``v6nb server``; returns the exit code."""
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    overrides = {
+        k: v
+        for k, v in {
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "data_dir": getattr(args, "data_dir", None),
+        }.items()
+        if v is not None
+    }
+    try:
+        cfg = load_config(args.config, overrides=overrides)
+        logging.basicConfig(
+            level=cfg["log_level"],
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        if args.command == "start":
+            return serve(cfg)
+        return _import(cfg, args.entities)
+    except V6Error as exc:
+        print(f"v6nb server: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,157 @@
+"""Organizations: list, create, read, update (including the public-key rules) and delete."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from flask import Blueprint
+from sqlalchemy import select
+
+from vantage6nb.common.crypto import fingerprint
+from vantage6nb.common.errors import PermissionDenied, ValidationError
+
+from ..db import session
+from ..models import Organization, collaboration_member
+from ..permissions import current, key_change_allowed, require_admin, visible_organization_ids
+from ..request_parsing import (
+    get_or_404,
+    json_body,
+    list_response,
+    paginate,
+    query_id,
+    query_str,
+    validated,
+)
+from ..serializers import organization_json
+from ..state import audit
+
+__all__ = ["bp", "check_public_key"]
+
+bp = Blueprint("organizations", __name__)
+
+_MAX_KEY_B64 = 8192
+
+
+def check_public_key(value: str) -> bytes:
+    """Decode a base64 public key; ValidationError when it is not base64 or empty."""
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise ValidationError(
+            "public_key must be base64.", errors={"public_key": "expected base64"}
+        ) from exc
+    if not raw or len(value) > _MAX_KEY_B64:
+        raise ValidationError(
+            "public_key is empty or too long.", errors={"public_key": "bad length"}
+        )
+    return raw
+
+
+@bp.get("/organization")
+def list_organizations() -> Any:
+    ident = current()
+    s = session()
+    stmt = select(Organization).order_by(Organization.id)
+    visible = visible_organization_ids(s, ident)
+    if visible is not None:
+        stmt = stmt.where(Organization.id.in_(visible))
+    if (name := query_str("name")) is not None:
+        stmt = stmt.where(Organization.name == name)
+    if (cid := query_id("collaboration_id")) is not None:
+        stmt = stmt.where(
+            Organization.id.in_(
+                select(collaboration_member.c.organization_id).where(
+                    collaboration_member.c.collaboration_id == cid
+                )
+            )
+        )
+    rows, meta = paginate(s, stmt)
+    return list_response([organization_json(o) for o in rows], meta)
+
+
+@bp.post("/organization")
+def create_organization() -> Any:
+    ident = require_admin()
+    body = validated(
+        json_body(),
+        {"name": str},
+        {"domain": str, "public_key": str},
+        strings={"name": 255, "domain": 255, "public_key": _MAX_KEY_B64},
+    )
+    org = Organization(name=body["name"].strip(), domain=body.get("domain"))
+    if not org.name:
+        raise ValidationError("name must not be empty.", errors={"name": "must not be empty"})
+    if "public_key" in body:
+        org.public_key = body["public_key"]
+        org.key_fingerprint = fingerprint(check_public_key(body["public_key"]))
+    s = session()
+    s.add(org)
+    s.commit()
+    audit("organization %s (%s) created by %s", org.id, org.name, ident.label)
+    return organization_json(org), 201
+
+
+def _visible(org_id: int) -> Organization:
+    ident = current()
+    s = session()
+    org = get_or_404(s, Organization, org_id)
+    visible = visible_organization_ids(s, ident)
+    if visible is not None and org.id not in visible:
+        raise PermissionDenied(f"Organization {org_id} shares no collaboration with yours.")
+    return org
+
+
+@bp.get("/organization/<int:org_id>")
+def get_organization(org_id: int) -> Any:
+    return organization_json(_visible(org_id))
+
+
+@bp.patch("/organization/<int:org_id>")
+def update_organization(org_id: int) -> Any:
+    ident = current()
+    org = _visible(org_id)
+    body = validated(
+        json_body(),
+        {},
+        {"name": str, "domain": str, "public_key": str, "replace_key": bool},
+        strings={"name": 255, "domain": 255, "public_key": _MAX_KEY_B64},
+    )
+    if ("name" in body or "domain" in body) and not ident.is_admin:
+        raise PermissionDenied(
+            "Only an administrator may rename an organization or change its domain."
+        )
+    if "name" in body:
+        if not body["name"].strip():
+            raise ValidationError("name must not be empty.", errors={"name": "must not be empty"})
+        org.name = body["name"].strip()
+    if "domain" in body:
+        org.domain = body["domain"]
+    if "public_key" in body and body["public_key"] != org.public_key:
+        raw = check_public_key(body["public_key"])
+        act = key_change_allowed(ident, org, bool(body.get("replace_key", False)))
+        old = org.key_fingerprint
+        org.public_key, org.key_fingerprint = body["public_key"], fingerprint(raw)
+        audit(
+            "public key of organization %s (%s) %s by %s: %s -> %s",
+            org.id,
+            org.name,
+            "set" if act == "set" else "REPLACED",
+            ident.label,
+            old,
+            org.key_fingerprint,
+        )
+    session().commit()
+    return organization_json(org)
+
+
+@bp.delete("/organization/<int:org_id>")
+def delete_organization(org_id: int) -> Any:
+    ident = require_admin()
+    s = session()
+    org = get_or_404(s, Organization, org_id)
+    s.delete(org)
+    s.commit()
+    audit("organization %s (%s) deleted by %s", org_id, org.name, ident.label)
+    return {"msg": f"Organization {org_id} deleted."}

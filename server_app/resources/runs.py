@@ -1,0 +1,190 @@
+"""Runs (one organization's part of a task): list, read, status updates by nodes, and results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+from sqlalchemy import select
+
+from vantage6nb.common.errors import PermissionDenied, ValidationError
+from vantage6nb.common.schemas import OPEN_STATUSES
+
+from ..db import session
+from ..lifecycle import change_status, emit_run_statuses, parse_status
+from ..models import Node, Run, Task
+from ..permissions import can_see_run, collaboration_ids, current, require_type
+from ..request_parsing import (
+    get_or_404,
+    json_body,
+    list_response,
+    paginate,
+    parse_time,
+    query_id,
+    query_str,
+    validated,
+)
+from ..serializers import NodeIndex, run_json
+
+__all__ = ["bp"]
+
+bp = Blueprint("runs", __name__)
+
+_INCLUDABLE = ("input", "result", "log")
+_MAX_TEXT = 2**31  # the body limit (max_body_mb) is the real bound
+
+
+def _include() -> tuple[str, ...]:
+    raw = request.args.get("include")
+    if not raw:
+        return ()
+    wanted = tuple(p.strip() for p in raw.split(",") if p.strip())
+    bad = [p for p in wanted if p not in _INCLUDABLE]
+    if bad:
+        raise ValidationError(
+            f"include accepts {', '.join(_INCLUDABLE)}; not {', '.join(bad)}.",
+            errors={"include": "unknown field"},
+        )
+    return wanted
+
+
+def _statuses() -> list[str] | None:
+    raw = query_str("status", 1000)
+    if raw is None:
+        return None
+    out: list[str] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if part == "open":
+            out.extend(s.value for s in OPEN_STATUSES)
+        elif part:
+            out.append(parse_status(part).value)
+    return out
+
+
+def _scoped_runs() -> Any:
+    """Runs the caller may see, as a statement joined with their task."""
+    ident = current()
+    s = session()
+    stmt = select(Run).join(Task, Run.task_id == Task.id)
+    if ident.type == "container":
+        stmt = stmt.where(Task.job_id == ident.job_id)
+    elif ident.type == "node":
+        stmt = stmt.where(
+            Task.collaboration_id == ident.collaboration_id, Run.organization_id == ident.org_id
+        )
+    else:
+        allowed = collaboration_ids(s, ident)
+        if allowed is not None:
+            stmt = stmt.where(Task.collaboration_id.in_(allowed))
+    return stmt
+
+
+@bp.get("/run")
+def list_runs() -> Any:
+    s = session()
+    stmt = _scoped_runs().order_by(Run.id)
+    include = _include()
+    if (tid := query_id("task_id")) is not None:
+        stmt = stmt.where(Run.task_id == tid)
+    if (jid := query_id("job_id")) is not None:
+        stmt = stmt.where(Task.job_id == jid)
+    if (oid := query_id("organization_id")) is not None:
+        stmt = stmt.where(Run.organization_id == oid)
+    if (nid := query_id("node_id")) is not None:
+        node = s.get(Node, nid)
+        if node is None:
+            stmt = stmt.where(Run.id.is_(None))  # an unknown node has no runs
+        else:
+            stmt = stmt.where(
+                Task.collaboration_id == node.collaboration_id,
+                Run.organization_id == node.organization_id,
+            )
+    if (statuses := _statuses()) is not None:
+        stmt = stmt.where(Run.status.in_(statuses))
+    rows, meta = paginate(s, stmt)
+    tasks = (
+        {t.id: t for t in s.scalars(select(Task).where(Task.id.in_({r.task_id for r in rows})))}
+        if rows
+        else {}
+    )
+    nodes = NodeIndex(s, {t.collaboration_id for t in tasks.values()})
+    return list_response([run_json(r, tasks[r.task_id], nodes, include) for r in rows], meta)
+
+
+def _visible_run(run_id: int) -> tuple[Run, Task]:
+    ident = current()
+    s = session()
+    run = get_or_404(s, Run, run_id)
+    task = s.get(Task, run.task_id)
+    assert task is not None
+    if not can_see_run(s, ident, task, run.organization_id):
+        raise PermissionDenied(f"Run {run_id} is not visible to you.")
+    return run, task
+
+
+@bp.get("/run/<int:run_id>")
+def get_run(run_id: int) -> Any:
+    run, task = _visible_run(run_id)
+    return run_json(run, task, NodeIndex(session(), [task.collaboration_id]))
+
+
+@bp.patch("/run/<int:run_id>")
+def update_run(run_id: int) -> Any:
+    ident = require_type("node")
+    run, task = _visible_run(run_id)
+    if run.organization_id != ident.org_id or task.collaboration_id != ident.collaboration_id:
+        raise PermissionDenied(f"Run {run_id} belongs to another node.")
+    body = validated(
+        json_body(),
+        {},
+        {
+            "status": str,
+            "reason": str,
+            "log": str,
+            "result": str,
+            "started_at": str,
+            "finished_at": str,
+        },
+        strings={"status": 32, "reason": 10_000, "log": _MAX_TEXT, "result": _MAX_TEXT},
+    )
+    started = parse_time("started_at", body["started_at"]) if "started_at" in body else None
+    finished = parse_time("finished_at", body["finished_at"]) if "finished_at" in body else None
+    status = parse_status(body["status"]) if "status" in body else None
+    target = status or parse_status(run.status)
+    changed = change_status(run, target, body.get("reason"))
+    if started is not None:
+        run.started_at = started
+    if finished is not None:
+        run.finished_at = finished
+    if "log" in body:
+        run.log = body["log"]
+    if "result" in body:
+        run.result = body["result"]
+    s = session()
+    s.commit()
+    if changed:
+        emit_run_statuses(s, [(run, task)])
+    return run_json(run, task, NodeIndex(s, [task.collaboration_id]))
+
+
+@bp.get("/result")
+def list_results() -> Any:
+    s = session()
+    tid = query_id("task_id")
+    if tid is None:
+        raise ValidationError(
+            "Give the task: /api/result?task_id=<id>.", errors={"task_id": "required"}
+        )
+    stmt = _scoped_runs().where(Run.task_id == tid).order_by(Run.id)
+    return {
+        "data": [
+            {
+                "run_id": r.id,
+                "task_id": r.task_id,
+                "organization_id": r.organization_id,
+                "status": r.status,
+                "result": r.result,
+            }
+            for r in s.scalars(stmt)
+        ]
+    }

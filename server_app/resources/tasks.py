@@ -1,0 +1,298 @@
+"""Tasks: create (one run per receiving organization), list, read, delete and kill."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint
+from sqlalchemy import ColumnElement, and_, exists, not_, select
+from sqlalchemy.orm import selectinload
+
+from vantage6nb.common import events
+from vantage6nb.common.errors import Conflict, PermissionDenied, ValidationError
+from vantage6nb.common.schemas import OPEN_STATUSES, RunStatus
+
+from ..db import session
+from ..lifecycle import kill_tasks
+from ..models import Collaboration, Run, Task, utcnow
+from ..permissions import (
+    Identity,
+    can_see_task,
+    collaboration_ids,
+    current,
+    require_collaboration,
+    require_type,
+)
+from ..request_parsing import (
+    check_str,
+    get_or_404,
+    json_body,
+    list_response,
+    paginate,
+    query_id,
+    query_str,
+    validated,
+)
+from ..serializers import NodeIndex, task_json
+from ..state import audit, state
+
+__all__ = ["bp", "visible_task"]
+
+bp = Blueprint("tasks", __name__)
+
+_OPEN = [s.value for s in OPEN_STATUSES]
+_TASK_STATUSES = ("pending", "initializing", "active", "completed", "failed", "open")
+
+
+def _has(*statuses: str) -> ColumnElement[bool]:
+    return exists().where(Run.task_id == Task.id, Run.status.in_(statuses))
+
+
+def _status_clause(status: str) -> ColumnElement[bool]:
+    pending, init, active = (
+        RunStatus.PENDING.value,
+        RunStatus.INITIALIZING.value,
+        RunStatus.ACTIVE.value,
+    )
+    not_completed = exists().where(Run.task_id == Task.id, Run.status != RunStatus.COMPLETED.value)
+    return {
+        "pending": _has(pending),
+        "initializing": and_(_has(init), not_(_has(pending))),
+        "active": and_(_has(active), not_(_has(pending, init))),
+        "completed": and_(not_(_has(*_OPEN)), not_(not_completed)),
+        "failed": and_(not_(_has(*_OPEN)), not_completed),
+        "open": _has(*_OPEN),
+    }[status]
+
+
+@bp.get("/task")
+def list_tasks() -> Any:
+    ident = current()
+    s = session()
+    stmt = select(Task).options(selectinload(Task.runs)).order_by(Task.id)
+    if ident.type == "container":
+        stmt = stmt.where(Task.job_id == ident.job_id)
+    else:
+        allowed = collaboration_ids(s, ident)
+        if allowed is not None:
+            stmt = stmt.where(Task.collaboration_id.in_(allowed))
+    for name, column in (
+        ("collaboration_id", Task.collaboration_id),
+        ("parent_id", Task.parent_id),
+        ("job_id", Task.job_id),
+        ("init_org_id", Task.init_org_id),
+    ):
+        if (value := query_id(name)) is not None:
+            stmt = stmt.where(column == value)
+    if (status := query_str("status")) is not None:
+        if status not in _TASK_STATUSES:
+            raise ValidationError(
+                f"status must be one of {', '.join(_TASK_STATUSES)}.",
+                errors={"status": "unknown status"},
+            )
+        stmt = stmt.where(_status_clause(status))
+    rows, meta = paginate(s, stmt)
+    nodes = NodeIndex(s, {t.collaboration_id for t in rows})
+    return list_response([task_json(t, nodes) for t in rows], meta)
+
+
+def _receivers(value: Any, collab: Collaboration) -> list[tuple[int, str]]:
+    if not isinstance(value, list) or not value:
+        raise ValidationError(
+            "organizations must be a non-empty list of {id, input}.",
+            errors={"organizations": "expected a non-empty list"},
+        )
+    members = {o.id for o in collab.organizations}
+    out: list[tuple[int, str]] = []
+    errors: dict[str, str] = {}
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            errors[f"organizations[{i}]"] = "expected an object {id, input}"
+            continue
+        oid, inp = item.get("id"), item.get("input", "")
+        if isinstance(oid, bool) or not isinstance(oid, int) or not 0 < oid < 2**63:
+            errors[f"organizations[{i}].id"] = "expected a positive id"
+        elif oid not in members:
+            errors[f"organizations[{i}].id"] = (
+                f"organization {oid} is not a member of '{collab.name}'"
+            )
+        elif any(oid == o for o, _ in out):
+            errors[f"organizations[{i}].id"] = "duplicate organization"
+        if not isinstance(inp, str):
+            errors[f"organizations[{i}].input"] = (
+                "expected a string (JSON text or an encryption envelope)"
+            )
+        if f"organizations[{i}].id" not in errors and f"organizations[{i}].input" not in errors:
+            out.append((oid, inp))
+    if errors:
+        raise ValidationError(
+            "Invalid organizations: fix the entries listed in 'errors'.", errors=errors
+        )
+    return out
+
+
+def _databases(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise ValidationError(
+            "databases must be a list of {label}.", errors={"databases": "expected a list"}
+        )
+    out = []
+    for i, item in enumerate(value):
+        label = item.get("label") if isinstance(item, dict) else None
+        if not isinstance(label, str) or not label.strip() or len(label) > 128:
+            raise ValidationError(
+                "Each database needs a string label (at most 128 characters).",
+                errors={f"databases[{i}].label": "expected a non-empty string"},
+            )
+        out.append(dict(item))
+    return out
+
+
+@bp.post("/task")
+def create_task() -> Any:
+    ident = require_type("user", "container")
+    body = validated(
+        json_body(),
+        {"organizations": list, "method": str},
+        {
+            "collaboration_id": int,
+            "image": str,
+            "name": str,
+            "description": str,
+            "databases": list,
+            "uid": str,
+        },
+        ids=("collaboration_id",),
+        strings={"method": 255, "image": 512, "name": 255, "description": 10_000, "uid": 64},
+    )
+    check_str("method", body["method"], 255)
+    s = session()
+    parent: Task | None = None
+    if ident.type == "container":
+        parent = get_or_404(s, Task, ident.task_id or 0, "Parent task")
+        cid = body.get("collaboration_id", parent.collaboration_id)
+        if cid != parent.collaboration_id:
+            raise PermissionDenied(
+                "An algorithm may only create subtasks in its own collaboration."
+            )
+        image = body.get("image", parent.image)
+        if image != parent.image:
+            raise PermissionDenied(
+                f"An algorithm may only create subtasks with its own image ({parent.image}).",
+                errors={"image": "must equal the parent task's image"},
+            )
+    else:
+        missing = {k: "required" for k in ("collaboration_id", "image") if k not in body}
+        if missing:
+            raise ValidationError(
+                "Invalid request: fix the fields listed in 'errors'.", errors=missing
+            )
+        cid, image = body["collaboration_id"], check_str("image", body["image"], 512)
+    collab = require_collaboration(s, ident, cid)
+    receivers = _receivers(body["organizations"], collab)
+    databases = _databases(body.get("databases", []))
+    uid = body.get("uid") or uuid.uuid4().hex
+    check_str("uid", uid, 64)
+    if s.scalar(select(Task.id).where(Task.uid == uid)) is not None:
+        raise Conflict(
+            f"A task with uid {uid!r} already exists: use a new uid for each task.",
+            errors={"uid": "duplicate"},
+        )
+    task = Task(
+        uid=uid,
+        name=body.get("name", ""),
+        description=body.get("description", ""),
+        collaboration_id=collab.id,
+        image=image,
+        method=body["method"],
+        init_org_id=ident.org_id,
+        init_user_id=ident.id
+        if ident.type == "user"
+        else (parent.init_user_id if parent else None),
+        parent_id=parent.id if parent else None,
+        job_id=parent.job_id if parent else None,
+        databases=databases,
+        created_at=utcnow(),
+    )
+    s.add(task)
+    s.flush()
+    if task.job_id is None:
+        task.job_id = task.id
+    now = utcnow()
+    task.runs = [
+        Run(organization_id=oid, input=inp, status=RunStatus.PENDING.value, assigned_at=now)
+        for oid, inp in receivers
+    ]
+    s.commit()
+    _announce(s, task)
+    return task_json(task, NodeIndex(s, [task.collaboration_id])), 201
+
+
+def _announce(s: Any, task: Task) -> None:
+    hub = state().hub
+    nodes = NodeIndex(s, [task.collaboration_id])
+    for run in task.runs:
+        node = nodes.get(task.collaboration_id, run.organization_id)
+        if node is not None:
+            hub.emit(
+                events.NEW_TASK,
+                {
+                    "task_id": task.id,
+                    "collaboration_id": task.collaboration_id,
+                    "run_ids": [run.id],
+                },
+                events.node_room(node.id),
+            )
+    hub.emit(
+        events.TASK_CREATED,
+        {
+            "task_id": task.id,
+            "collaboration_id": task.collaboration_id,
+            "name": task.name,
+            "organization_ids": [r.organization_id for r in task.runs],
+            "parent_id": task.parent_id,
+        },
+        events.collaboration_room(task.collaboration_id),
+    )
+
+
+def visible_task(ident: Identity, task_id: int) -> Task:
+    """The task, if the caller may see it (404 / 403 otherwise)."""
+    s = session()
+    task = get_or_404(s, Task, task_id)
+    if not can_see_task(s, ident, task):
+        raise PermissionDenied(
+            f"Task {task_id} is in a collaboration your organization is not part of."
+        )
+    return task
+
+
+@bp.get("/task/<int:task_id>")
+def get_task(task_id: int) -> Any:
+    task = visible_task(current(), task_id)
+    return task_json(task, NodeIndex(session(), [task.collaboration_id]))
+
+
+def _manageable(task_id: int) -> tuple[Identity, Task]:
+    ident = require_type("user")
+    return ident, visible_task(ident, task_id)
+
+
+@bp.post("/task/<int:task_id>/kill")
+def kill_task(task_id: int) -> Any:
+    ident, task = _manageable(task_id)
+    killed = kill_tasks(session(), task, f"killed by {ident.label}")
+    audit("task %s killed by %s (%d open runs)", task_id, ident.label, len(killed))
+    return {"task_id": task_id, "run_ids": [r.id for r, _ in killed]}
+
+
+@bp.delete("/task/<int:task_id>")
+def delete_task(task_id: int) -> Any:
+    ident, task = _manageable(task_id)
+    s = session()
+    kill_tasks(s, task, f"task deleted by {ident.label}")
+    s.delete(task)
+    s.commit()
+    audit("task %s deleted by %s", task_id, ident.label)
+    return {"msg": f"Task {task_id} deleted, with its runs and subtasks."}

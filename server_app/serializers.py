@@ -1,0 +1,160 @@
+"""JSON shapes of the resources (docs/api.md), built from model rows without extra queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vantage6nb.common.schemas import OPEN_STATUSES, RunStatus
+
+from .models import Collaboration, Node, Organization, Run, Task, User
+
+__all__ = [
+    "NodeIndex",
+    "collaboration_json",
+    "iso",
+    "node_json",
+    "organization_json",
+    "run_event",
+    "run_json",
+    "task_json",
+    "task_status",
+    "user_json",
+]
+
+_OPEN_ORDER = [RunStatus.PENDING.value, RunStatus.INITIALIZING.value, RunStatus.ACTIVE.value]
+_OPEN = {s.value for s in OPEN_STATUSES}
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """A stored (naive UTC) datetime as ISO 8601 with ``Z``."""
+    return None if value is None else value.isoformat() + "Z"
+
+
+def organization_json(o: Organization) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "name": o.name,
+        "domain": o.domain,
+        "public_key": o.public_key,
+        "key_fingerprint": o.key_fingerprint,
+    }
+
+
+def collaboration_json(c: Collaboration) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "encrypted": c.encrypted,
+        "organization_ids": [o.id for o in c.organizations],
+    }
+
+
+def user_json(u: User) -> dict[str, Any]:
+    return {
+        "id": u.id,
+        "username": u.username,
+        "organization_id": u.organization_id,
+        "is_admin": u.is_admin,
+        "email": u.email,
+    }
+
+
+def node_json(n: Node) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "name": n.name,
+        "organization_id": n.organization_id,
+        "collaboration_id": n.collaboration_id,
+        "status": n.status,
+        "last_seen": iso(n.last_seen),
+    }
+
+
+class NodeIndex:
+    """The node of each (collaboration, organization), loaded in one query for a page of runs."""
+
+    def __init__(self, s: Session, collaboration_ids: Iterable[int]) -> None:
+        ids = set(collaboration_ids)
+        rows = s.scalars(select(Node).where(Node.collaboration_id.in_(ids))) if ids else []
+        self._by_key = {(n.collaboration_id, n.organization_id): n for n in rows}
+
+    def get(self, collaboration_id: int, organization_id: int) -> Node | None:
+        return self._by_key.get((collaboration_id, organization_id))
+
+
+def task_status(statuses: Iterable[str]) -> str:
+    """Derived task status: the least advanced open run status, else completed or failed."""
+    seen = list(statuses)
+    for status in _OPEN_ORDER:
+        if status in seen:
+            return status
+    return "completed" if all(s == RunStatus.COMPLETED.value for s in seen) else "failed"
+
+
+def run_json(
+    run: Run, task: Task, nodes: NodeIndex, include: Iterable[str] = ("input", "result", "log")
+) -> dict[str, Any]:
+    node = nodes.get(task.collaboration_id, run.organization_id)
+    out: dict[str, Any] = {
+        "id": run.id,
+        "task_id": run.task_id,
+        "job_id": task.job_id,
+        "organization_id": run.organization_id,
+        "node_id": node.id if node else None,
+        "status": run.status,
+        "reason": run.reason,
+        "assigned_at": iso(run.assigned_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "node_status": node.status if node else "offline",
+        "node_last_seen": iso(node.last_seen) if node else None,
+    }
+    for name in include:
+        out[name] = getattr(run, name)
+    return out
+
+
+def run_event(run: Run, task: Task, node: Node | None) -> dict[str, Any]:
+    """Payload of the ``run_status`` event."""
+    return {
+        "run_id": run.id,
+        "task_id": run.task_id,
+        "job_id": task.job_id,
+        "organization_id": run.organization_id,
+        "node_id": node.id if node else None,
+        "status": run.status,
+        "reason": run.reason,
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+    }
+
+
+def task_json(t: Task, nodes: NodeIndex) -> dict[str, Any]:
+    runs = [run_json(r, t, nodes, include=()) for r in t.runs]
+    return {
+        "id": t.id,
+        "uid": t.uid,
+        "name": t.name,
+        "description": t.description,
+        "collaboration_id": t.collaboration_id,
+        "image": t.image,
+        "method": t.method,
+        "init_org_id": t.init_org_id,
+        "init_user_id": t.init_user_id,
+        "parent_id": t.parent_id,
+        "job_id": t.job_id,
+        "databases": t.databases or [],
+        "created_at": iso(t.created_at),
+        "status": task_status(r.status for r in t.runs),
+        "runs": runs,
+    }
+
+
+def is_open(status: str) -> bool:
+    """Whether a run in ``status`` can still change."""
+    return status in _OPEN

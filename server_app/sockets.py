@@ -1,0 +1,162 @@
+"""socket.io on the server: token auth on connect, rooms, node online/offline tracking and event emission."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import socketio
+from sqlalchemy import select
+
+from vantage6nb.common import events
+from vantage6nb.common.errors import V6Error
+
+from .db import Database
+from .models import Collaboration, Node, utcnow
+from .permissions import Identity, identity_from_claims
+from .serializers import iso
+from .tokens import TokenService
+
+__all__ = ["SocketHub"]
+
+log = logging.getLogger("server_app.sockets")
+
+
+class SocketHub:
+    """The socket.io server and the events the REST resources emit through it.
+
+    Examples
+    --------
+    >>> hub = SocketHub(tokens, db)  # doctest: +SKIP
+    >>> hub.emit(events.KILL, {"task_id": 1, "run_ids": [2]}, events.node_room(3))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        tokens: TokenService,
+        db: Database,
+        *,
+        message_queue_url: str = "",
+        max_body_bytes: int = 2**24,
+    ) -> None:
+        manager = socketio.KombuManager(message_queue_url) if message_queue_url else None
+        self.sio = socketio.Server(
+            async_mode="threading",
+            client_manager=manager,
+            logger=False,
+            engineio_logger=False,
+            ping_interval=10,
+            ping_timeout=10,
+            max_http_buffer_size=max_body_bytes,
+        )
+        self._tokens = tokens
+        self._db = db
+        self._lock = threading.Lock()
+        self._node_sids: dict[int, set[str]] = {}
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+
+    def emit(self, event: str, data: dict[str, Any], room: str) -> None:
+        """Send ``event`` to everyone in ``room``; never raises into a request."""
+        try:
+            self.sio.emit(event, data, to=room)
+        except Exception:  # an event is best-effort; nodes also re-sync on a timer
+            log.exception("could not emit %s to %s", event, room)
+
+    def online_node_ids(self) -> set[int]:
+        """Nodes with at least one live connection to this server instance."""
+        with self._lock:
+            return {n for n, sids in self._node_sids.items() if sids}
+
+    # socket.io handlers -------------------------------------------------------------------------
+
+    def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str) or not token:
+            raise socketio.exceptions.ConnectionRefusedError(
+                'Missing token: connect with auth={"token": <access_token>}.'
+            )
+        try:
+            ident = identity_from_claims(self._tokens.verify(token, kind="access"))
+        except V6Error as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.msg) from None
+        if ident.type == "container":
+            raise socketio.exceptions.ConnectionRefusedError(
+                "Container tokens cannot open a socket.io connection."
+            )
+        self.sio.save_session(sid, {"type": ident.type, "id": ident.id})
+        if ident.type == "node":
+            return self._connect_node(sid, ident)
+        self._connect_user(sid, ident)
+        return True
+
+    def _connect_user(self, sid: str, ident: Identity) -> None:
+        with self._db.new_session() as s:
+            if ident.is_admin:
+                collabs = list(s.scalars(select(Collaboration.id)))
+            else:
+                from .permissions import collaboration_ids
+
+                collabs = sorted(collaboration_ids(s, ident) or ())
+        self.sio.enter_room(sid, events.organization_room(ident.org_id))
+        for cid in collabs:
+            self.sio.enter_room(sid, events.collaboration_room(cid))
+
+    def _connect_node(self, sid: str, ident: Identity) -> bool:
+        with self._db.new_session() as s:
+            node = s.get(Node, ident.id)
+            if node is None:
+                raise socketio.exceptions.ConnectionRefusedError(
+                    "This node no longer exists on the server."
+                )
+            with self._lock:
+                self._node_sids.setdefault(node.id, set()).add(sid)
+            node.status, node.last_seen = "online", utcnow()
+            s.commit()
+            payload = _node_event(node)
+        self.sio.enter_room(sid, events.node_room(ident.id))
+        self.sio.enter_room(sid, events.collaboration_room(payload["collaboration_id"]))
+        self.sio.enter_room(sid, events.organization_room(ident.org_id))
+        log.info("node %s (%s) online", payload["node_id"], payload["name"])
+        self.emit(
+            events.NODE_ONLINE, payload, events.collaboration_room(payload["collaboration_id"])
+        )
+        return True
+
+    def _on_disconnect(self, sid: str, *_reason: Any) -> None:
+        try:
+            info = self.sio.get_session(sid)
+        except KeyError:
+            return
+        if info.get("type") != "node":
+            return
+        node_id = int(info["id"])
+        with self._lock:
+            sids = self._node_sids.get(node_id, set())
+            sids.discard(sid)
+            still_online = bool(sids)
+        if still_online:
+            return
+        with self._db.new_session() as s:
+            node = s.get(Node, node_id)
+            if node is None:
+                return
+            node.status, node.last_seen = "offline", utcnow()
+            s.commit()
+            payload = _node_event(node)
+        log.info("node %s (%s) offline", payload["node_id"], payload["name"])
+        self.emit(
+            events.NODE_OFFLINE, payload, events.collaboration_room(payload["collaboration_id"])
+        )
+
+
+def _node_event(node: Node) -> dict[str, Any]:
+    return {
+        "node_id": node.id,
+        "name": node.name,
+        "organization_id": node.organization_id,
+        "collaboration_id": node.collaboration_id,
+        "status": node.status,
+        "last_seen": iso(node.last_seen),
+    }

@@ -1,0 +1,86 @@
+"""``vantage6nb.analysis`` on a real demo network (server + 3 process-runtime nodes) against pandas."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from vantage6nb import analysis, errors
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def net():
+    from vantage6nb import demo
+
+    with demo.start(nodes=3) as network:
+        yield network
+
+
+@pytest.fixture(scope="module")
+def client(net):
+    c = net.client()
+    yield c
+    c.close()
+
+
+def _pooled(net, names=None) -> pd.DataFrame:
+    paths = [p for n, p in net.datasets.items() if names is None or n in names]
+    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+
+
+def test_summary_equals_pandas_on_pooled_data(net, client) -> None:
+    pooled = _pooled(net)
+    numeric = pooled.select_dtypes("number")
+    df = analysis.summary(client)
+    assert list(df.columns) == ["count", "missing", "mean", "std", "min", "max"]
+    assert df.index.name == "column" and list(df.index) == list(numeric.columns)
+    assert df["count"].dtype == "int64" and df["std"].dtype == "float64"
+    for name in numeric.columns:
+        col = numeric[name]
+        assert df.loc[name, "count"] == col.count()
+        assert df.loc[name, "missing"] == col.isna().sum()
+        for stat, expected in [
+            ("mean", col.mean()),
+            ("std", col.std(ddof=1)),
+            ("min", col.min()),
+            ("max", col.max()),
+        ]:
+            assert df.loc[name, stat] == pytest.approx(expected, rel=1e-9), (name, stat)
+    attrs = df.attrs
+    assert attrs["image"] == "v6nb/summary" and isinstance(attrs["task_id"], int)
+    assert sorted(attrs["organizations"]) == sorted(net.datasets)
+    assert attrs["created"]
+    task = client.task.get(attrs["task_id"])
+    assert task.method == "summary" and len(task.runs) == 1  # one central task
+    assert task.organization_ids == [client.whoami["organization_id"]]  # at the researcher's org
+
+
+def test_summary_of_chosen_columns_and_organizations(net, client) -> None:
+    names = sorted(net.datasets)[1:]
+    pooled = _pooled(net, names)
+    df = analysis.summary(client, organizations=names, columns="body_mass_g")
+    assert list(df.index) == ["body_mass_g"]
+    assert df.loc["body_mass_g", "count"] == pooled["body_mass_g"].count()
+    assert df.loc["body_mass_g", "std"] == pytest.approx(pooled["body_mass_g"].std(), rel=1e-9)
+    assert sorted(df.attrs["organizations"]) == names
+
+
+def test_crosstab_equals_pandas_and_keeps_value_types(net, client) -> None:
+    pooled = _pooled(net)
+    table = analysis.crosstab(client, "species", "island")
+    expected = pd.crosstab(pooled["species"], pooled["island"])
+    pd.testing.assert_frame_equal(
+        table, expected, check_names=True, check_index_type=False, check_column_type=False
+    )
+    assert table.attrs["image"] == "v6nb/crosstab"
+    by_year = analysis.crosstab(client, "species", "year")
+    assert list(by_year.columns) == sorted(pooled["year"].unique().tolist())
+    assert all(isinstance(c, int) for c in by_year.columns)
+    assert by_year.values.sum() == len(pooled.dropna(subset=["species", "year"]))
+
+
+def test_unknown_column_fails_with_the_reason(client) -> None:
+    with pytest.raises(errors.TaskFailed, match="nope"):
+        analysis.crosstab(client, "species", "nope")

@@ -1,0 +1,199 @@
+"""The demo network: real server and node processes on loopback, set up, used and torn down by one call."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from vantage6nb import demo
+from vantage6nb.common.errors import ConfigurationError, NotFound
+from vantage6nb.demo._setup import PENGUINS
+
+pytestmark = pytest.mark.integration
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie child of ours still answers kill(0): look at its state
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _poll(predicate, what, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_split_is_deterministic_unequal_and_complete():
+    a, b = demo.split_dataset(None, 3), demo.split_dataset(None, 3)
+    assert [len(p) for p in a] == [76, 115, 153]
+    for x, y in zip(a, b, strict=True):
+        pd.testing.assert_frame_equal(x, y)
+    pooled = pd.concat(a).sort_values(list(a[0].columns)).reset_index(drop=True)
+    original = pd.read_csv(PENGUINS).sort_values(list(a[0].columns)).reset_index(drop=True)
+    pd.testing.assert_frame_equal(pooled, original)
+    assert demo.organization_names(10)[-2:] == ["Org 9", "Org 10"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"nodes": 0}, "nodes"),
+        ({"runtime": "kubernetes"}, "runtime must be"),
+        ({"encrypted": True}, "encrypted=True is not supported"),
+    ],
+)
+def test_bad_arguments_fail_before_any_process_starts(kwargs, match):
+    with pytest.raises(ConfigurationError, match=match):
+        demo.start(**kwargs)
+
+
+def test_network_handle_describes_what_runs(demo_network):
+    net = demo_network
+    assert net.url.startswith("http://127.0.0.1:")
+    assert list(net.datasets) == ["Leiden", "Utrecht", "Groningen"]
+    assert all(os.path.isfile(p) and str(net.workdir) in p for p in net.datasets.values())
+    client = net.client()
+    orgs = client.organizations()
+    assert sorted(orgs["name"]) == sorted(net.datasets)
+    nodes = client.nodes()
+    assert len(nodes) == 3 and set(nodes["status"]) == {"online"}
+    engine = sa.create_engine(net.server_db_url)
+    try:
+        with engine.connect() as conn:
+            tables = sa.inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+    assert tables  # the URL points at the server's real database
+    with pytest.raises(NotFound, match="Leiden, Utrecht, Groningen"):
+        net.node_log("Atlantis")
+    assert net.credentials["username"] and net.credentials["password"]
+
+
+def test_summary_round_trip_equals_pandas_on_pooled_data(demo_network):
+    net = demo_network
+    client = net.client()
+    org_ids = client.organizations()["id"].tolist()
+    own = client.whoami["organization_id"]
+    task = client.task.create(
+        organizations=[own],
+        image="v6nb/summary",
+        method="summary",
+        kwargs={"organizations": org_ids},
+        databases=["default"],
+    )
+    task.wait(timeout=120)
+    result = task.result()
+    pooled = pd.concat([pd.read_csv(p) for p in net.datasets.values()], ignore_index=True)
+    numeric = pooled.select_dtypes("number")
+    assert list(result["columns"]) == list(numeric.columns)
+    for name in numeric.columns:
+        col, got = numeric[name], result["columns"][name]
+        assert (got["count"], got["missing"]) == (col.count(), col.isna().sum())
+        for stat, expected in (
+            ("mean", col.mean()),
+            ("std", col.std()),
+            ("min", col.min()),
+            ("max", col.max()),
+        ):
+            assert got[stat] == pytest.approx(expected, rel=1e-9), (name, stat)
+    children = client.task.list(parent_id=task.id)
+    assert len(children) == 1  # one partial subtask, at every organization
+
+
+def test_crosstab_round_trip_equals_pandas(demo_network):
+    client = demo_network.client()
+    own = client.whoami["organization_id"]
+    task = client.task.create(
+        organizations=[own],
+        image="v6nb/crosstab",
+        method="crosstab",
+        kwargs={"row": "island", "col": "sex"},
+        databases=["default"],
+    )
+    task.wait(timeout=120)
+    result = task.result()
+    pooled = pd.concat([pd.read_csv(p) for p in demo_network.datasets.values()], ignore_index=True)
+    expected = pd.crosstab(pooled["island"], pooled["sex"])
+    assert result["table"] == {
+        r: {c: int(expected.loc[r, c]) for c in expected.columns} for r in expected.index
+    }
+
+
+def test_node_and_server_restart_helpers(tmp_path):
+    with demo.start(nodes=1, workdir=tmp_path / "net") as net:
+        client = net.client()
+        (name,) = net.node_names
+        net.stop_node(name)
+        _poll(lambda: set(client.nodes()["status"]) == {"offline"}, "node offline")
+        net.start_node(name)  # waits until online
+        assert set(client.nodes()["status"]) == {"online"}
+        old = net.pids()["server"]
+        net.restart_server()
+        assert net.pids()["server"] not in (None, old)
+        task = client.task.create(image="v6nb/diagnostics", method="echo", kwargs={"x": 1})
+        task.wait(timeout=60)
+        assert task.results() == [{"args": [], "kwargs": {"x": 1}}]
+        assert net.node_log(name).strip()  # the node logs to its own file
+        pids = [p for p in net.pids().values() if p]
+    assert not any(_alive(p) for p in pids)
+    assert (tmp_path / "net").is_dir()  # a workdir we gave is kept; a temporary one is removed
+
+
+def test_processes_die_with_the_interpreter_and_temp_dirs_are_removed_by_stop():
+    code = (
+        "import json, sys; from vantage6nb import demo; net = demo.start(nodes=1);"
+        "print(json.dumps({'pids': list(net.pids().values()), 'workdir': str(net.workdir)}), flush=True)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(info["pids"]) == 2
+    assert not any(_alive(p) for p in info["pids"])  # atexit stopped them without stop()
+    net = demo.start(nodes=1)
+    workdir = net.workdir
+    net.stop()
+    assert not workdir.exists()
+
+
+def test_cli_prints_url_credentials_and_summary_then_stops_on_ctrl_c(free_port):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vantage6nb", "demo", "--nodes", "2", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{port}" in text
+        assert "researcher" in text and "Federated summary" in text and "body_mass_g" in text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

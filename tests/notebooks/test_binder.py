@@ -1,0 +1,84 @@
+"""binder/start: in a fresh HOME it brings up a demo network that answers, then runs the given command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+START = ROOT / "binder" / "start"
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_for(path: Path, pid: int, deadline_s: float = 120.0) -> None:
+    # not a timed assertion: a generous bound so a broken start script fails instead of hanging
+    end = time.monotonic() + deadline_s
+    while not path.exists():
+        if time.monotonic() > end:
+            raise AssertionError(f"{path} never appeared")
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            raise AssertionError("the demo process exited before the network was up") from None
+        time.sleep(0.2)
+
+
+def test_binder_files_exist():
+    assert os.access(START, os.X_OK) and os.access(ROOT / "binder" / "postBuild", os.X_OK)
+    reqs = (ROOT / "binder" / "requirements.txt").read_text()
+    assert "jupyterlab" in reqs and "ipywidgets" in reqs
+    assert "pip install" in (ROOT / "binder" / "postBuild").read_text()
+
+
+def test_start_script_runs_command_and_demo_network(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("V6NB_DEMO")}
+    env["HOME"] = str(home)
+    marker = tmp_path / "ran"
+    done = subprocess.run(
+        [str(START), "touch", str(marker)],
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert marker.exists()  # the script exec'd the command it was given
+    pid = int((home / ".v6nb" / "demo.pid").read_text())
+    try:
+        info_file = home / ".v6nb" / "demo.json"
+        _wait_for(info_file, pid)
+        info = json.loads(info_file.read_text())
+        assert (info_file.stat().st_mode & 0o777) == 0o600
+        assert info["url"].startswith("http://127.0.0.1:")
+        assert requests.get(f"{info['url']}/api/health", timeout=10).json()["status"] == "ok"
+        import vantage6nb
+
+        client = vantage6nb.Client(info["url"]).login(info["username"], info["password"])
+        assert client.whoami["username"] == info["username"]
+        assert len(client.nodes()) == 3
+        assert set(info["datasets"]) == set(client.organizations()["name"])
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    log = (home / ".v6nb" / "demo.log").read_text()
+    assert "demo network up" in log
+    assert not (home / ".v6nb" / "demo.json").exists()  # removed on a clean stop

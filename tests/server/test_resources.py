@@ -1,0 +1,169 @@
+"""Organizations, collaborations, users and nodes: CRUD, permissions across organizations, pagination, filters."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.server.conftest import Network
+
+
+def test_admin_sees_everything_users_see_their_collaborations(net: Network):
+    c = net.client
+    all_orgs = c.get("/api/organization", headers=net.root).json
+    assert all_orgs["total"] == 4  # root + a, b, c
+    alice = c.get("/api/organization", headers=net.users["alice"]).json
+    assert {o["name"] for o in alice["data"]} == {"a", "b"}
+    bob = c.get("/api/organization", headers=net.users["bob"]).json
+    assert {o["name"] for o in bob["data"]} == {"a", "b", "c"}
+    assert c.get(f"/api/organization/{net.orgs['c']}", headers=net.users["alice"]).status_code == 403
+    cols = c.get("/api/collaboration", headers=net.users["alice"]).json["data"]
+    assert [x["name"] for x in cols] == ["ab"]
+    assert c.get(f"/api/collaboration/{net.collabs['bc']}", headers=net.users["alice"]).status_code == 403
+    nodes = c.get("/api/node", headers=net.users["alice"]).json["data"]
+    assert {n["collaboration_id"] for n in nodes} == {net.collabs["ab"]}
+    users = c.get("/api/user", headers=net.users["alice"]).json["data"]
+    assert [u["username"] for u in users] == ["alice"]
+    assert c.get(f"/api/user/{net.user_ids['bob']}", headers=net.users["alice"]).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/organization", {"name": "x"}),
+        ("post", "/api/collaboration", {"name": "x", "organization_ids": []}),
+        ("post", "/api/user", {"username": "x", "password": "12345678", "organization_id": 1}),
+        ("post", "/api/node", {"organization_id": 1, "collaboration_id": 1}),
+        ("delete", "/api/organization/1", None),
+        ("delete", "/api/collaboration/1", None),
+        ("patch", "/api/collaboration/1", {"name": "y"}),
+        ("post", "/api/collaboration/1/organization", {"id": 1}),
+        ("patch", "/api/node/1", {"name": "y"}),
+        ("delete", "/api/node/1", None),
+        ("delete", "/api/user/1", None),
+    ],
+)
+def test_admin_only_endpoints_forbidden_for_users(net: Network, method, path, body):
+    r = getattr(net.client, method)(path, json=body, headers=net.users["alice"])
+    assert r.status_code == 403
+    assert r.json["code"] == "forbidden"
+
+
+def test_organization_crud_and_filters(net: Network):
+    c, root = net.client, net.root
+    r = c.patch(f"/api/organization/{net.orgs['a']}", json={"domain": "a.example"}, headers=root)
+    assert r.status_code == 200 and r.json["domain"] == "a.example"
+    r = c.get("/api/organization", query_string={"name": "b"}, headers=root)
+    assert [o["id"] for o in r.json["data"]] == [net.orgs["b"]]
+    r = c.get("/api/organization", query_string={"collaboration_id": net.collabs["bc"]}, headers=root)
+    assert {o["name"] for o in r.json["data"]} == {"b", "c"}
+    assert c.post("/api/organization", json={"name": "a"}, headers=root).status_code == 409
+    # a has users and nodes: deleting it conflicts, it does not crash
+    assert c.delete(f"/api/organization/{net.orgs['a']}", headers=root).status_code == 409
+    r = c.post("/api/organization", json={"name": "empty"}, headers=root)
+    assert c.delete(f"/api/organization/{r.json['id']}", headers=root).status_code == 200
+    assert c.get(f"/api/organization/{r.json['id']}", headers=root).status_code == 404
+
+
+def test_pagination(net: Network):
+    c, root = net.client, net.root
+    for i in range(7):
+        c.post("/api/organization", json={"name": f"extra{i}"}, headers=root)
+    r = c.get("/api/organization", query_string={"per_page": 5, "page": 2}, headers=root)
+    assert r.json["total"] == 11 and r.json["page"] == 2 and r.json["per_page"] == 5
+    assert len(r.json["data"]) == 5
+    r3 = c.get("/api/organization", query_string={"per_page": 5, "page": 3}, headers=root)
+    assert len(r3.json["data"]) == 1
+    far = c.get("/api/organization", query_string={"per_page": 5, "page": 9}, headers=root)
+    assert far.json["data"] == [] and far.json["total"] == 11
+    ids = [o["id"] for o in r.json["data"]] + [o["id"] for o in r3.json["data"]]
+    assert ids == sorted(ids)
+
+
+@pytest.mark.parametrize("params", [{"page": 0}, {"page": "x"}, {"per_page": 501}, {"per_page": -1}])
+def test_bad_pagination(net: Network, params):
+    r = net.client.get("/api/organization", query_string=params, headers=net.root)
+    assert r.status_code == 400 and r.json["errors"]
+
+
+def test_collaboration_members(net: Network):
+    c, root = net.client, net.root
+    cid = net.collabs["ab"]
+    r = c.post(f"/api/collaboration/{cid}/organization", json={"id": net.orgs["c"]}, headers=root)
+    assert r.status_code == 201 and net.orgs["c"] in r.json["organization_ids"]
+    assert c.post(f"/api/collaboration/{cid}/organization", json={"id": net.orgs["c"]}, headers=root).status_code == 409
+    r = c.delete(f"/api/collaboration/{cid}/organization", json={"id": net.orgs["c"]}, headers=root)
+    assert r.status_code == 200 and net.orgs["c"] not in r.json["organization_ids"]
+    r = c.get("/api/collaboration", query_string={"organization_id": net.orgs["c"]}, headers=root)
+    assert [x["name"] for x in r.json["data"]] == ["bc"]
+    r = c.post("/api/collaboration", json={"name": "z", "organization_ids": [99999]}, headers=root)
+    assert r.status_code == 404
+
+
+def test_nodes(net: Network):
+    c, root = net.client, net.root
+    # one node per organization per collaboration
+    r = c.post("/api/node", json={"organization_id": net.orgs["a"], "collaboration_id": net.collabs["ab"]}, headers=root)
+    assert r.status_code == 409
+    # not a member
+    r = c.post("/api/node", json={"organization_id": net.orgs["c"], "collaboration_id": net.collabs["ab"]}, headers=root)
+    assert r.status_code == 400 and "organization_id" in r.json["errors"]
+    node = c.get(f"/api/node/{net.nodes['a@ab']['id']}", headers=net.users["alice"]).json
+    assert node["status"] == "offline" and node["last_seen"] is None and "api_key" not in node
+    r = c.get("/api/node", query_string={"organization_id": net.orgs["b"]}, headers=root)
+    assert {n["collaboration_id"] for n in r.json["data"]} == {net.collabs["ab"], net.collabs["bc"]}
+    r = c.get("/api/node", query_string={"status": "online"}, headers=root)
+    assert r.json["total"] == 0
+    assert c.patch(f"/api/node/{node['id']}", json={"name": "renamed"}, headers=root).json["name"] == "renamed"
+    assert c.delete(f"/api/node/{node['id']}", headers=root).status_code == 200
+    assert c.post("/api/token/node", json={"api_key": net.nodes["a@ab"]["api_key"]}).status_code == 401
+
+
+def test_users(net: Network):
+    c, root = net.client, net.root
+    r = c.post("/api/user", json={"username": "dave", "password": "short", "organization_id": net.orgs["a"]}, headers=root)
+    assert r.status_code == 400 and "password" in r.json["errors"]
+    r = c.post("/api/user", json={"username": "alice", "password": "12345678", "organization_id": net.orgs["a"]}, headers=root)
+    assert r.status_code == 409
+    me = net.user_ids["alice"]
+    assert c.patch(f"/api/user/{me}", json={"email": "a@x.org"}, headers=net.users["alice"]).json["email"] == "a@x.org"
+    assert c.patch(f"/api/user/{me}", json={"is_admin": True}, headers=net.users["alice"]).status_code == 403
+    assert c.patch(f"/api/user/{me}", json={"password": "new-password"}, headers=net.users["alice"]).status_code == 200
+    net.login("alice", "new-password")
+    # admins can do more
+    assert c.patch(f"/api/user/{me}", json={"is_admin": True}, headers=root).json["is_admin"] is True
+    assert c.delete("/api/user/1", headers=root).status_code == 409  # not yourself
+
+
+def _key(n: int) -> str:
+    return base64.b64encode(bytes([n]) * 32).decode()
+
+
+def test_public_key_rules(net: Network, caplog):
+    c = net.client
+    oid = net.orgs["a"]
+    # a member sets the key while unset
+    r = c.patch(f"/api/organization/{oid}", json={"public_key": _key(1)}, headers=net.users["alice"])
+    assert r.status_code == 200 and r.json["key_fingerprint"].startswith("SHA256:")
+    first = r.json["key_fingerprint"]
+    # other organizations cannot
+    assert c.patch(f"/api/organization/{oid}", json={"public_key": _key(2)}, headers=net.users["bob"]).status_code == 403
+    # replacing: not by a user of that org, not by a node without replace_key
+    r = c.patch(f"/api/organization/{oid}", json={"public_key": _key(2)}, headers=net.users["alice"])
+    assert r.status_code == 409 and r.json["code"] == "key_mismatch"
+    node = net.nodes["a@ab"]["headers"]
+    r = c.patch(f"/api/organization/{oid}", json={"public_key": _key(2)}, headers=node)
+    assert r.status_code == 409
+    with caplog.at_level("WARNING", logger="server_app.audit"):
+        r = c.patch(f"/api/organization/{oid}", json={"public_key": _key(2), "replace_key": True}, headers=node)
+    assert r.status_code == 200 and r.json["key_fingerprint"] != first
+    assert any("REPLACED" in rec.getMessage() for rec in caplog.records)
+    # the admin may replace
+    assert c.patch(f"/api/organization/{oid}", json={"public_key": _key(3)}, headers=net.root).status_code == 200
+    # not base64
+    r = c.patch(f"/api/organization/{oid}", json={"public_key": "%%%"}, headers=net.root)
+    assert r.status_code == 400 and "public_key" in r.json["errors"]
+    # a node sees its collaboration's keys
+    orgs = c.get("/api/organization", headers=node).json["data"]
+    assert {o["id"] for o in orgs} == {net.orgs["a"], net.orgs["b"]}

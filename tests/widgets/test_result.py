@@ -1,0 +1,66 @@
+"""ResultView and result conversion: tables, kinds, shipped result shapes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from vantage6nb.widgets import ResultView
+from vantage6nb.widgets._result import guess_kind, results_to_frame
+from vantage6nb.widgets._shipped import crosstab_frame, summary_frame
+
+SUMMARY = {
+    "columns": {
+        "x": {"count": 3, "missing": 1, "mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0},
+        "y": {"count": 0, "missing": 4, "mean": None, "std": None, "min": None, "max": None},
+    },
+    "rows": 4,
+}
+CROSSTAB = {
+    "row": "a",
+    "col": "b",
+    "table": {"x": {"1": 1, "2": 1}, "y": {"1": 1, "2": 0}},
+    "row_values": ["x", "y"],
+    "col_values": [1, 2],
+}
+
+
+def test_summary_frame():
+    df = summary_frame([SUMMARY])
+    assert list(df.columns) == ["count", "missing", "mean", "std", "min", "max"]
+    assert df.loc["x", "mean"] == 2.0 and pd.isna(df.loc["y", "mean"])
+    assert guess_kind(df) == "summary"
+
+
+def test_crosstab_frame():
+    df = crosstab_frame([CROSSTAB])
+    assert df.index.name == "a" and df.columns.name == "b"
+    assert df.loc["y", "2"] == 0 and df.to_numpy().sum() == 3
+    assert guess_kind(df) == "crosstab"
+
+
+def test_generic_results():
+    assert list(results_to_frame([{"n": 1}, {"n": 2}], ["A", "B"]).index) == ["A", "B"]
+    odd = results_to_frame([[1, 2], "x"])
+    assert list(odd.columns) == ["result"] and odd.iloc[1, 0] == '"x"'
+
+
+@pytest.mark.parametrize("kind", ["summary", "crosstab"])
+def test_result_view_table_and_plot(kind):
+    df = summary_frame([SUMMARY]) if kind == "summary" else crosstab_frame([CROSSTAB])
+    df.attrs.update(task_id=5, image=f"v6nb/{kind}", organizations=["A", "B"])
+    view = ResultView(df)
+    assert view.dataframe is df and view.kind == kind
+    assert "<table" in view.table.value and "task 5" in view.title.value
+    assert view.plot is not None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in view.plot.value
+    else:
+        assert bytes(view.plot.value).startswith(b"\x89PNG")
+
+
+def test_result_view_without_plot():
+    view = ResultView([{"n": 1}], plot=False)
+    assert view.plot is None and view.dataframe["n"].tolist() == [1]

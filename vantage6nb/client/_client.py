@@ -1,0 +1,256 @@
+"""``Client``: log in to a server and see its organizations, collaborations, nodes and users as pandas."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from ..common.errors import MissingKey, NotFound, ValidationError
+from . import _frames
+from ._codec import Codec, PlainCodec
+from ._events import EventStream
+from ._http import Transport
+from ._task_api import TaskAPI
+
+__all__ = ["Client"]
+
+
+class Client:
+    """A researcher's connection to a vantage6nb server.
+
+    Parameters
+    ----------
+    url : str
+        The server, e.g. ``"http://127.0.0.1:7601"`` (the API lives under ``/api``).
+    timeout : float
+        Seconds to wait for one HTTP answer.
+    verify : bool or str
+        TLS verification: True, False, or the path of a CA bundle.
+
+    Examples
+    --------
+    >>> import vantage6nb as v6
+    >>> client = v6.Client("http://127.0.0.1:7601")  # doctest: +SKIP
+    >>> client.login("researcher", "password")  # doctest: +SKIP
+    <Client http://127.0.0.1:7601 — 'researcher' of 'Leiden'>
+    >>> client.nodes()[["name", "organization", "online"]]  # doctest: +SKIP
+    """
+
+    def __init__(self, url: str, *, timeout: float = 30.0, verify: bool | str = True) -> None:
+        self._transport = Transport(url, timeout=timeout, verify=verify)
+        self.url = self._transport.url
+        self._user: dict[str, Any] | None = None
+        self._codec: Codec = PlainCodec()  # replaced by client.setup_encryption(...)
+        self._cache: dict[str, Any] = {}
+        self._cache_lock = threading.Lock()
+        self.events = EventStream(
+            self.url,
+            token=lambda: self._transport.access_token,
+            refresh=self._transport.refresh,
+            verify=verify,
+        )
+        self.task = TaskAPI(self)
+
+    # -- session --------------------------------------------------------------------------------
+    def login(self, username: str, password: str) -> Client:
+        """Log in; raises :class:`~vantage6nb.errors.AuthenticationError` on wrong credentials.
+
+        Examples
+        --------
+        >>> client.login("researcher", "secret")  # doctest: +SKIP
+        <Client http://127.0.0.1:7601 — 'researcher' of 'Leiden'>
+        """
+        self.events.close()
+        self._clear_cache()
+        self._transport.login(username, password)
+        me = self._transport.request("GET", "/user/me")
+        self._user = dict(me)
+        return self
+
+    @property
+    def whoami(self) -> dict[str, Any]:
+        """The logged-in user: id, username, organization_id, organization_name, is_admin, email."""
+        if self._user is None:
+            self._transport.request("GET", "/user/me")  # raises the 'not logged in' error
+        return dict(self._user or {})
+
+    @property
+    def logged_in(self) -> bool:
+        """True after a successful :meth:`login`."""
+        return self._user is not None
+
+    def close(self) -> None:
+        """Disconnect the event stream and close HTTP connections."""
+        self.events.close()
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._user is None:
+            return f"<Client {self.url} — not logged in>"
+        u = self._user
+        admin = ", admin" if u.get("is_admin") else ""
+        return (
+            f"<Client {self.url} — '{u.get('username')}' of '{u.get('organization_name')}'{admin}>"
+        )
+
+    # -- lists as DataFrames ---------------------------------------------------------------------
+    def organizations(self, *, collaboration: int | str | None = None) -> pd.DataFrame:
+        """Organizations you can see (optionally of one collaboration), one row each.
+
+        Examples
+        --------
+        >>> client.organizations()[["id", "name"]]  # doctest: +SKIP
+        """
+        params = {}
+        if collaboration is not None:
+            params["collaboration_id"] = self._collaboration(collaboration)["id"]
+        rows = self._transport.paginate("/organization", params)
+        if collaboration is None:
+            self._store("organization_names", {int(r["id"]): r["name"] for r in rows})
+        return _frames.frame("organization", rows)
+
+    def collaborations(self) -> pd.DataFrame:
+        """Collaborations of your organization, with their member organizations' names.
+
+        Examples
+        --------
+        >>> client.collaborations()[["name", "encrypted", "organizations"]]  # doctest: +SKIP
+        """
+        rows = self._transport.paginate("/collaboration")
+        return _frames.frame(
+            "collaboration", rows, names={"organization": self._organization_names()}
+        )
+
+    def nodes(self, *, collaboration: int | str | None = None) -> pd.DataFrame:
+        """Nodes (data stations) with their organization, online status and last contact.
+
+        Examples
+        --------
+        >>> client.nodes()[["name", "organization", "status", "last_seen"]]  # doctest: +SKIP
+        """
+        params = {}
+        if collaboration is not None:
+            params["collaboration_id"] = self._collaboration(collaboration)["id"]
+        rows = self._transport.paginate("/node", params)
+        collabs = {int(c["id"]): c["name"] for c in self._transport.paginate("/collaboration")}
+        return _frames.frame(
+            "node",
+            rows,
+            names={"organization": self._organization_names(), "collaboration": collabs},
+        )
+
+    def users(self) -> pd.DataFrame:
+        """Users you can see (your organization's; every user for an administrator).
+
+        Examples
+        --------
+        >>> client.users()[["username", "organization"]]  # doctest: +SKIP
+        """
+        rows = self._transport.paginate("/user")
+        return _frames.frame("user", rows, names={"organization": self._organization_names()})
+
+    # -- encryption hook ------------------------------------------------------------------------
+    def _codec_for(self, collaboration: dict[str, Any]) -> Codec:
+        if collaboration.get("encrypted") and not getattr(self._codec, "encrypted", False):
+            raise MissingKey(
+                f"Collaboration '{collaboration.get('name')}' is encrypted: load your organization's "
+                "private key first with client.setup_encryption(...)."
+            )
+        return self._codec
+
+    # -- name resolution (used by tasks and analysis) --------------------------------------------
+    def _collaboration(self, ref: int | str | None) -> dict[str, Any]:
+        """The collaboration by id or name; None means the only one of your organization."""
+        if isinstance(ref, bool):
+            raise ValidationError("collaboration must be an id or a name.")
+        if isinstance(ref, int):
+            return dict(self._transport.request("GET", f"/collaboration/{ref}"))
+        mine = self._transport.paginate("/collaboration")
+        names = ", ".join(repr(c["name"]) for c in mine) or "none"
+        if ref is None:
+            if len(mine) == 1:
+                return dict(mine[0])
+            if not mine:
+                raise NotFound(
+                    "Your organization is in no collaboration: ask an administrator to add it to one."
+                )
+            raise ValidationError(
+                f"Your organization is in {len(mine)} collaborations ({names}): pass collaboration=<name or id>.",
+                errors={"collaboration": "required when there is more than one"},
+            )
+        for c in mine:
+            if c["name"] == ref:
+                return dict(c)
+        raise NotFound(
+            f"No collaboration named '{ref}'. Yours are: {names}.",
+            errors={"collaboration": "unknown name"},
+        )
+
+    def _organizations_in(
+        self, collaboration: dict[str, Any], refs: Sequence[int | str] | int | str | None
+    ) -> list[int]:
+        """Organization ids (by id or name) that must belong to ``collaboration``; None: all."""
+        members = [int(i) for i in collaboration.get("organization_ids") or []]
+        if refs is None:
+            return members
+        if isinstance(refs, (int, str)):
+            refs = [refs]
+        names = self._organization_names(need=members)
+        by_name = {names.get(i): i for i in members}
+        out: list[int] = []
+        for ref in refs:
+            org_id = by_name.get(ref) if isinstance(ref, str) else ref
+            if org_id is None or org_id not in members:
+                listing = ", ".join(f"'{names.get(i, i)}' ({i})" for i in members)
+                raise NotFound(
+                    f"Organization {ref!r} is not in collaboration '{collaboration.get('name')}'. "
+                    f"Its organizations are: {listing}.",
+                    errors={"organizations": f"unknown organization {ref!r}"},
+                )
+            if org_id not in out:
+                out.append(int(org_id))
+        if not out:
+            raise ValidationError("organizations is empty: name at least one organization.")
+        return out
+
+    def _organization_names(
+        self, *, refresh: bool = True, need: Sequence[int] = ()
+    ) -> dict[int, str]:
+        names = self._cache.get("organization_names")
+        stale = names is None or any(i not in names for i in need)
+        if stale and refresh and self._user is not None:
+            rows = self._transport.paginate("/organization")
+            names = self._store("organization_names", {int(r["id"]): r["name"] for r in rows})
+        return dict(names or {})
+
+    def _nodes_by_organization(self, collaboration_id: int) -> dict[int, dict[str, Any]]:
+        rows = self._transport.paginate("/node", {"collaboration_id": collaboration_id})
+        return {
+            int(r["organization_id"]): r
+            for r in rows
+            if r.get("collaboration_id") == collaboration_id
+        }
+
+    def _node_names(self, collaboration_id: int) -> dict[int, str]:
+        return {
+            int(n["id"]): n.get("name") or ""
+            for n in self._nodes_by_organization(collaboration_id).values()
+        }
+
+    def _store(self, key: str, value: Any) -> Any:
+        with self._cache_lock:
+            self._cache[key] = value
+        return value
+
+    def _clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()

@@ -1,0 +1,165 @@
+"""``client.task``: create, get and list tasks."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ..common.contract import make_input
+from ..common.errors import ValidationError
+from . import _frames
+from ._task import Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._client import Client
+
+__all__ = ["TaskAPI"]
+
+
+class TaskAPI:
+    """Task operations, reached as ``client.task``.
+
+    Examples
+    --------
+    >>> task = client.task.create(image="v6nb/summary", method="partial_summary",
+    ...                           kwargs={"columns": ["age"]}, databases=["default"])  # doctest: +SKIP
+    >>> client.task.list()[["id", "name", "status"]]  # doctest: +SKIP
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(
+        self,
+        collaboration: int | str | None = None,
+        organizations: Sequence[int | str] | int | str | None = None,
+        image: str = "",
+        method: str = "",
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        databases: Sequence[str | dict[str, Any]] | str | None = None,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> Task:
+        """Send an algorithm to organizations of a collaboration; returns the new :class:`Task`.
+
+        Parameters
+        ----------
+        collaboration : int or str, optional
+            Id or name; None means the only collaboration of your organization.
+        organizations : sequence of int or str, optional
+            Ids or names of the organizations that run it; None means all of the collaboration.
+        image, method : str
+            The algorithm image (e.g. ``"v6nb/summary"``) and the method it runs.
+        args, kwargs : optional
+            Arguments for the method (JSON-serialisable).
+        databases : sequence of str or dict, optional
+            Database labels each node hands the algorithm, e.g. ``["default"]``.
+        name, description : str, optional
+            Shown in task lists and monitors.
+
+        Examples
+        --------
+        >>> task = client.task.create(organizations=["Leiden"], image="v6nb/summary",
+        ...                           method="summary", kwargs={"organizations": [1, 2]},
+        ...                           databases=["default"])  # doctest: +SKIP
+        """
+        if not image or not isinstance(image, str):
+            raise ValidationError(
+                "image is required, e.g. image='v6nb/summary'.", errors={"image": "required"}
+            )
+        if not method or not isinstance(method, str):
+            raise ValidationError(
+                "method is required, e.g. method='summary'.", errors={"method": "required"}
+            )
+        client = self._client
+        collab = client._collaboration(collaboration)
+        org_ids = client._organizations_in(collab, organizations)
+        codec = client._codec_for(collab)
+        uid = secrets.token_hex(16)
+        sender = client.whoami.get("organization_id")
+        document = make_input(method, list(args or []), dict(kwargs or {}))
+        inputs = []
+        for org_id in org_ids:
+            binding = {
+                "collaboration_id": int(collab["id"]),
+                "task_uid": uid,
+                "image": image,
+                "method": method,
+                "sender_org_id": sender,
+                "receiver_org_id": org_id,
+            }
+            inputs.append({"id": org_id, "input": codec.encode_input(org_id, document, binding)})
+        body: dict[str, Any] = {
+            "collaboration_id": int(collab["id"]),
+            "organizations": inputs,
+            "image": image,
+            "method": method,
+            "uid": uid,
+        }
+        if name is not None:
+            body["name"] = name
+        if description is not None:
+            body["description"] = description
+        if databases is not None:
+            body["databases"] = _databases(databases)
+        data = client._transport.request("POST", "/task", json=body)
+        data.setdefault("uid", uid)
+        data.setdefault("organization_ids", org_ids)
+        return Task(client, data)
+
+    def get(self, task_id: int) -> Task:
+        """The task with this id (with its current run status).
+
+        Examples
+        --------
+        >>> client.task.get(12).status()  # doctest: +SKIP
+        """
+        data = self._client._transport.request("GET", f"/task/{int(task_id)}")
+        return Task(self._client, data).refresh()
+
+    def list(
+        self,
+        collaboration: int | str | None = None,
+        *,
+        status: str | None = None,
+        parent_id: int | None = None,
+        job_id: int | None = None,
+        init_org_id: int | None = None,
+    ) -> pd.DataFrame:
+        """Tasks you can see, newest last, as a DataFrame (filters are optional).
+
+        Examples
+        --------
+        >>> client.task.list(status="completed")[["id", "name", "image"]]  # doctest: +SKIP
+        """
+        params: dict[str, Any] = {
+            "status": status,
+            "parent_id": parent_id,
+            "job_id": job_id,
+            "init_org_id": init_org_id,
+        }
+        if collaboration is not None:
+            params["collaboration_id"] = self._client._collaboration(collaboration)["id"]
+        rows = self._client._transport.paginate("/task", params)
+        return _frames.frame("task", [{k: v for k, v in r.items() if k != "runs"} for r in rows])
+
+
+def _databases(databases: Sequence[str | dict[str, Any]] | str) -> list[dict[str, Any]]:
+    if isinstance(databases, str):
+        databases = [databases]
+    out = []
+    for db in databases:
+        if isinstance(db, str):
+            out.append({"label": db})
+        elif isinstance(db, dict) and isinstance(db.get("label"), str):
+            out.append(dict(db))
+        else:
+            raise ValidationError(
+                f"Each database is a label or a dict with a 'label', got {db!r}.",
+                errors={"databases": "expected labels"},
+            )
+    return out
