@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -90,7 +91,10 @@ class NodeDaemon:
             log.info("cleaned up %s", leftover)
         self.proxy.start()
         if self.runtime.name == "docker":
-            self.proxy_socket = self.proxy.serve_unix(self.config.data_dir / "proxy.sock")
+            sock = self.config.data_dir / "proxy.sock"
+            if len(str(sock)) > 100:  # unix socket paths are limited to ~108 bytes
+                sock = Path(tempfile.mkdtemp(prefix="v6nb-")) / "proxy.sock"
+            self.proxy_socket = self.proxy.serve_unix(sock)
         self._spawn(self._flush_outbox_loop, "v6nb-outbox")
         self._spawn(self._sync_loop, "v6nb-sync")
         self.link.start()
@@ -113,8 +117,8 @@ class NodeDaemon:
         log.info("node '%s' stopping", self.config.name)
         self.stopping.set()
         self._sync_wanted.set()
+        self.runtime.close()  # first: a shutdown interrupts runs rather than waiting for them
         self.link.stop()
-        self.runtime.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.proxy.stop()
 

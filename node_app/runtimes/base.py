@@ -87,7 +87,7 @@ class Runtime(abc.ABC):
         """Remove what a previous life of this node left behind; returns what was removed."""
         return []
 
-    def prepare(self, spec: RunSpec) -> None:
+    def prepare(self, spec: RunSpec) -> None:  # noqa: B027 - optional hook
         """Check and fetch what the run needs (image, digest); raise RuntimeRefusal if it cannot run."""
 
     @abc.abstractmethod
@@ -99,5 +99,5 @@ class Runtime(abc.ABC):
     def kill(self, run_id: int) -> bool:
         """Stop a running run; its :meth:`run` then returns KILLED. False if it was not running."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources at node shutdown."""

@@ -322,6 +322,7 @@ class DockerRuntime(Runtime):
             image_id,
             name=f"v6nb-{self.node_name}-run{spec.run_id}",
             network_mode=f"container:{sidecar.id}" if sidecar is not None else "none",
+            user=f"{uid}:{gid}",
             environment=env,
             volumes=files.volumes,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mb}m,mode=1777"},

@@ -178,7 +178,7 @@ def test_node_restarted_mid_task_runs_it_again(tmp_path: Path, sig: int) -> None
         node.start()
         api = info["api"]
         task = api.create_task(
-            info["collab"], info["orgs"], "test/probe", "sleep", databases=[], seconds=2
+            info["collab"], info["orgs"], "test/probe", "sleep", databases=[], seconds=4
         )
         api.wait_runs(task["id"], {"active"})
         assert node.stop(sig) in (0, -signal.SIGKILL)  # SIGTERM: a clean exit

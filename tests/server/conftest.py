@@ -20,7 +20,9 @@ def bearer(token: str) -> dict[str, str]:
 
 @pytest.fixture
 def app(tmp_path: Any) -> Flask:
-    return create_app({"data_dir": str(tmp_path / "data"), "root_password": ROOT_PASSWORD, "max_body_mb": 1})
+    return create_app(
+        {"data_dir": str(tmp_path / "data"), "root_password": ROOT_PASSWORD, "max_body_mb": 1}
+    )
 
 
 @pytest.fixture
@@ -45,7 +47,9 @@ class Network:
     collabs: dict[str, int] = field(default_factory=dict)
     users: dict[str, dict[str, str]] = field(default_factory=dict)
     user_ids: dict[str, int] = field(default_factory=dict)
-    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # "a@ab" -> {id, api_key, headers}
+    nodes: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # "a@ab" -> {id, api_key, headers}
 
     def login(self, username: str, password: str) -> dict[str, str]:
         r = self.client.post("/api/token/user", json={"username": username, "password": password})
@@ -75,20 +79,30 @@ def net(client: FlaskClient, root: dict[str, str]) -> Network:
     for name, members in (("ab", "ab"), ("bc", "bc")):
         r = client.post(
             "/api/collaboration",
-            json={"name": name, "organization_ids": [n.orgs[m] for m in members], "encrypted": False},
+            json={
+                "name": name,
+                "organization_ids": [n.orgs[m] for m in members],
+                "encrypted": False,
+            },
             headers=root,
         )
         assert r.status_code == 201, r.json
         n.collabs[name] = r.json["id"]
         for m in members:
             r = client.post(
-                "/api/node", json={"organization_id": n.orgs[m], "collaboration_id": n.collabs[name]}, headers=root
+                "/api/node",
+                json={"organization_id": n.orgs[m], "collaboration_id": n.collabs[name]},
+                headers=root,
             )
             assert r.status_code == 201, r.json
             key = r.json["api_key"]
             t = client.post("/api/token/node", json={"api_key": key})
             assert t.status_code == 200, t.json
-            n.nodes[f"{m}@{name}"] = {"id": r.json["id"], "api_key": key, "headers": bearer(t.json["access_token"])}
+            n.nodes[f"{m}@{name}"] = {
+                "id": r.json["id"],
+                "api_key": key,
+                "headers": bearer(t.json["access_token"]),
+            }
     for user, org in (("alice", "a"), ("bob", "b"), ("carol", "c")):
         r = client.post(
             "/api/user",

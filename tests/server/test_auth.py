@@ -16,7 +16,8 @@ def test_root_login_and_me(client, root):
 
 
 @pytest.mark.parametrize(
-    "body", [{"username": "root", "password": "wrong"}, {"username": "nobody", "password": ROOT_PASSWORD}]
+    "body",
+    [{"username": "root", "password": "wrong"}, {"username": "nobody", "password": ROOT_PASSWORD}],
 )
 def test_wrong_credentials_401(client, body):
     r = client.post("/api/token/user", json=body)
@@ -42,15 +43,24 @@ def test_refresh_gives_working_access_token(client):
     refresh = r.json["refresh_token"]
     r2 = client.post("/api/token/refresh", json={"refresh_token": refresh})
     assert r2.status_code == 200
-    assert client.get("/api/organization", headers=bearer(r2.json["access_token"])).status_code == 200
+    assert (
+        client.get("/api/organization", headers=bearer(r2.json["access_token"])).status_code == 200
+    )
     # an access token is not a refresh token, and the reverse
-    assert client.post("/api/token/refresh", json={"refresh_token": r.json["access_token"]}).status_code == 401
+    assert (
+        client.post(
+            "/api/token/refresh", json={"refresh_token": r.json["access_token"]}
+        ).status_code
+        == 401
+    )
     assert client.get("/api/organization", headers=bearer(refresh)).status_code == 401
 
 
 def test_expired_token(app, client):
     tokens: TokenService = app.extensions["v6nb"].tokens
-    expired = tokens.issue({"sub": 1, "type": "user", "org": 1, "admin": True}, kind="access", lifetime=-5)
+    expired = tokens.issue(
+        {"sub": 1, "type": "user", "org": 1, "admin": True}, kind="access", lifetime=-5
+    )
     r = client.get("/api/organization", headers=bearer(expired))
     assert r.status_code == 401 and r.json["code"] == "token_expired"
     assert "refresh" in r.json["msg"]
@@ -68,7 +78,9 @@ def test_tokens_survive_restart(tmp_path):
 
     cfg = {"data_dir": str(tmp_path / "d"), "root_password": ROOT_PASSWORD}
     c1 = create_app(cfg).test_client()
-    tok = c1.post("/api/token/user", json={"username": "root", "password": ROOT_PASSWORD}).json["access_token"]
+    tok = c1.post("/api/token/user", json={"username": "root", "password": ROOT_PASSWORD}).json[
+        "access_token"
+    ]
     c2 = create_app(cfg).test_client()
     assert c2.get("/api/organization", headers=bearer(tok)).status_code == 200
 
@@ -83,7 +95,9 @@ def test_generated_root_password_file(tmp_path):
     pw_file = data / "root_password.txt"
     assert stat.S_IMODE(pw_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((data / "secret_key").stat().st_mode) == 0o600
-    r = client.post("/api/token/user", json={"username": "root", "password": pw_file.read_text().strip()})
+    r = client.post(
+        "/api/token/user", json={"username": "root", "password": pw_file.read_text().strip()}
+    )
     assert r.status_code == 200
 
 
@@ -96,11 +110,25 @@ def test_node_token_and_container_token(net: Network):
     r = c.post("/api/token/container", json={"run_id": run_a["id"]}, headers=node_a["headers"])
     assert r.status_code == 200
     # not this node's run
-    assert c.post("/api/token/container", json={"run_id": run_b["id"]}, headers=node_a["headers"]).status_code == 403
+    assert (
+        c.post(
+            "/api/token/container", json={"run_id": run_b["id"]}, headers=node_a["headers"]
+        ).status_code
+        == 403
+    )
     # users cannot get container tokens
-    assert c.post("/api/token/container", json={"run_id": run_a["id"]}, headers=net.users["alice"]).status_code == 403
+    assert (
+        c.post(
+            "/api/token/container", json={"run_id": run_a["id"]}, headers=net.users["alice"]
+        ).status_code
+        == 403
+    )
     # finished runs get none
-    c.patch(f"/api/run/{run_a['id']}", json={"status": "completed", "result": "{}"}, headers=node_a["headers"])
+    c.patch(
+        f"/api/run/{run_a['id']}",
+        json={"status": "completed", "result": "{}"},
+        headers=node_a["headers"],
+    )
     r = c.post("/api/token/container", json={"run_id": run_a["id"]}, headers=node_a["headers"])
     assert r.status_code == 409
 
@@ -109,4 +137,7 @@ def test_refresh_of_deleted_user(net: Network):
     c = net.client
     r = c.post("/api/token/user", json={"username": "carol", "password": "carol-password"})
     assert c.delete(f"/api/user/{net.user_ids['carol']}", headers=net.root).status_code == 200
-    assert c.post("/api/token/refresh", json={"refresh_token": r.json["refresh_token"]}).status_code == 401
+    assert (
+        c.post("/api/token/refresh", json={"refresh_token": r.json["refresh_token"]}).status_code
+        == 401
+    )

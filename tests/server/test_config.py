@@ -25,7 +25,13 @@ def test_layers(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "env"),
-    [("port: 0\n", {}), ("nonsense: 1\n", {}), ("- a\n", {}), ("", {"V6NB_SERVER_PORT": "abc"}), ("log_level: loud\n", {})],
+    [
+        ("port: 0\n", {}),
+        ("nonsense: 1\n", {}),
+        ("- a\n", {}),
+        ("", {"V6NB_SERVER_PORT": "abc"}),
+        ("log_level: loud\n", {}),
+    ],
 )
 def test_bad_config(tmp_path, text, env):
     f = tmp_path / "s.yaml"

@@ -16,11 +16,44 @@ BAD_BODIES = [
     b"123",
     b'"string"',
     b"null",
-    json.dumps({"name": 5, "organization_ids": "x", "id": True, "run_id": -1, "username": None}).encode(),
-    json.dumps({"organizations": [{"id": 2**70, "input": 3}], "method": "m", "collaboration_id": 2**64, "image": "i"}).encode(),
-    json.dumps({"organizations": ["x"], "method": "\x00", "collaboration_id": 1, "image": "", "databases": [1]}).encode(),
-    json.dumps({"status": "weird", "started_at": 5, "result": ["x"], "public_key": "??", "replace_key": "yes"}).encode(),
-    json.dumps({"name": "x" * 5000, "password": "", "api_key": "", "refresh_token": "", "organization_id": 0}).encode(),
+    json.dumps(
+        {"name": 5, "organization_ids": "x", "id": True, "run_id": -1, "username": None}
+    ).encode(),
+    json.dumps(
+        {
+            "organizations": [{"id": 2**70, "input": 3}],
+            "method": "m",
+            "collaboration_id": 2**64,
+            "image": "i",
+        }
+    ).encode(),
+    json.dumps(
+        {
+            "organizations": ["x"],
+            "method": "\x00",
+            "collaboration_id": 1,
+            "image": "",
+            "databases": [1],
+        }
+    ).encode(),
+    json.dumps(
+        {
+            "status": "weird",
+            "started_at": 5,
+            "result": ["x"],
+            "public_key": "??",
+            "replace_key": "yes",
+        }
+    ).encode(),
+    json.dumps(
+        {
+            "name": "x" * 5000,
+            "password": "",
+            "api_key": "",
+            "refresh_token": "",
+            "organization_id": 0,
+        }
+    ).encode(),
 ]
 IDS = ["1", "0", "99999999999999999999999", "3"]
 
@@ -48,12 +81,26 @@ def test_fuzz_every_endpoint(app, net: Network):
     for rule, method in _routes(app):
         for ident in IDS if "<" in rule else ["-"]:
             path = rule
-            for conv in ("<int:org_id>", "<int:collab_id>", "<int:user_id>", "<int:node_id>", "<int:task_id>", "<int:run_id>"):
+            for conv in (
+                "<int:org_id>",
+                "<int:collab_id>",
+                "<int:user_id>",
+                "<int:node_id>",
+                "<int:task_id>",
+                "<int:run_id>",
+            ):
                 path = path.replace(conv, ident)
             for headers in who:
                 for body in BAD_BODIES:
-                    r = c.open(path, method=method, data=body, headers={**headers, "Content-Type": "application/json"},
-                               query_string={"page": "x", "status": "zzz", "task_id": "-5"} if body == b"[]" else None)
+                    r = c.open(
+                        path,
+                        method=method,
+                        data=body,
+                        headers={**headers, "Content-Type": "application/json"},
+                        query_string={"page": "x", "status": "zzz", "task_id": "-5"}
+                        if body == b"[]"
+                        else None,
+                    )
                     _check(r)
                     count += 1
     assert count > 1000
@@ -74,17 +121,25 @@ def test_http_errors_are_json(net: Network, method, path, status, code):
 
 
 def test_malformed_json_400(net: Network):
-    r = net.client.post("/api/organization", data="{", headers={**net.root, "Content-Type": "application/json"})
+    r = net.client.post(
+        "/api/organization", data="{", headers={**net.root, "Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json["code"] == "bad_request"
 
 
 def test_wrong_types_list_every_field(net: Network):
-    r = net.client.post("/api/user", json={"username": 1, "password": None, "organization_id": "1"}, headers=net.root)
+    r = net.client.post(
+        "/api/user",
+        json={"username": 1, "password": None, "organization_id": "1"},
+        headers=net.root,
+    )
     assert r.status_code == 400 and r.json["code"] == "validation_error"
     assert set(r.json["errors"]) == {"username", "password", "organization_id"}
 
 
 def test_body_too_large_413(net: Network):
     big = json.dumps({"name": "x" * (2 * 1024 * 1024)})
-    r = net.client.post("/api/organization", data=big, headers={**net.root, "Content-Type": "application/json"})
+    r = net.client.post(
+        "/api/organization", data=big, headers={**net.root, "Content-Type": "application/json"}
+    )
     assert r.status_code == 413 and r.json["code"] == "payload_too_large"

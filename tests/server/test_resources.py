@@ -17,10 +17,15 @@ def test_admin_sees_everything_users_see_their_collaborations(net: Network):
     assert {o["name"] for o in alice["data"]} == {"a", "b"}
     bob = c.get("/api/organization", headers=net.users["bob"]).json
     assert {o["name"] for o in bob["data"]} == {"a", "b", "c"}
-    assert c.get(f"/api/organization/{net.orgs['c']}", headers=net.users["alice"]).status_code == 403
+    assert (
+        c.get(f"/api/organization/{net.orgs['c']}", headers=net.users["alice"]).status_code == 403
+    )
     cols = c.get("/api/collaboration", headers=net.users["alice"]).json["data"]
     assert [x["name"] for x in cols] == ["ab"]
-    assert c.get(f"/api/collaboration/{net.collabs['bc']}", headers=net.users["alice"]).status_code == 403
+    assert (
+        c.get(f"/api/collaboration/{net.collabs['bc']}", headers=net.users["alice"]).status_code
+        == 403
+    )
     nodes = c.get("/api/node", headers=net.users["alice"]).json["data"]
     assert {n["collaboration_id"] for n in nodes} == {net.collabs["ab"]}
     users = c.get("/api/user", headers=net.users["alice"]).json["data"]
@@ -56,7 +61,9 @@ def test_organization_crud_and_filters(net: Network):
     assert r.status_code == 200 and r.json["domain"] == "a.example"
     r = c.get("/api/organization", query_string={"name": "b"}, headers=root)
     assert [o["id"] for o in r.json["data"]] == [net.orgs["b"]]
-    r = c.get("/api/organization", query_string={"collaboration_id": net.collabs["bc"]}, headers=root)
+    r = c.get(
+        "/api/organization", query_string={"collaboration_id": net.collabs["bc"]}, headers=root
+    )
     assert {o["name"] for o in r.json["data"]} == {"b", "c"}
     assert c.post("/api/organization", json={"name": "a"}, headers=root).status_code == 409
     # a has users and nodes: deleting it conflicts, it does not crash
@@ -81,7 +88,9 @@ def test_pagination(net: Network):
     assert ids == sorted(ids)
 
 
-@pytest.mark.parametrize("params", [{"page": 0}, {"page": "x"}, {"per_page": 501}, {"per_page": -1}])
+@pytest.mark.parametrize(
+    "params", [{"page": 0}, {"page": "x"}, {"per_page": 501}, {"per_page": -1}]
+)
 def test_bad_pagination(net: Network, params):
     r = net.client.get("/api/organization", query_string=params, headers=net.root)
     assert r.status_code == 400 and r.json["errors"]
@@ -92,7 +101,12 @@ def test_collaboration_members(net: Network):
     cid = net.collabs["ab"]
     r = c.post(f"/api/collaboration/{cid}/organization", json={"id": net.orgs["c"]}, headers=root)
     assert r.status_code == 201 and net.orgs["c"] in r.json["organization_ids"]
-    assert c.post(f"/api/collaboration/{cid}/organization", json={"id": net.orgs["c"]}, headers=root).status_code == 409
+    assert (
+        c.post(
+            f"/api/collaboration/{cid}/organization", json={"id": net.orgs["c"]}, headers=root
+        ).status_code
+        == 409
+    )
     r = c.delete(f"/api/collaboration/{cid}/organization", json={"id": net.orgs["c"]}, headers=root)
     assert r.status_code == 200 and net.orgs["c"] not in r.json["organization_ids"]
     r = c.get("/api/collaboration", query_string={"organization_id": net.orgs["c"]}, headers=root)
@@ -104,10 +118,18 @@ def test_collaboration_members(net: Network):
 def test_nodes(net: Network):
     c, root = net.client, net.root
     # one node per organization per collaboration
-    r = c.post("/api/node", json={"organization_id": net.orgs["a"], "collaboration_id": net.collabs["ab"]}, headers=root)
+    r = c.post(
+        "/api/node",
+        json={"organization_id": net.orgs["a"], "collaboration_id": net.collabs["ab"]},
+        headers=root,
+    )
     assert r.status_code == 409
     # not a member
-    r = c.post("/api/node", json={"organization_id": net.orgs["c"], "collaboration_id": net.collabs["ab"]}, headers=root)
+    r = c.post(
+        "/api/node",
+        json={"organization_id": net.orgs["c"], "collaboration_id": net.collabs["ab"]},
+        headers=root,
+    )
     assert r.status_code == 400 and "organization_id" in r.json["errors"]
     node = c.get(f"/api/node/{net.nodes['a@ab']['id']}", headers=net.users["alice"]).json
     assert node["status"] == "offline" and node["last_seen"] is None and "api_key" not in node
@@ -115,24 +137,52 @@ def test_nodes(net: Network):
     assert {n["collaboration_id"] for n in r.json["data"]} == {net.collabs["ab"], net.collabs["bc"]}
     r = c.get("/api/node", query_string={"status": "online"}, headers=root)
     assert r.json["total"] == 0
-    assert c.patch(f"/api/node/{node['id']}", json={"name": "renamed"}, headers=root).json["name"] == "renamed"
+    assert (
+        c.patch(f"/api/node/{node['id']}", json={"name": "renamed"}, headers=root).json["name"]
+        == "renamed"
+    )
     assert c.delete(f"/api/node/{node['id']}", headers=root).status_code == 200
-    assert c.post("/api/token/node", json={"api_key": net.nodes["a@ab"]["api_key"]}).status_code == 401
+    assert (
+        c.post("/api/token/node", json={"api_key": net.nodes["a@ab"]["api_key"]}).status_code == 401
+    )
 
 
 def test_users(net: Network):
     c, root = net.client, net.root
-    r = c.post("/api/user", json={"username": "dave", "password": "short", "organization_id": net.orgs["a"]}, headers=root)
+    r = c.post(
+        "/api/user",
+        json={"username": "dave", "password": "short", "organization_id": net.orgs["a"]},
+        headers=root,
+    )
     assert r.status_code == 400 and "password" in r.json["errors"]
-    r = c.post("/api/user", json={"username": "alice", "password": "12345678", "organization_id": net.orgs["a"]}, headers=root)
+    r = c.post(
+        "/api/user",
+        json={"username": "alice", "password": "12345678", "organization_id": net.orgs["a"]},
+        headers=root,
+    )
     assert r.status_code == 409
     me = net.user_ids["alice"]
-    assert c.patch(f"/api/user/{me}", json={"email": "a@x.org"}, headers=net.users["alice"]).json["email"] == "a@x.org"
-    assert c.patch(f"/api/user/{me}", json={"is_admin": True}, headers=net.users["alice"]).status_code == 403
-    assert c.patch(f"/api/user/{me}", json={"password": "new-password"}, headers=net.users["alice"]).status_code == 200
+    assert (
+        c.patch(f"/api/user/{me}", json={"email": "a@x.org"}, headers=net.users["alice"]).json[
+            "email"
+        ]
+        == "a@x.org"
+    )
+    assert (
+        c.patch(f"/api/user/{me}", json={"is_admin": True}, headers=net.users["alice"]).status_code
+        == 403
+    )
+    assert (
+        c.patch(
+            f"/api/user/{me}", json={"password": "new-password"}, headers=net.users["alice"]
+        ).status_code
+        == 200
+    )
     net.login("alice", "new-password")
     # admins can do more
-    assert c.patch(f"/api/user/{me}", json={"is_admin": True}, headers=root).json["is_admin"] is True
+    assert (
+        c.patch(f"/api/user/{me}", json={"is_admin": True}, headers=root).json["is_admin"] is True
+    )
     assert c.delete("/api/user/1", headers=root).status_code == 409  # not yourself
 
 
@@ -144,23 +194,41 @@ def test_public_key_rules(net: Network, caplog):
     c = net.client
     oid = net.orgs["a"]
     # a member sets the key while unset
-    r = c.patch(f"/api/organization/{oid}", json={"public_key": _key(1)}, headers=net.users["alice"])
+    r = c.patch(
+        f"/api/organization/{oid}", json={"public_key": _key(1)}, headers=net.users["alice"]
+    )
     assert r.status_code == 200 and r.json["key_fingerprint"].startswith("SHA256:")
     first = r.json["key_fingerprint"]
     # other organizations cannot
-    assert c.patch(f"/api/organization/{oid}", json={"public_key": _key(2)}, headers=net.users["bob"]).status_code == 403
+    assert (
+        c.patch(
+            f"/api/organization/{oid}", json={"public_key": _key(2)}, headers=net.users["bob"]
+        ).status_code
+        == 403
+    )
     # replacing: not by a user of that org, not by a node without replace_key
-    r = c.patch(f"/api/organization/{oid}", json={"public_key": _key(2)}, headers=net.users["alice"])
+    r = c.patch(
+        f"/api/organization/{oid}", json={"public_key": _key(2)}, headers=net.users["alice"]
+    )
     assert r.status_code == 409 and r.json["code"] == "key_mismatch"
     node = net.nodes["a@ab"]["headers"]
     r = c.patch(f"/api/organization/{oid}", json={"public_key": _key(2)}, headers=node)
     assert r.status_code == 409
     with caplog.at_level("WARNING", logger="server_app.audit"):
-        r = c.patch(f"/api/organization/{oid}", json={"public_key": _key(2), "replace_key": True}, headers=node)
+        r = c.patch(
+            f"/api/organization/{oid}",
+            json={"public_key": _key(2), "replace_key": True},
+            headers=node,
+        )
     assert r.status_code == 200 and r.json["key_fingerprint"] != first
     assert any("REPLACED" in rec.getMessage() for rec in caplog.records)
     # the admin may replace
-    assert c.patch(f"/api/organization/{oid}", json={"public_key": _key(3)}, headers=net.root).status_code == 200
+    assert (
+        c.patch(
+            f"/api/organization/{oid}", json={"public_key": _key(3)}, headers=net.root
+        ).status_code
+        == 200
+    )
     # not base64
     r = c.patch(f"/api/organization/{oid}", json={"public_key": "%%%"}, headers=net.root)
     assert r.status_code == 400 and "public_key" in r.json["errors"]

@@ -19,7 +19,7 @@ CONNECTED = "connected"
 RECONNECTED = "reconnected"
 DISCONNECTED = "disconnected"
 
-Callback = Callable[[Any], None]
+Callback = Callable[[Any], object]
 
 
 class EventStream:

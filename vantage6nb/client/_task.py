@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -185,18 +186,13 @@ class Task:
         Examples
         --------
         >>> task.wait(timeout=60)  # doctest: +SKIP
-        <Task 12 'summary' completed: Leiden completed, Utrecht completed>
+        <Task 12 'summary' v6nb/summary:summary — Leiden completed, Utrecht completed>
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        wake = threading.Event()
         report = choose_progress(progress)
-
-        def on_run(payload: Any) -> None:
-            if self._absorb(payload):
-                wake.set()
-
         events = self._client.events
-        offs = [events.on(RUN_STATUS, on_run), events.on(RECONNECTED, lambda _: wake.set())]
+        # _absorb bumps self._version and notifies self._changed; so does a reconnect.
+        offs = [events.on(RUN_STATUS, self._absorb), events.on(RECONNECTED, self._poke)]
         unreachable: ServerUnavailable | None = None
         try:
             while True:
@@ -205,6 +201,7 @@ class Task:
                     unreachable = None
                 except ServerUnavailable as exc:  # a server restart: keep waiting, retry later
                     unreachable = exc
+                seen = self._version  # later events and reconnects move it on
                 if report is not None:
                     report(self)
                 if self._all_final():
@@ -220,8 +217,8 @@ class Task:
                 pause = (
                     _SAFETY_REFETCH_S if remaining is None else min(_SAFETY_REFETCH_S, remaining)
                 )
-                wake.wait(pause)
-                wake.clear()
+                with self._changed:
+                    self._changed.wait_for(partial(self._moved_on, seen), timeout=pause)
                 if not events.connected:
                     events.ensure_connected()
         finally:
@@ -314,7 +311,7 @@ class Task:
     def _set_runs(self, runs: list[dict[str, Any]]) -> None:
         with self._changed:
             for run in runs:
-                run_id = int(run.get("id", run.get("run_id")))
+                run_id = int(run["id"] if run.get("id") is not None else run["run_id"])
                 merged = {**self._runs.get(run_id, {}), **run, "id": run_id}
                 self._runs[run_id] = merged
             self._version += 1
@@ -330,6 +327,14 @@ class Task:
             return False
         self._set_runs([run])
         return True
+
+    def _moved_on(self, seen: int) -> bool:
+        return self._version != seen
+
+    def _poke(self, _: Any = None) -> None:
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
 
     def _ordered(self) -> list[dict[str, Any]]:
         order = {org: i for i, org in enumerate(self._data.get("organization_ids") or [])}

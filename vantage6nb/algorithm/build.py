@@ -1,0 +1,170 @@
+"""Build an algorithm image from a package folder, offline (``docker build --network none``), and push it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..common.errors import V6Error, ValidationError
+
+__all__ = ["DEFAULT_BASE", "BuildFailed", "BuiltImage", "build_image", "push_image"]
+
+DEFAULT_BASE = "v6nb/python:latest"  # v6nb/base + pandas, numpy, pyarrow, ... and the vantage6nb kit
+WHEEL_CACHE = Path("/var/cache/v6nb/wheels")  # where scripts/build-images.sh keeps its wheels
+_IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", "build", "dist", "*.egg-info", ".venv")
+
+_DOCKERFILE = """\
+FROM {base} AS install
+USER 0
+COPY wheels /wheels
+RUN python3 -m pip install --no-index --find-links /wheels --break-system-packages \\
+        --disable-pip-version-check --no-warn-script-location {dist}
+
+FROM {base}
+COPY --from=install /usr/local/lib/ /usr/local/lib/
+COPY --from=install /usr/local/bin/ /usr/local/bin/
+ENV PKG_NAME={module} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
+LABEL org.vantage6nb.algorithm={module}
+USER 10001:10001
+WORKDIR /tmp
+ENTRYPOINT ["python3", "-m", "vantage6nb.algorithm"]
+"""
+
+
+class BuildFailed(V6Error):
+    """Building or pushing an algorithm image failed; the message holds the tool's own words."""
+
+    status, code = 400, "build_failed"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image built (and maybe pushed): its tag, local id, and registry digest when pushed."""
+
+    tag: str
+    image_id: str
+    digest: str | None = None
+
+
+def _project(path: Path) -> tuple[str, str]:
+    """The distribution name and the importable module of the package at ``path``."""
+    pyproject = path / "pyproject.toml"
+    name = None
+    if pyproject.is_file():
+        name = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("name")
+    if name is None and (path / "setup.py").is_file():
+        out = subprocess.run(
+            [sys.executable, "setup.py", "--name"], cwd=path, capture_output=True, text=True, check=False
+        )
+        name = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
+    if not name:
+        raise ValidationError(
+            f"'{path}' is not a Python package folder: it needs a pyproject.toml with [project] name, or a setup.py"
+        )
+    return name, re.sub(r"[-.]+", "_", name).lower()
+
+
+def _wheels(src: Path, dest: Path) -> None:
+    cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "-w", str(dest), str(src)]
+    for cache in sorted(WHEEL_CACHE.glob("py*")) if WHEEL_CACHE.is_dir() else []:
+        cmd[4:4] = ["--find-links", str(cache)]  # the kit's own wheel and the common data stack
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        tail = "\n".join(out.stderr.strip().splitlines()[-15:])
+        raise BuildFailed(f"pip wheel failed for '{src.name}' (are its dependencies on the package index?):\n{tail}")
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    """``registry/name:tag`` -> (``registry/name``, ``tag``), the tag defaulting to ``latest``."""
+    head, _, last = tag.rpartition("/")
+    if ":" in last:
+        last, _, image_tag = last.partition(":")
+    else:
+        image_tag = "latest"
+    return (f"{head}/{last}" if head else last), image_tag
+
+
+def build_image(
+    path: str | Path,
+    *,
+    tag: str,
+    base: str = DEFAULT_BASE,
+    module: str | None = None,
+    push: bool = False,
+    client: Any = None,
+) -> BuiltImage:
+    """Build an algorithm image from a package folder with ``docker build --network none``.
+
+    The package and its dependencies become wheels on the host first (``pip wheel``); the build
+    installs them with ``--no-index``, so it needs no network. The image runs
+    ``python3 -m vantage6nb.algorithm`` with ``PKG_NAME`` set to ``module`` (default: the
+    distribution name with ``-`` as ``_``), as user 10001.
+
+    Examples
+    --------
+    >>> build_image("my_algorithm/", tag="127.0.0.1:5000/me/avg:1", push=True).digest  # doctest: +SKIP
+    'sha256:...'
+    """
+    import docker
+    import docker.errors
+
+    src = Path(path).resolve()
+    if not src.is_dir():
+        raise ValidationError(f"'{path}' is not a folder; give the folder that holds your pyproject.toml")
+    dist, default_module = _project(src)
+    client = client or docker.from_env(timeout=600)
+    with tempfile.TemporaryDirectory(prefix="v6nb-build-") as tmp:
+        ctx = Path(tmp)
+        copy = ctx / "src"
+        shutil.copytree(src, copy, ignore=_IGNORE)  # build from a copy: no droppings in the user's folder
+        (ctx / "wheels").mkdir()
+        _wheels(copy, ctx / "wheels")
+        shutil.rmtree(copy)
+        (ctx / "Dockerfile").write_text(_DOCKERFILE.format(base=base, dist=dist, module=module or default_module))
+        try:
+            image, _ = client.images.build(path=str(ctx), tag=tag, network_mode="none", rm=True, forcerm=True)
+        except docker.errors.BuildError as exc:
+            lines = [c.get("stream", "") or c.get("error", "") for c in exc.build_log]
+            raise BuildFailed(f"docker build failed: {exc.msg}\n{''.join(lines)[-2000:]}") from exc
+        except docker.errors.APIError as exc:
+            raise BuildFailed(f"docker build failed: {exc.explanation or exc}") from exc
+    built = BuiltImage(tag=tag, image_id=image.id)
+    return push_image(tag, client=client) if push else built
+
+
+def push_image(tag: str, *, client: Any = None) -> BuiltImage:
+    """Push ``tag`` (which must name its registry, e.g. ``127.0.0.1:5000/me/avg:1``); returns its digest.
+
+    Examples
+    --------
+    >>> push_image("127.0.0.1:5000/me/avg:1").digest  # doctest: +SKIP
+    'sha256:...'
+    """
+    import docker
+
+    repository, image_tag = _split_tag(tag)
+    first = repository.split("/", 1)[0]
+    if "/" not in repository or not ("." in first or ":" in first or first == "localhost"):
+        raise ValidationError(
+            f"cannot push '{tag}': name the image with its registry, e.g. 127.0.0.1:5000/{repository}:{image_tag}"
+        )
+    client = client or docker.from_env(timeout=600)
+    errors = [
+        line["error"]
+        for line in client.images.push(repository, tag=image_tag, stream=True, decode=True)
+        if "error" in line
+    ]
+    if errors:
+        raise BuildFailed(f"push of '{tag}' failed: {errors[-1]}")
+    image = client.images.get(tag)
+    digest = next(
+        (d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or [] if d.startswith(repository + "@")), None
+    )
+    return BuiltImage(tag=tag, image_id=image.id, digest=digest)
