@@ -20,6 +20,7 @@ __all__ = [
     "json_body",
     "list_response",
     "paginate",
+    "paginate_rows",
     "parse_time",
     "query_id",
     "query_str",
@@ -163,6 +164,23 @@ def paginate(s: Session, stmt: Select[Any]) -> tuple[list[Any], dict[str, int]]:
     else:
         total = s.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     return items, {"page": page, "per_page": per_page, "total": int(total)}
+
+
+def paginate_rows(stmt: Select[Any]) -> tuple[list[Any], dict[str, int]]:
+    """Like :func:`paginate` for a Core select of columns: rows as mappings, no ORM (the hot read path)."""
+    from flask import current_app
+
+    page, per_page = _page_args()
+    offset = (page - 1) * per_page
+    with current_app.extensions["v6nb_db"].engine.connect() as conn:
+        rows = list(conn.execute(stmt.limit(per_page).offset(offset)).mappings())
+        if page == 1 and len(rows) < per_page:
+            total = len(rows)
+        else:
+            total = (
+                conn.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+            )
+    return rows, {"page": page, "per_page": per_page, "total": int(total)}
 
 
 def list_response(data: list[Any], meta: dict[str, int]) -> dict[str, Any]:

@@ -45,7 +45,11 @@ def engine_answers(*, base_url: str | None = None, timeout: float = 2.0) -> bool
     try:
         import docker
 
-        client = docker.DockerClient(base_url=base_url, timeout=timeout) if base_url else docker.from_env(timeout=timeout)
+        client = (
+            docker.DockerClient(base_url=base_url, timeout=timeout)
+            if base_url
+            else docker.from_env(timeout=timeout)
+        )
         try:
             return bool(client.ping())
         finally:
@@ -111,7 +115,9 @@ class DockerRuntime(Runtime):
     def cleanup(self) -> list[str]:
         """Remove every container labelled with this node's name (leftovers of a previous life)."""
         removed = []
-        for c in self.client.containers.list(all=True, filters={"label": f"{LABEL_NODE}={self.node_name}"}):
+        for c in self.client.containers.list(
+            all=True, filters={"label": f"{LABEL_NODE}={self.node_name}"}
+        ):
             with contextlib.suppress(Exception):  # already gone: nothing to clean
                 c.remove(force=True)
                 removed.append(c.name)
@@ -136,14 +142,23 @@ class DockerRuntime(Runtime):
         pinned = spec.digest or ref.digest
         if spec.digest and ref.digest and spec.digest != ref.digest:
             raise RuntimeRefusal(
-                RunStatus.NOT_ALLOWED, f"digest mismatch: expected {spec.digest}, got {ref.digest} (in the image name)"
+                RunStatus.NOT_ALLOWED,
+                f"digest mismatch: expected {spec.digest}, got {ref.digest} (in the image name)",
             )
         if ref.registry:
-            what = f"{ref.repository}@{ref.digest}" if ref.digest else f"{ref.repository}:{ref.tag or 'latest'}"
+            what = (
+                f"{ref.repository}@{ref.digest}"
+                if ref.digest
+                else f"{ref.repository}:{ref.tag or 'latest'}"
+            )
             try:
-                image = self.client.images.pull(ref.repository, tag=ref.digest or ref.tag or "latest")
+                image = self.client.images.pull(
+                    ref.repository, tag=ref.digest or ref.tag or "latest"
+                )
             except docker.errors.APIError as exc:
-                raise RuntimeRefusal(RunStatus.FAILED, f"pull failed: {what}: {_explain(exc)}") from exc
+                raise RuntimeRefusal(
+                    RunStatus.FAILED, f"pull failed: {what}: {_explain(exc)}"
+                ) from exc
             except Exception as exc:  # connection reset, timeout
                 raise RuntimeRefusal(RunStatus.FAILED, f"pull failed: {what}: {exc}") from exc
         else:
@@ -161,7 +176,9 @@ class DockerRuntime(Runtime):
             have = image_digests(image, ref.repository)
             if pinned not in have:
                 got = have[0]  # the registry digest when there is one, else the image id
-                raise RuntimeRefusal(RunStatus.NOT_ALLOWED, f"digest mismatch: expected {pinned}, got {got}")
+                raise RuntimeRefusal(
+                    RunStatus.NOT_ALLOWED, f"digest mismatch: expected {pinned}, got {got}"
+                )
         with self._lock:
             self._images[spec.run_id] = image.id
 
@@ -199,7 +216,9 @@ class DockerRuntime(Runtime):
                 if killed_now:  # a kill that came between create and start
                     container.kill()
             except (docker.errors.DockerException, OSError) as exc:
-                return RunOutcome(RunStatus.FAILED, f"could not start the container: {_explain(exc)}")
+                return RunOutcome(
+                    RunStatus.FAILED, f"could not start the container: {_explain(exc)}"
+                )
             timed_out = self._wait(container, spec.limits.timeout_s)
             return self._outcome(spec, container, files, timed_out=timed_out)
         finally:
@@ -291,12 +310,17 @@ class DockerRuntime(Runtime):
             except OSError:  # not allowed to look (node not root) or gone: give it a moment instead
                 time.sleep(0.05)
                 return
-            if any(line.split()[1] == want and line.split()[3] == "0A" for line in table.splitlines()[1:]):
+            if any(
+                line.split()[1] == want and line.split()[3] == "0A"
+                for line in table.splitlines()[1:]
+            ):
                 return
             time.sleep(0.005)
         log.warning("relay %s did not listen within %.0f s", sidecar.name, _RELAY_READY_S)
 
-    def _create_algorithm(self, spec: RunSpec, image_id: str, files: ContainerFiles, sidecar: Any) -> Any:
+    def _create_algorithm(
+        self, spec: RunSpec, image_id: str, files: ContainerFiles, sidecar: Any
+    ) -> Any:
         uid, gid = self._user_ids()
         inside = dataclasses.replace(
             spec,
@@ -304,16 +328,23 @@ class DockerRuntime(Runtime):
             output_file=Path(files.output_file),
             token_file=Path(files.token_file),
             tmp_dir=Path("/tmp"),
-            databases=[DatabaseMount(d.label, files.database_uris[d.label], d.type, d.query) for d in spec.databases],
+            databases=[
+                DatabaseMount(d.label, files.database_uris[d.label], d.type, d.query)
+                for d in spec.databases
+            ],
             proxy_host="http://127.0.0.1" if sidecar is not None else spec.proxy_host,
             proxy_port=RELAY_PORT if sidecar is not None else spec.proxy_port,
         )
-        env = algorithm_environment(inside, base={"TMPDIR": "/tmp", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"})
+        env = algorithm_environment(
+            inside, base={"TMPDIR": "/tmp", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+        )
         limits = spec.limits
         opts: dict[str, Any] = {}
         if limits.memory_mb:
             opts["mem_limit"] = f"{int(limits.memory_mb)}m"
-            opts["memswap_limit"] = f"{int(limits.memory_mb)}m"  # no swap: exceeding means OOM, not crawling
+            opts["memswap_limit"] = (
+                f"{int(limits.memory_mb)}m"  # no swap: exceeding means OOM, not crawling
+            )
         if limits.cpus:
             opts["nano_cpus"] = int(limits.cpus * 1e9)
         if limits.pids:
@@ -346,7 +377,9 @@ class DockerRuntime(Runtime):
                 container.wait(timeout=30)
             return True
 
-    def _outcome(self, spec: RunSpec, container: Any, files: ContainerFiles, *, timed_out: bool) -> RunOutcome:
+    def _outcome(
+        self, spec: RunSpec, container: Any, files: ContainerFiles, *, timed_out: bool
+    ) -> RunOutcome:
         container.reload()
         state = container.attrs.get("State", {})
         code = state.get("ExitCode")
@@ -361,7 +394,12 @@ class DockerRuntime(Runtime):
         if timed_out:
             t = spec.limits.timeout_s
             shown = int(t) if t is not None and float(t).is_integer() else t
-            return RunOutcome(RunStatus.FAILED, f"timed out after {shown} s (limits.timeout_s in node.yaml)", tail, code)
+            return RunOutcome(
+                RunStatus.FAILED,
+                f"timed out after {shown} s (limits.timeout_s in node.yaml)",
+                tail,
+                code,
+            )
         if state.get("OOMKilled"):
             return RunOutcome(
                 RunStatus.CRASHED,
@@ -377,7 +415,10 @@ class DockerRuntime(Runtime):
         produced = Path(files.outdir) / Path(files.output_file).name
         if not produced.is_file():
             return RunOutcome(
-                RunStatus.CRASHED, "algorithm exited without writing its output (OUTPUT_FILE is missing)", tail, code
+                RunStatus.CRASHED,
+                "algorithm exited without writing its output (OUTPUT_FILE is missing)",
+                tail,
+                code,
             )
         spec.output_file.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(produced), str(spec.output_file))
@@ -389,7 +430,11 @@ def image_digests(image: Any, repository: str | None = None) -> list[str]:
     digests: list[str] = []
     for rd in image.attrs.get("RepoDigests") or []:
         repo, _, digest = rd.partition("@")
-        if repository is None or repo == repository or parse_image(repo).name == parse_image(repository).name:
+        if (
+            repository is None
+            or repo == repository
+            or parse_image(repo).name == parse_image(repository).name
+        ):
             digests.append(digest)
     digests.append(image.id)
     return list(dict.fromkeys(digests))

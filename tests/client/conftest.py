@@ -47,7 +47,11 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:  # never leave a half-started server behind
+            self.stop()
+            raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 60
@@ -60,13 +64,14 @@ class ServerProcess:
             except requests.RequestException:  # not listening yet, or busy starting up
                 pass
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"server did not become healthy:\n{self.log_text()}")
 
     def log_text(self) -> str:
         return (self.folder / "server.log").read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
+        if self.log.closed:
+            return
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -25,7 +25,9 @@ def _package(root: Path) -> Path:
         '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n\n'
         '[project]\nname = "hello-algo"\nversion = "0.1"\n'
     )
-    (pkg / "hello_algo" / "__init__.py").write_text("def hello(name):\n    return {'hello': name}\n")
+    (pkg / "hello_algo" / "__init__.py").write_text(
+        "def hello(name):\n    return {'hello': name}\n"
+    )
     return pkg
 
 

@@ -7,18 +7,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..common.errors import V6Error, ValidationError
 
 __all__ = ["DEFAULT_BASE", "BuildFailed", "BuiltImage", "build_image", "push_image"]
 
-DEFAULT_BASE = "v6nb/python:latest"  # v6nb/base + pandas, numpy, pyarrow, ... and the vantage6nb kit
+DEFAULT_BASE = (
+    "v6nb/python:latest"  # v6nb/base + pandas, numpy, pyarrow, ... and the vantage6nb kit
+)
 WHEEL_CACHE = Path("/var/cache/v6nb/wheels")  # where scripts/build-images.sh keeps its wheels
-_IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", "build", "dist", "*.egg-info", ".venv")
+_IGNORE = shutil.ignore_patterns(
+    ".git", "__pycache__", "*.pyc", "build", "dist", "*.egg-info", ".venv"
+)
 
 _DOCKERFILE = """\
 FROM {base} AS install
@@ -61,9 +66,17 @@ def _project(path: Path) -> tuple[str, str]:
         name = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("name")
     if name is None and (path / "setup.py").is_file():
         out = subprocess.run(
-            [sys.executable, "setup.py", "--name"], cwd=path, capture_output=True, text=True, check=False
+            [sys.executable, "setup.py", "--name"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        name = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
+        name = (
+            out.stdout.strip().splitlines()[-1]
+            if out.returncode == 0 and out.stdout.strip()
+            else None
+        )
     if not name:
         raise ValidationError(
             f"'{path}' is not a Python package folder: it needs a pyproject.toml with [project] name, or a setup.py"
@@ -78,7 +91,9 @@ def _wheels(src: Path, dest: Path) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         tail = "\n".join(out.stderr.strip().splitlines()[-15:])
-        raise BuildFailed(f"pip wheel failed for '{src.name}' (are its dependencies on the package index?):\n{tail}")
+        raise BuildFailed(
+            f"pip wheel failed for '{src.name}' (are its dependencies on the package index?):\n{tail}"
+        )
 
 
 def _split_tag(tag: str) -> tuple[str, str]:
@@ -117,19 +132,27 @@ def build_image(
 
     src = Path(path).resolve()
     if not src.is_dir():
-        raise ValidationError(f"'{path}' is not a folder; give the folder that holds your pyproject.toml")
+        raise ValidationError(
+            f"'{path}' is not a folder; give the folder that holds your pyproject.toml"
+        )
     dist, default_module = _project(src)
     client = client or docker.from_env(timeout=600)
     with tempfile.TemporaryDirectory(prefix="v6nb-build-") as tmp:
         ctx = Path(tmp)
         copy = ctx / "src"
-        shutil.copytree(src, copy, ignore=_IGNORE)  # build from a copy: no droppings in the user's folder
+        shutil.copytree(
+            src, copy, ignore=_IGNORE
+        )  # build from a copy: no droppings in the user's folder
         (ctx / "wheels").mkdir()
         _wheels(copy, ctx / "wheels")
         shutil.rmtree(copy)
-        (ctx / "Dockerfile").write_text(_DOCKERFILE.format(base=base, dist=dist, module=module or default_module))
+        (ctx / "Dockerfile").write_text(
+            _DOCKERFILE.format(base=base, dist=dist, module=module or default_module)
+        )
         try:
-            image, _ = client.images.build(path=str(ctx), tag=tag, network_mode="none", rm=True, forcerm=True)
+            image, _ = client.images.build(
+                path=str(ctx), tag=tag, network_mode="none", rm=True, forcerm=True
+            )
         except docker.errors.BuildError as exc:
             lines = [c.get("stream", "") or c.get("error", "") for c in exc.build_log]
             raise BuildFailed(f"docker build failed: {exc.msg}\n{''.join(lines)[-2000:]}") from exc
@@ -165,6 +188,11 @@ def push_image(tag: str, *, client: Any = None) -> BuiltImage:
         raise BuildFailed(f"push of '{tag}' failed: {errors[-1]}")
     image = client.images.get(tag)
     digest = next(
-        (d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or [] if d.startswith(repository + "@")), None
+        (
+            d.split("@", 1)[1]
+            for d in image.attrs.get("RepoDigests") or []
+            if d.startswith(repository + "@")
+        ),
+        None,
     )
     return BuiltImage(tag=tag, image_id=image.id, digest=digest)
