@@ -50,6 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
         {
             "v6nb/summary": "vantage6nb.algorithms.summary",
             "v6nb/crosstab": "vantage6nb.algorithms.crosstab",
+            "v6nb/diagnostics": "vantage6nb.algorithms.diagnostics",
         },
         "Image name -> importable module, for the process runtime (registry host, tag and digest are ignored when matching).",
         dict,

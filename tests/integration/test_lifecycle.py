@@ -74,7 +74,7 @@ def test_missing_data_file_fails_that_run_only(net, client, org_ids):
     path = net.datasets[name]
     os.rename(path, path + ".moved")
     try:
-        task = client.task.create(organizations=org_ids, image=DIAG, method="shape")
+        task = client.task.create(organizations=org_ids, image=DIAG, method="shape", databases=["default"])
         task.wait(timeout=60, raise_on_failure=False)
     finally:
         os.rename(path + ".moved", path)

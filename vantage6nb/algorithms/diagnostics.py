@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+from vantage6nb.algorithm import data
+
 __all__ = ["crash", "echo", "runtime_info", "shape", "sleep"]
 
 
@@ -43,14 +45,9 @@ def crash(message: str = "deliberate crash from the diagnostics algorithm") -> N
     raise RuntimeError(message)
 
 
-def shape(database: int = 0) -> dict[str, Any]:
-    """Rows and column names of one requested database (no values leave the station)."""
-    from vantage6nb.algorithm import load_databases  # lazy: pandas only when data is read
-
-    frames = load_databases()
-    if database >= len(frames):
-        raise ValueError(f"only {len(frames)} database(s) were requested; asked for number {database}")
-    df = frames[database]
+@data(1)
+def shape(df: Any) -> dict[str, Any]:
+    """Rows and column names of the first requested database (no values leave the station)."""
     return {"rows": int(len(df)), "columns": [str(c) for c in df.columns]}
 
 

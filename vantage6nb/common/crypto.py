@@ -22,11 +22,11 @@ if TYPE_CHECKING:
     from .keys import KeyRing, OrgKey
 
 __all__ = [
+    "Binding",
     "DEFAULT_CHUNK_SIZE",
+    "Header",
     "TEXT_PREFIX",
     "VERSION",
-    "Binding",
-    "Header",
     "fingerprint",
     "is_sealed",
     "open",
