@@ -172,10 +172,18 @@ build_from_context() {
     local ctx
     ctx=$(mktemp -d)
     cp "$ROOT/scripts/docker/algorithm.Dockerfile" "$ctx/Dockerfile"
-    mkdir "$ctx/wheels"
+    mkdir "$ctx/wheels" "$ctx/app"
     cp "$wheels"/*.whl "$ctx/wheels/"
+    mv "$ctx/wheels"/vantage6nb-*.whl "$ctx/app/"
+    # Keep the dependency layer cacheable: same file times for the same wheels.
+    touch -d @0 "$ctx/wheels" "$ctx/wheels"/*.whl
     log "docker build --network none -> $image"
-    docker build --quiet --force-rm --network none -t "$image" --build-arg "BASE=$BASE_IMAGE" "$@" "$ctx" >/dev/null
+    docker build --quiet --force-rm --network none -t "$image" --build-arg "BASE=$BASE_IMAGE" "$@" "$ctx" \
+        >"$CACHE/docker-build.log" 2>&1 || {
+        log "docker build of $image failed; see $CACHE/docker-build.log:"
+        tail -n 20 "$CACHE/docker-build.log" >&2
+        exit 1
+    }
     rm -rf "$ctx"
 }
 
@@ -198,7 +206,11 @@ build_python_and_algorithms() {
         ctx=$(mktemp -d)
         printf 'FROM %s\nENV PKG_NAME=%s\nLABEL org.vantage6nb.algorithm=%s\n' "$PY_IMAGE" "$module" "$name" \
             >"$ctx/Dockerfile"
-        docker build --quiet --force-rm --network none -t "v6nb/$name:$VERSION" "$ctx" >/dev/null
+        docker build --quiet --force-rm --network none -t "v6nb/$name:$VERSION" "$ctx" \
+            >"$CACHE/docker-build.log" 2>&1 || {
+            log "docker build of v6nb/$name failed; see $CACHE/docker-build.log"
+            exit 1
+        }
         docker tag "v6nb/$name:$VERSION" "v6nb/$name:latest"
         rm -rf "$ctx"
         log "built v6nb/$name:$VERSION"

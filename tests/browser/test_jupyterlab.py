@@ -78,6 +78,10 @@ def jupyterlab(tmp_path):
     for d in (work, scratch, tmp_path / "home", tmp_path / "runtime", tmp_path / "config"):
         d.mkdir()
     _notebook_copy(work)
+    # no "get Jupyter news?" toast over the widgets (and no fetching of news)
+    news = tmp_path / "config" / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("V6NB_")}
     env.update(
@@ -173,7 +177,9 @@ def test_widgets_notebook_runs_and_task_builder_completes(jupyterlab):
 
             statuses = monitor.locator(".v6nb-status")
             assert statuses.count() == 4  # the central run + one partial run per organization
-            assert set(statuses.evaluate_all("els => els.map(e => e.dataset.status)")) == {"completed"}
+            assert set(statuses.evaluate_all("els => els.map(e => e.dataset.status)")) == {
+                "completed"
+            }
             rows = monitor.locator("tr.v6nb-run")
             orgs = {rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())}
             assert orgs == {"Leiden", "Utrecht", "Groningen"}

@@ -118,7 +118,7 @@ def test_offline_node_is_named_and_its_run_completes_when_it_returns(net, client
     name = _org_name(client, org_ids[2])
     net.stop_node(name)
     try:
-        _wait_for(lambda: (client.nodes().set_index("organization_name").loc[name, "status"] == "offline"),
+        _wait_for(lambda: (client.nodes().set_index("organization").loc[name, "status"] == "offline"),
                   what="node offline")
         task = client.task.create(organizations=org_ids, image=DIAG, method="echo")
         with pytest.raises(TaskTimeout) as info:
@@ -137,7 +137,7 @@ def test_status_changes_arrive_as_events(client, org_ids):
     seen: list[str] = []
     done = threading.Event()
 
-    def on_status(event):
+    def on_status(task, event):
         seen.append(event["status"])
         if event["status"] == "completed":
             done.set()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from typing import Any
 
 import ipywidgets as widgets
@@ -15,6 +17,10 @@ from ._output import ErrorOutput
 from ._result import ResultView, results_to_frame
 
 __all__ = ["TaskBuilder", "parameter_widget"]
+
+
+def _doc_html(doc: str) -> str:
+    return re.sub(r"``(.+?)``", r"<code>\1</code>", html.escape(doc))
 
 
 def parameter_widget(param: Parameter) -> widgets.Widget:
@@ -187,7 +193,7 @@ class TaskBuilder(widgets.VBox):
             if method.central
             else "runs at every picked organization"
         )
-        self.method_doc.value = f"<small>{method.doc} <i>({where})</i></small>"
+        self.method_doc.value = f"<small>{_doc_html(method.doc)} <i>({where})</i></small>"
 
     @property
     def algorithm(self) -> Algorithm | None:

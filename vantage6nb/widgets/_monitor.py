@@ -102,6 +102,11 @@ class TaskMonitor(widgets.VBox):
                 self.progress.org_names.update(
                     {int(o["id"]): str(o["name"]) for o in orgs.to_dict("records")}
                 )
+            if not self.progress.node_names and hasattr(self.client, "nodes"):
+                nodes = self.client.nodes()
+                self.progress.node_names.update(
+                    {int(n["id"]): str(n["name"]) for n in nodes.to_dict("records")}
+                )
             status = self.task.status()
             rows = status.to_dict("records") if hasattr(status, "to_dict") else list(status)
             for row in rows:

@@ -102,6 +102,7 @@ class TaskProgress:
 
     task_id: int
     org_names: dict[int, str] = field(default_factory=dict)
+    node_names: dict[int, str] = field(default_factory=dict)
     rows: dict[tuple[int, int], RunRow] = field(default_factory=dict)
     subtasks: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -141,7 +142,12 @@ class TaskProgress:
                     event.get("organization") or old.organization or self.org_names.get(org, "")
                 ),
                 run_id=event.get("run_id", event.get("id", old.run_id)) or old.run_id,
-                node=str(event.get("node") or event.get("node_name") or old.node or ""),
+                node=str(
+                    event.get("node")
+                    or self.node_names.get(event.get("node_id"))  # type: ignore[arg-type]
+                    or old.node
+                    or ""
+                ),
                 status=status,
                 reason=str(event.get("reason") or old.reason or ""),
                 log_tail=str(event.get("log_tail") or event.get("log") or old.log_tail or "")[

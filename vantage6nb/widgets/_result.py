@@ -72,30 +72,37 @@ def guess_kind(df: pd.DataFrame) -> str:
 def plot_png(df: pd.DataFrame, kind: str) -> bytes | None:
     """A PNG plot of a summary (mean ± std per column) or crosstab (grouped bars); None without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # no pyplot: leaves the notebook's backend alone
     except ImportError:
         return None
-    fig = Figure(figsize=(6.5, 3.2), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
     if kind == "summary":
-        numeric = df[pd.to_numeric(df["mean"], errors="coerce").notna()]
+        numeric = df[pd.to_numeric(df["mean"], errors="coerce").notna()].head(8)
         if numeric.empty:
             return None
-        err = numeric["std"].astype(float) if "std" in numeric else None
-        ax.bar([str(i) for i in numeric.index], numeric["mean"].astype(float), yerr=err, capsize=4)
-        ax.set_ylabel("mean ± std")
-        ax.set_title("summary (pooled over organizations)")
-        ax.tick_params(axis="x", labelrotation=20)
+        # one panel per column, each on its own scale: min-max range, mean ± std
+        fig = Figure(figsize=(1.6 * len(numeric) + 0.6, 2.8), dpi=100)
+        axes = fig.subplots(1, len(numeric), squeeze=False)[0]
+        for ax, (name, row) in zip(axes, numeric.iterrows(), strict=True):
+            lo, hi, mean = float(row["min"]), float(row["max"]), float(row["mean"])
+            std = float(row["std"]) if "std" in row and pd.notna(row["std"]) else 0.0
+            ax.vlines(0, lo, hi, colors="#9e9e9e", linewidth=2, label="min–max")
+            ax.errorbar(
+                [0], [mean], yerr=[std], fmt="o", color="#1e88e5", capsize=6, label="mean ± std"
+            )
+            ax.set_xticks([])
+            ax.set_title(str(name), fontsize="small")
+            ax.tick_params(axis="y", labelsize="x-small")
+        axes[0].legend(fontsize="x-small", loc="lower left")
+        fig.suptitle("summary, pooled over organizations", fontsize="small")
     elif kind == "crosstab":
+        fig = Figure(figsize=(6.5, 3.2), dpi=100)
+        ax = fig.add_subplot(1, 1, 1)
         table = df.apply(pd.to_numeric, errors="coerce").fillna(0)
         width = 0.8 / max(len(table.columns), 1)
         for i, col in enumerate(table.columns):
             xs = [j + i * width for j in range(len(table.index))]
             ax.bar(xs, table[col], width=width, label=str(col))
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(table.index))])
+        ax.set_xticks([j + (len(table.columns) - 1) * width / 2 for j in range(len(table.index))])
         ax.set_xticklabels([str(i) for i in table.index])
         ax.set_ylabel("count")
         ax.set_title(f"{table.index.name or 'row'} × {table.columns.name or 'column'}")
