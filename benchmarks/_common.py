@@ -48,8 +48,15 @@ def machine() -> str:
     )
 
 
+def load_note() -> str:
+    """The load average right now, e.g. ``load 1.23 0.98 0.70 (1/5/15 min)``."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min)"
+
+
 def bare_python_run(module: str, method: str, kwargs: dict, workdir: str) -> float:
-    """Wall time of the algorithm's own process for one run, started the way the process runtime does."""
+    """Wall time of the algorithm's own process for one run, started the way the process runtime
+    does (``python -m vantage6nb.algorithm <module>``, same environment, output captured)."""
     import json
 
     from vantage6nb.common import contract
@@ -60,11 +67,28 @@ def bare_python_run(module: str, method: str, kwargs: dict, workdir: str) -> flo
     with open(inp, "w") as fh:
         json.dump(contract.make_input(method, kwargs=kwargs), fh)
     open(tok, "w").close()
-    env = dict(os.environ)
-    env.update(contract.build_environment(input_file=inp, output_file=out, token_file=tok,
-                                          temporary_folder=workdir, host="http://127.0.0.1", port=1,
-                                          api_path="", databases={}))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: os.environ[k] for k in ("PATH", "LANG", "HOME", "VIRTUAL_ENV") if k in os.environ}
+    env.update(PYTHONPATH=root, PYTHONUNBUFFERED="1", TMPDIR=workdir)
+    env.update(
+        contract.build_environment(
+            input_file=inp,
+            output_file=out,
+            token_file=tok,
+            temporary_folder=workdir,
+            host="http://127.0.0.1",
+            port=1,
+            api_path="",
+            databases={},
+        )
+    )
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "vantage6nb.algorithm", module], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "vantage6nb.algorithm", module],
+        env=env,
+        cwd=workdir,
+        check=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     return time.perf_counter() - t0

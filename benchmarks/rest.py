@@ -10,7 +10,7 @@ import argparse
 import multiprocessing as mp
 import time
 
-from benchmarks._common import machine, rss_mb
+from benchmarks._common import load_note, machine, rss_mb
 
 
 def _client(url: str, token: str, seconds: float, start: float, q: mp.Queue) -> None:
@@ -42,27 +42,54 @@ def throughput(url: str, token: str, clients: int, seconds: float) -> tuple[floa
     return sum(r[0] for r in results) / seconds, sum(r[1] for r in results)
 
 
+def _tree_rss(pid: int) -> tuple[float, list[tuple[int, float]]]:
+    """RSS of ``pid`` plus its children (gunicorn: master + worker), and each one's share."""
+    parts = [(pid, rss_mb(pid))]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            parts += [(int(c), rss_mb(int(c))) for c in fh.read().split()]
+    except OSError:
+        pass
+    return sum(r for _, r in parts), parts
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--clients", default="1,8", help="comma-separated client counts")
     args = ap.parse_args()
     import requests
 
     from vantage6nb import demo
 
-    print(f"# rest, {machine()}")
+    print(f"# rest; {machine()}; {load_note()}")
     with demo.start(nodes=3) as net:
         time.sleep(3)  # let start-up settle before reading idle memory
-        print(f"server idle RSS: {rss_mb(net.server_pid):.1f} MB")
-        for name, pid in net.node_pids.items():
-            print(f"node '{name}' idle RSS: {rss_mb(pid):.1f} MB")
-        user, password = net.credentials
-        token = requests.post(f"{net.url}/api/token/user",
-                              json={"username": user, "password": password}).json()["access_token"]
-        for clients in (1, 8):
+        pids = net.pids()
+        server_pid = pids.pop("server")
+        assert server_pid is not None
+        total, parts = _tree_rss(server_pid)
+        detail = ", ".join(f"pid {p}: {r:.1f}" for p, r in parts)
+        print(f"server idle RSS: {total:.1f} MB  ({detail})")
+        for name, pid in pids.items():
+            assert pid is not None
+            print(f"node '{name}' idle RSS: {_tree_rss(pid)[0]:.1f} MB")
+        token = requests.post(
+            f"{net.url}/api/token/user",
+            json={
+                "username": net.credentials["username"],
+                "password": net.credentials["password"],
+            },
+            timeout=10,
+        ).json()["access_token"]
+        for clients in (int(c) for c in args.clients.split(",")):
             rps, errors = throughput(net.url, token, clients, args.seconds)
-            print(f"GET /api/organization, {clients} client(s): {rps:8.0f} requests/s  ({errors} errors)")
-        print(f"server RSS after load: {rss_mb(net.server_pid):.1f} MB")
+            print(
+                f"GET /api/organization, {clients} client(s): {rps:8.0f} requests/s  ({errors} errors)",
+                flush=True,
+            )
+        print(f"server RSS after load: {_tree_rss(server_pid)[0]:.1f} MB")
+    print(f"# {load_note()}")
 
 
 if __name__ == "__main__":

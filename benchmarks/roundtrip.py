@@ -1,8 +1,13 @@
 """Task round trip (create -> all results) on 1 and 3 nodes, and how much of it the platform adds.
 
-Run: ``python -m benchmarks.roundtrip [--runs 30] [--runtime process|docker]``.
-The platform's share is the round trip minus the algorithm's own process time, measured by running
-the same process (or ``docker run`` of the same image) bare, outside the platform.
+Run: ``python -m benchmarks.roundtrip [--runs 30] [--nodes 1,3] [--runtime process|docker]``.
+
+One round trip is ``client.task.create(...)`` + ``task.results()`` (which waits, woken by socket.io
+``run_status`` events, then fetches and decodes every result) of the trivial ``v6nb/diagnostics``
+``echo`` method. The platform's share is the round trip minus the algorithm's own process time,
+measured by running the same algorithm process (or ``docker run`` of the same image) bare, outside
+the platform, exactly the way the runtime starts it. With 3 nodes the three algorithm processes run
+in parallel on 2 cores, so the bare figure for 3 nodes is three bare processes started together.
 """
 
 from __future__ import annotations
@@ -12,56 +17,94 @@ import statistics
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from benchmarks._common import bare_python_run, machine, percentile, summarize_ms
+from benchmarks._common import bare_python_run, load_note, machine, percentile, summarize_ms
 
 IMAGE = "v6nb/diagnostics"
 MODULE = "vantage6nb.algorithms.diagnostics"
+WARMUP = 3
 
 
 def bare_docker_run(image: str) -> float:
+    """Wall time of ``docker run`` of ``image`` doing nothing (the container's own cost)."""
     t0 = time.perf_counter()
-    subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", image,
-                    "-c", "pass"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", "pass"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - t0
 
 
-def measure(nodes: int, runs: int, runtime: str) -> tuple[list[float], list[float]]:
+def bare_runs(parallel: int, runs: int, runtime: str) -> list[float]:
+    """Wall time of ``parallel`` bare algorithm processes started together, ``runs`` times."""
+    out = []
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(parallel) as pool:
+        dirs = [Path(tmp) / str(i) for i in range(parallel)]
+        for d in dirs:
+            d.mkdir()
+
+        def one(d: Path) -> float:
+            if runtime == "docker":
+                return bare_docker_run(IMAGE)
+            return bare_python_run(MODULE, "echo", {"x": 1}, str(d))
+
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            list(pool.map(one, dirs))
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def measure(nodes: int, runs: int, runtime: str) -> list[float]:
+    """Round-trip times (seconds) of ``runs`` echo tasks sent to ``nodes`` organizations."""
     from vantage6nb import demo
 
     with demo.start(nodes=nodes, runtime=runtime) as net:
         client = net.client()
-        orgs = client.organizations()["id"].tolist()[:nodes]
-        # warm up: socket.io connection, node caches, image pulls
-        for _ in range(3):
-            client.task.create(organizations=orgs, image=IMAGE, method="echo", kwargs={"x": 1}).wait(timeout=120)
+        orgs = list(net.organizations.values())[:nodes]
+
+        def once(i: int) -> None:
+            task = client.task.create(
+                organizations=orgs, image=IMAGE, method="echo", kwargs={"i": i}
+            )
+            results = task.results(timeout=120)
+            assert len(results) == nodes and all(r["kwargs"] == {"i": i} for r in results), results
+
+        for i in range(WARMUP):  # socket.io connection, caches, first imports
+            once(-1 - i)
         times = []
         for i in range(runs):
             t0 = time.perf_counter()
-            client.task.create(organizations=orgs, image=IMAGE, method="echo", kwargs={"i": i}).wait(timeout=120)
+            once(i)
             times.append(time.perf_counter() - t0)
-        image = net.image(IMAGE) if hasattr(net, "image") else IMAGE
-    with tempfile.TemporaryDirectory() as tmp:
-        if runtime == "docker":
-            bare = [bare_docker_run(image) for _ in range(max(5, runs // 3))]
-        else:
-            bare = [bare_python_run(MODULE, "echo", {"x": 1}, tmp) for _ in range(max(5, runs // 3))]
-    return times, bare
+    return times
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--nodes", default="1,3", help="comma-separated node counts")
     ap.add_argument("--runtime", default="process", choices=["process", "docker"])
     args = ap.parse_args()
-    print(f"# roundtrip, {args.runtime} runtime, trivial algorithm ({IMAGE} echo); {machine()}")
-    for nodes in (1, 3):
-        times, bare = measure(nodes, args.runs, args.runtime)
-        outside = statistics.median(times) - statistics.median(bare)
+    print(f"# roundtrip, {args.runtime} runtime, trivial algorithm ({IMAGE} echo)")
+    print(f"# {machine()}; {load_note()}")
+    for nodes in (int(n) for n in args.nodes.split(",")):
+        times = measure(nodes, args.runs, args.runtime)
+        bare = bare_runs(nodes, max(10, args.runs // 2), args.runtime)
+        med_bare = statistics.median(bare)
+        what = "docker run" if args.runtime == "docker" else "algorithm process"
         print(f"{nodes} node(s): round trip {summarize_ms(times)}")
-        print(f"           bare {'docker run' if args.runtime == 'docker' else 'algorithm process'}: {summarize_ms(bare)}")
-        print(f"           platform adds (median round trip - median bare): {outside * 1000:.1f} ms;"
-              f" p95 round trip - median bare: {(percentile(times, 0.95) - statistics.median(bare)) * 1000:.1f} ms")
+        print(f"           bare {what} x{nodes} in parallel: {summarize_ms(bare)}")
+        print(
+            f"           outside the algorithm: median {(statistics.median(times) - med_bare) * 1e3:.1f} ms"
+            f"  (p95 round trip - median bare: {(percentile(times, 0.95) - med_bare) * 1e3:.1f} ms)",
+            flush=True,
+        )
+    print(f"# {load_note()}")
 
 
 if __name__ == "__main__":

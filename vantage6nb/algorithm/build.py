@@ -26,15 +26,11 @@ _IGNORE = shutil.ignore_patterns(
 )
 
 _DOCKERFILE = """\
-FROM {base} AS install
+FROM {base}
 USER 0
 COPY wheels /wheels
 RUN python3 -m pip install --no-index --find-links /wheels --break-system-packages \\
-        --disable-pip-version-check --no-warn-script-location {dist}
-
-FROM {base}
-COPY --from=install /usr/local/lib/ /usr/local/lib/
-COPY --from=install /usr/local/bin/ /usr/local/bin/
+        --disable-pip-version-check --no-warn-script-location {dist} && rm -rf /wheels
 ENV PKG_NAME={module} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
 LABEL org.vantage6nb.algorithm={module}
 USER 10001:10001
@@ -146,6 +142,10 @@ def build_image(
         (ctx / "wheels").mkdir()
         _wheels(copy, ctx / "wheels")
         shutil.rmtree(copy)
+        if base == DEFAULT_BASE:  # its parent already holds these: keep them out of the new layer
+            for cache in WHEEL_CACHE.glob("py*"):
+                for whl in cache.glob("*.whl"):
+                    (ctx / "wheels" / whl.name).unlink(missing_ok=True)
         (ctx / "Dockerfile").write_text(
             _DOCKERFILE.format(base=base, dist=dist, module=module or default_module)
         )

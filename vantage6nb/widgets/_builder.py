@@ -297,7 +297,10 @@ class TaskBuilder(widgets.VBox):
                     df = algo.to_frame(results, self._kwargs)
                 else:
                     df = results_to_frame(results, names)
-                df.attrs.update(task_id=int(task.id), image=task.image, organizations=names)
+                everyone = sorted({r.organization for r in monitor.progress.snapshot()} - {""})
+                df.attrs.update(
+                    task_id=int(task.id), image=task.image, organizations=everyone or names
+                )
                 self.result_view = ResultView(df, kind=(algo.kind or None) if algo else None)
                 self.output.children = [monitor, self.result_view]
         self.status = monitor.status
