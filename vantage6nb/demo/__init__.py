@@ -6,6 +6,15 @@ split, unequally and deterministically, over the nodes.
 
 from ._network import DemoNetwork, start
 from ._processes import free_port
+from ._running import RunningDemo, running
 from ._setup import organization_names, split_dataset
 
-__all__ = ["DemoNetwork", "free_port", "organization_names", "split_dataset", "start"]
+__all__ = [
+    "DemoNetwork",
+    "RunningDemo",
+    "free_port",
+    "organization_names",
+    "running",
+    "split_dataset",
+    "start",
+]
