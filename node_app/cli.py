@@ -1,12 +1,15 @@
-"""``v6nb node ...``: start a node; the slot for key management."""
+"""``v6nb node ...``: start a node; create the organization's private key."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 from vantage6nb.common.errors import (
@@ -35,11 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="the node's YAML configuration (see docs/configuration.md)",
     )
     start.add_argument("--log-level", help="override `log_level` (DEBUG, INFO, WARNING, ERROR)")
-    # ---- slot for the encryption engineer: `v6nb node create-private-key` --------------------------
-    keys = sub.add_parser(
-        "create-private-key", help="create this organization's private key (encryption)"
+    start.add_argument(
+        "--replace-key",
+        action="store_true",
+        help="replace the organization's public key on the server with this node's (logged)",
     )
-    keys.add_argument("--config", "-c", help="the node's YAML configuration")
+    keys = sub.add_parser(
+        "create-private-key",
+        help="create this organization's private key (mode 0600) and upload its public key",
+    )
+    where = keys.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config",
+        "-c",
+        help="the node's YAML configuration: writes `private_key` and uploads the public key",
+    )
+    where.add_argument("--out", help="write the key to this file (no upload)")
+    keys.add_argument(
+        "--passphrase-env",
+        metavar="VAR",
+        help="protect the key with the passphrase in environment variable VAR "
+        "(default: `private_key_passphrase_env` of the configuration)",
+    )
+    keys.add_argument(
+        "--force", action="store_true", help="replace an existing key file (the old key is lost)"
+    )
     return parser
 
 
@@ -60,13 +83,108 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def write_key_file(path: Path, data: bytes, *, force: bool = False) -> None:
+    """Write key bytes to ``path`` with mode 0600 from the first byte on (never world-readable).
+
+    Raises FileExistsError when the file exists and ``force`` is false.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "org.key"
+    >>> write_key_file(p, b"v6nb-private-key-1 plain ...\\n"); oct(p.stat().st_mode & 0o777)
+    '0o600'
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not force:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=".key-", dir=path.parent)  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _create_private_key(args: argparse.Namespace) -> int:
-    # Placeholder: the encryption work fills this in (key file mode 0600, optional passphrase).
-    print(
-        "v6nb node create-private-key: not available yet (end-to-end encryption is not wired in)",
-        file=sys.stderr,
-    )
-    return 2
+    from vantage6nb.common.keys import OrgKey
+
+    config = None
+    if args.config:
+        from .config import load_config
+
+        try:
+            config = load_config(args.config)
+        except ConfigurationError as exc:
+            print(f"v6nb node: {exc}", file=sys.stderr)
+            return 2
+        path = config.private_key
+    elif args.out:
+        path = Path(args.out).expanduser().resolve()
+    else:
+        print("v6nb node create-private-key: give --config node.yaml or --out PATH", file=sys.stderr)
+        return 2
+    if path is None:
+        print("v6nb node: set `private_key` in the configuration", file=sys.stderr)
+        return 2
+    var = args.passphrase_env or (config.private_key_passphrase_env if config else "")
+    passphrase = os.environ.get(var) if var else None
+    if var and not passphrase:
+        print(f"v6nb node: environment variable {var} (the passphrase) is not set", file=sys.stderr)
+        return 2
+    try:
+        if path.exists() and not args.force:
+            key = OrgKey.from_bytes(path.read_bytes(), passphrase=passphrase)
+            print(f"Reusing the existing key {path} ({key.fingerprint}); --force replaces it.")
+        else:
+            key = OrgKey.generate()
+            write_key_file(path, key.to_bytes(passphrase=passphrase), force=args.force)
+            protected = "passphrase-protected, " if passphrase else ""
+            print(f"Wrote a new private key to {path} ({protected}mode 0600): {key.fingerprint}")
+    except V6Error as exc:
+        print(f"v6nb node: {path}: {exc}", file=sys.stderr)
+        return 2
+    if config is None or not config.api_key:
+        print(f"Public key (upload it for your organization): {key.public_key_b64}")
+        return 0
+    return _upload_public_key(config, key)
+
+
+def _upload_public_key(config: Any, key: Any) -> int:
+    from vantage6nb.common.errors import KeyMismatch, MissingKey
+
+    from .server_client import ServerClient
+
+    client = ServerClient(config.server_url, config.api_key, timeout=10.0)
+    try:
+        node = client.login()
+        org_id = int(node["organization_id"])
+        org = client.request("GET", f"/organization/{org_id}")
+        try:
+            key.check_public_key(org.get("public_key"))
+            print(f"The server already holds this public key for '{org.get('name')}'.")
+        except MissingKey:
+            body = {"public_key": key.public_key_b64}
+            client.request("PATCH", f"/organization/{org_id}", json=body)
+            print(f"Uploaded the public key of '{org.get('name')}' ({key.fingerprint}).")
+        except KeyMismatch:
+            print(
+                f"Warning: the server holds another public key for '{org.get('name')}' "
+                f"({org.get('key_fingerprint')}); this key is {key.fingerprint}. The node will "
+                "refuse to start until you run `v6nb node start --replace-key` (logged).",
+                file=sys.stderr,
+            )
+    except ServerUnavailable as exc:
+        print(f"Not uploaded ({exc}); `v6nb node start` uploads it.", file=sys.stderr)
+    except V6Error as exc:
+        print(f"v6nb node: the public key was not uploaded: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -92,7 +210,7 @@ def _start(args: argparse.Namespace) -> int:
     from .daemon import NodeDaemon
 
     try:
-        daemon = NodeDaemon(config)
+        daemon = NodeDaemon(config, replace_key=args.replace_key)
     except V6Error as exc:
         print(f"v6nb node: {exc}", file=sys.stderr)
         return 2
@@ -112,6 +230,10 @@ def _start(args: argparse.Namespace) -> int:
         print(f"v6nb node: {exc}", file=sys.stderr)
         daemon.stop()
         return 1
+    except V6Error as exc:  # refused at start, e.g. a key or encryption setting mismatch
+        print(f"v6nb node: {exc}", file=sys.stderr)
+        daemon.stop()
+        return 2
     announced = False
     while not daemon.stopping.wait(0.2):
         if not announced and daemon.link.ever_connected.is_set():

@@ -81,19 +81,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "encryption",
         False,
-        "Whether this node decrypts inputs and encrypts results (placeholder until encryption lands).",
+        "Whether this node decrypts inputs and encrypts results; must equal its collaboration's `encrypted` flag, else the node refuses to start.",
         bool,
     ),
     Setting(
         "private_key",
-        "",
-        "Path of the organization's private key file (placeholder until encryption lands).",
+        "private.key",
+        "The organization's private key file (`v6nb node create-private-key --config node.yaml` writes it, mode 0600); relative to the config file's folder. Used when `encryption` is on.",
         str,
     ),
     Setting(
         "private_key_passphrase_env",
         "",
-        "Environment variable holding the private key's passphrase (placeholder).",
+        "Name of the environment variable holding the private key's passphrase (empty: the key is not passphrase-protected).",
         str,
     ),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.", str),

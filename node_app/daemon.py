@@ -17,7 +17,7 @@ from vantage6nb.common.schemas import RunStatus
 from .config import NodeConfig
 from .datasources import DataSourceError, requested_labels, resolve_databases
 from .outbox import Outbox
-from .payloads import PayloadCodec, PlainJsonCodec
+from .payloads import PayloadCodec, PlainJsonCodec, select_codec
 from .policy import ImagePolicy
 from .proxy import AlgorithmProxy, RunContext
 from .runtimes import make_runtime
@@ -52,8 +52,11 @@ class NodeDaemon:
         *,
         runtime: Runtime | None = None,
         codec: PayloadCodec | None = None,
+        replace_key: bool = False,
     ) -> None:
         self.config = config
+        self.replace_key = replace_key  # `v6nb node start --replace-key`: an explicit, logged act
+        self._codec_given = codec is not None
         self.stopping = threading.Event()
         self.client = ServerClient(config.server_url, config.api_key, stop=self.stopping)
         self.codec: PayloadCodec = codec or PlainJsonCodec()
@@ -87,6 +90,11 @@ class NodeDaemon:
             self.node.get("id"),
             self.node.get("organization_id"),
         )
+        if not self._codec_given:  # encryption: key checks at start (docs/security.md)
+            self.codec = select_codec(
+                self.config, self.client, self.node, replace_key=self.replace_key
+            )
+            self.proxy.codec = self.codec
         for leftover in self.runtime.cleanup():
             log.info("cleaned up %s", leftover)
         self.proxy.start()
@@ -238,6 +246,7 @@ class NodeDaemon:
         (workdir / "tmp").mkdir(parents=True)
         binding = {
             "task_id": task["id"],
+            "task_uid": task.get("uid"),
             "run_id": rid,
             "collaboration_id": task.get("collaboration_id"),
             "init_org_id": task.get("init_org_id"),

@@ -1,16 +1,44 @@
-"""How the node turns inputs and results into wire strings: plain JSON now, encryption plugs in here."""
+"""How the node turns inputs and results into wire strings: plain JSON, or sealed for one organization."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
-from collections.abc import Mapping
-from typing import Any, Protocol
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from vantage6nb.common.errors import DecryptionError
+from vantage6nb.common import crypto
+from vantage6nb.common.errors import (
+    ConfigurationError,
+    CryptoError,
+    DecryptionError,
+    KeyMismatch,
+    MissingKey,
+)
+from vantage6nb.common.keys import KeyRing, OrgKey
 
-__all__ = ["PayloadCodec", "PlainJsonCodec", "decode_algorithm_input"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import NodeConfig
+    from .server_client import ServerClient
+
+__all__ = [
+    "PayloadCodec",
+    "PeerKeys",
+    "PlainJsonCodec",
+    "SealedCodec",
+    "TaskMemory",
+    "decode_algorithm_input",
+    "load_private_key",
+    "select_codec",
+]
+
+log = logging.getLogger(__name__)
 
 
 class PayloadCodec(Protocol):
@@ -90,3 +118,292 @@ def decode_algorithm_input(value: Any) -> tuple[Any, bool]:
         return json.loads(raw.decode("utf-8")), True
     except (binascii.Error, ValueError, UnicodeError) as exc:
         raise ValueError("input must be a JSON object, JSON text, or base64 of JSON") from exc
+
+
+def _key_id(public_key: bytes) -> bytes:
+    # The 8-byte key id a sealed payload's header names its keys by (docs/security.md).
+    return hashlib.sha256(public_key).digest()[:8]
+
+
+class PeerKeys:
+    """Peer organizations' public keys as the server lists them, pinned by fingerprint.
+
+    The pins (``{org_id: fingerprint}``) live in a JSON file, so a key that changes on the server
+    raises :class:`KeyMismatch` naming the organization, also after a node restart. Accepting a
+    new key is explicit: check it with that organization, then remove its line from the file.
+
+    Examples
+    --------
+    >>> key = OrgKey.generate()
+    >>> peers = PeerKeys(lambda i: {"name": "Leiden", "public_key": key.public_key_b64})
+    >>> peers.get(1) == key.public_key
+    True
+    """
+
+    def __init__(
+        self, fetch: Callable[[int], Mapping[str, Any]], pins_file: Path | None = None
+    ) -> None:
+        self._fetch = fetch
+        self._file = pins_file
+        pins: dict[str, str] = {}
+        if pins_file is not None and pins_file.is_file():
+            try:
+                pins = json.loads(pins_file.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"{pins_file} (pinned peer key fingerprints) is not valid JSON: {exc}; "
+                    "repair or remove it"
+                ) from None
+        self.ring = KeyRing(pins)
+        self._lock = threading.Lock()
+
+    def trust_own(self, org_id: int, key: OrgKey) -> None:
+        """Pin this node's own organization to its local key (after the start-up check)."""
+        with self._lock:
+            self.ring.repin(org_id, key.public_key)
+            self._save()
+
+    def refresh(self, org_id: int) -> bytes:
+        """Fetch the organization's key from the server; :class:`KeyMismatch` when the pin differs."""
+        org = self._fetch(org_id)
+        name = str(org.get("name") or "") or None
+        if not org.get("public_key"):
+            label = f"organization '{name}' (id {org_id})" if name else f"organization {org_id}"
+            raise MissingKey(
+                f"{label} has no public key on the server; it must create one "
+                "(`v6nb node create-private-key --config node.yaml`) before encrypted tasks "
+                "can involve it"
+            )
+        with self._lock:
+            before = dict(self.ring.pins())
+            try:
+                self.ring.add(org_id, org["public_key"], name=name)
+            except KeyMismatch as exc:
+                where = f" from {self._file}" if self._file else ""
+                raise KeyMismatch(
+                    exc.msg.split(". Confirm")[0] + ". Nothing is accepted from or sent to it "
+                    "until you confirm the new fingerprint with that organization and remove "
+                    f"its pin{where}",
+                    errors=exc.errors,
+                ) from None
+            if self.ring.pins() != before:
+                self._save()
+            return self.ring.public_key(org_id)
+
+    def get(self, org_id: int, *, key_id: bytes | None = None, refresh: bool = False) -> bytes:
+        """The key of ``org_id``: cached, unless ``refresh`` or it is not the key ``key_id`` names."""
+        with self._lock:
+            known = org_id in self.ring
+            raw = self.ring.public_key(org_id) if known else b""
+        if known and not refresh and (key_id is None or _key_id(raw) == key_id):
+            return raw
+        return self.refresh(org_id)
+
+    def _save(self) -> None:
+        if self._file is None:
+            return
+        tmp = self._file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.ring.pins(), indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self._file)
+
+
+class TaskMemory:
+    """The task uids this node ran (one line ``<uid> <run id>`` each), to refuse a replayed task.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> memory = TaskMemory(Path(tempfile.mkdtemp()) / "task_uids.txt")
+    >>> memory.claim("7f3a", 4); memory.claim("7f3a", 4)  # the same run again is fine
+    >>> try:
+    ...     memory.claim("7f3a", 9)
+    ... except CryptoError as exc:
+    ...     print("replay" in str(exc))
+    True
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                uid, _, run = line.partition(" ")
+                if uid and run.isdigit():
+                    self._seen.setdefault(uid, int(run))
+
+    def claim(self, uid: str, run_id: int) -> None:
+        """Record that run ``run_id`` executes task ``uid``; refuse a second run of the same uid."""
+        with self._lock:
+            previous = self._seen.get(uid)
+            if previous is None:
+                self._seen[uid] = run_id
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(f"{uid} {run_id}\n")
+            elif previous != run_id:
+                raise CryptoError(
+                    f"refusing a replayed task: this node already ran task uid {uid!r} as run "
+                    f"{previous}; a genuine task always has a new uid"
+                )
+
+
+class SealedCodec:
+    """Seals results (and subtask inputs) for one organization and opens what was sealed for us.
+
+    ``org_id`` is this node's organization, ``key`` its private key; ``peers`` looks up and pins
+    the other organizations' public keys; ``memory`` (optional) refuses replayed task uids.
+    """
+
+    encrypted = True
+
+    def __init__(
+        self, key: OrgKey, org_id: int, peers: PeerKeys, memory: TaskMemory | None = None
+    ) -> None:
+        self.key, self.org_id, self.peers, self.memory = key, int(org_id), peers, memory
+
+    def _uid(self, binding: Mapping[str, Any]) -> str:
+        uid = binding.get("task_uid")
+        if not uid:
+            raise DecryptionError("the task has no uid to bind its ciphertexts to")
+        return str(uid)
+
+    def decode_input(self, s: str, binding: Mapping[str, Any]) -> bytes:
+        if not isinstance(s, str):
+            raise DecryptionError("the run has no input text")
+        sender = int(binding["init_org_id"])
+        crypto.read_header(s)  # not sealed at all: say so before asking the server for keys
+        sender_pk = self.peers.get(sender, refresh=True)  # a rotated key shows up here
+        expect = crypto.Binding("input", self._uid(binding), sender, self.org_id)
+        data = crypto.open_text(s, expect, self.key, sender_pk)
+        if self.memory is not None:
+            self.memory.claim(expect.task_uid, int(binding["run_id"]))
+        return data
+
+    def encode_result(self, data: bytes, binding: Mapping[str, Any]) -> str:
+        recipient = int(binding["init_org_id"])
+        bind = crypto.Binding(
+            "result", self._uid(binding), self.org_id, recipient, int(binding["run_id"])
+        )
+        return crypto.seal_text(data, bind, self.key, self.peers.get(recipient))
+
+    def encode_input(self, org_id: int, obj: Any, binding: Mapping[str, Any]) -> str:
+        bind = crypto.Binding("input", self._uid(binding), self.org_id, int(org_id))
+        data = json.dumps(obj, allow_nan=True).encode("utf-8")
+        return crypto.seal_text(data, bind, self.key, self.peers.get(int(org_id), refresh=True))
+
+    def decode_result(self, org_id: int, s: str, binding: Mapping[str, Any]) -> Any:
+        if s is None:
+            return None
+        header = crypto.read_header(s)
+        sender_pk = self.peers.get(int(org_id), key_id=header.sender_key_id)
+        bind = crypto.Binding(
+            "result", self._uid(binding), int(org_id), self.org_id, int(binding["run_id"])
+        )
+        data = crypto.open_text(s, bind, self.key, sender_pk)
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise DecryptionError(f"result of organization {org_id} is not JSON ({exc})") from None
+
+
+def load_private_key(path: Path | None, passphrase_env: str = "") -> OrgKey:
+    """Read the organization's private key file; the passphrase (if any) from ``$passphrase_env``.
+
+    Examples
+    --------
+    >>> load_private_key(Path("/nonexistent.key"))  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ConfigurationError: no private key at /nonexistent.key ...
+    """
+    if path is None or not path.is_file():
+        raise ConfigurationError(
+            f"no private key at {path}; create one with `v6nb node create-private-key "
+            "--config node.yaml` (or set `private_key` in node.yaml)",
+            errors={"private_key": "missing file"},
+        )
+    if path.stat().st_mode & 0o077:
+        log.warning("private key %s is readable by others; run `chmod 600 %s`", path, path)
+    passphrase = None
+    if passphrase_env:
+        passphrase = os.environ.get(passphrase_env)
+        if passphrase is None:
+            raise ConfigurationError(
+                f"`private_key_passphrase_env` names {passphrase_env}, which is not set; "
+                "export the passphrase in that variable before starting the node",
+                errors={"private_key_passphrase_env": "unset variable"},
+            )
+    try:
+        return OrgKey.from_bytes(path.read_bytes(), passphrase=passphrase)
+    except MissingKey:
+        raise MissingKey(
+            f"private key {path} is protected by a passphrase: set `private_key_passphrase_env` "
+            "to the name of an environment variable holding it"
+        ) from None
+
+
+def select_codec(
+    config: NodeConfig,
+    client: ServerClient,
+    node: Mapping[str, Any],
+    *,
+    replace_key: bool = False,
+) -> PayloadCodec:
+    """The codec for this node's collaboration, after the start-up checks of docs/security.md.
+
+    Refuses (ConfigurationError) when `encryption` disagrees with the collaboration; with
+    encryption, loads the private key and checks the server's public key of the organization:
+    missing -> uploaded; different -> :class:`KeyMismatch` unless ``replace_key`` (logged).
+    """
+    cid = node.get("collaboration_id")
+    collab = client.until_ok(
+        lambda: client.request("GET", f"/collaboration/{cid}"), "reading the collaboration"
+    )
+    name, encrypted = collab.get("name"), bool(collab.get("encrypted"))
+    if encrypted != config.encryption:
+        raise ConfigurationError(
+            f"collaboration '{name}' is {'' if encrypted else 'not '}encrypted but this node has "
+            f"`encryption: {str(config.encryption).lower()}`: set `encryption: "
+            f"{str(encrypted).lower()}` in node.yaml (or V6NB_NODE_ENCRYPTION)"
+            + (" and create a key with `v6nb node create-private-key`" if encrypted else ""),
+            errors={"encryption": f"must be {str(encrypted).lower()}"},
+        )
+    if not encrypted:
+        return PlainJsonCodec()
+    key = load_private_key(config.private_key, config.private_key_passphrase_env)
+    org_id = int(node["organization_id"])
+    org = client.until_ok(
+        lambda: client.request("GET", f"/organization/{org_id}"), "reading the organization"
+    )
+    label = f"'{org.get('name')}' (id {org_id})"
+    try:
+        key.check_public_key(org.get("public_key"), organization=label)
+    except MissingKey:
+        client.request("PATCH", f"/organization/{org_id}", json={"public_key": key.public_key_b64})
+        log.info("uploaded the public key %s of organization %s", key.fingerprint, label)
+    except KeyMismatch as exc:
+        if not replace_key:
+            raise KeyMismatch(
+                f"the server holds public key {org.get('key_fingerprint')} for organization "
+                f"{label}, but this node's private key {config.private_key} is {key.fingerprint}. "
+                "If you replaced the key on purpose, start once with `v6nb node start "
+                "--replace-key` (logged on the server); otherwise configure the right "
+                "`private_key`",
+                errors=exc.errors,
+            ) from None
+        body = {"public_key": key.public_key_b64, "replace_key": True}
+        client.request("PATCH", f"/organization/{org_id}", json=body)
+        log.warning(
+            "REPLACED the public key of organization %s on the server: %s -> %s (--replace-key)",
+            label,
+            org.get("key_fingerprint"),
+            key.fingerprint,
+        )
+
+    def fetch(other: int) -> Mapping[str, Any]:
+        return client.request("GET", f"/organization/{other}", retries=None)
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    peers = PeerKeys(fetch, config.data_dir / "peer_keys.json")
+    peers.trust_own(org_id, key)
+    log.info("end-to-end encryption on: organization %s, key %s", label, key.fingerprint)
+    return SealedCodec(key, org_id, peers, TaskMemory(config.data_dir / "task_uids.txt"))

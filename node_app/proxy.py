@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import secrets
 import socketserver
 import threading
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class AlgorithmProxy:
         self._base64_tasks: set[int] = (
             set()
         )  # subtasks created the vantage6 way: results go back base64
+        self._task_uids: dict[int, str] = {}  # subtasks created here -> the uid their payloads bind to
         self._lock = threading.Lock()
         self._servers: list[socketserver.BaseServer] = []
         self._requested_port = port
@@ -171,6 +173,7 @@ class AlgorithmProxy:
         wire_orgs: list[dict[str, Any]] = []
         method_name = body.get("method")
         any_base64 = False
+        uid = secrets.token_hex(16)  # chosen here, not by the server: ciphertexts bind to it
         for i, org in enumerate(orgs):
             if (
                 not isinstance(org, dict)
@@ -199,6 +202,7 @@ class AlgorithmProxy:
                 "sender_org_id": ctx.organization_id,
                 "org_id": org["id"],
                 "parent_task_id": ctx.task_id,
+                "task_uid": uid,
             }
             try:
                 wire_orgs.append(
@@ -208,6 +212,7 @@ class AlgorithmProxy:
                 return exc.status, exc.to_dict()
         wire: dict[str, Any] = {
             "collaboration_id": ctx.collaboration_id,
+            "uid": uid,
             "organizations": wire_orgs,
             "image": body.get("image") or ctx.image,
             "method": method_name,
@@ -218,6 +223,9 @@ class AlgorithmProxy:
             else ctx.databases,
         }
         status, resp = self.client.send("POST", "/task", token=token, json=wire)
+        if status < 300 and isinstance(resp, dict) and isinstance(resp.get("id"), int):
+            with self._lock:
+                self._task_uids[resp["id"]] = uid
         if (
             any_base64
             and status < 300
@@ -237,6 +245,10 @@ class AlgorithmProxy:
             return status, resp
         with self._lock:
             as_base64 = task_id in self._base64_tasks
+            uid = self._task_uids.get(task_id)
+        if uid is None and getattr(self.codec, "encrypted", False):
+            st, task = self.client.send("GET", f"/task/{task_id}", token=token)
+            uid = task.get("uid") if st < 300 and isinstance(task, dict) else None
         out = []
         for item in resp.get("data", []):
             item = dict(item)
@@ -247,6 +259,7 @@ class AlgorithmProxy:
                     "run_id": item.get("run_id"),
                     "org_id": item.get("organization_id"),
                     "receiver_org_id": ctx.organization_id,
+                    "task_uid": uid,
                 }
                 try:
                     value = self.codec.decode_result(item.get("organization_id"), raw, binding)

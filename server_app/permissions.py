@@ -8,10 +8,11 @@ configurable roles can replace the ``is_admin`` tests later without touching the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app, g, request
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from vantage6nb.common.errors import AuthenticationError, NotFound, PermissionDenied
@@ -27,6 +28,7 @@ __all__ = [
     "require_collaboration",
     "require_type",
     "visible_organization_ids",
+    "visible_organizations_clause",
 ]
 
 
@@ -144,6 +146,37 @@ def visible_organization_ids(s: Session, ident: Identity) -> set[int] | None:
         )
         ids.update(r[0] for r in rows)
     return ids
+
+
+def visible_organizations_clause(ident: Identity) -> ColumnElement[bool] | None:
+    """:func:`visible_organization_ids` as a SQL condition on ``Organization.id`` (None: all).
+
+    One statement instead of two extra queries: the hot list read uses it. Clauses are immutable,
+    so one is built per caller kind and organization and then reused (building it costs more
+    than running it).
+    """
+    if ident.is_admin:
+        return None
+    collab = ident.collaboration_id if ident.type in ("node", "container") else -1
+    return _visible_clause(ident.org_id, collab)
+
+
+@lru_cache(maxsize=4096)
+def _visible_clause(org_id: int, collaboration_id: int | None) -> ColumnElement[bool]:
+    # collaboration_id: a node's or container's one collaboration (None: none); -1: a user's.
+    mine = Organization.id == org_id
+    if collaboration_id != -1:
+        if collaboration_id is None:
+            return mine
+        collabs: Any = [collaboration_id]
+    else:
+        collabs = select(collaboration_member.c.collaboration_id).where(
+            collaboration_member.c.organization_id == org_id
+        )
+    peers = select(collaboration_member.c.organization_id).where(
+        collaboration_member.c.collaboration_id.in_(collabs)
+    )
+    return or_(mine, Organization.id.in_(peers))
 
 
 def require_collaboration(s: Session, ident: Identity, collaboration_id: int) -> Collaboration:

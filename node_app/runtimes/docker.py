@@ -17,7 +17,7 @@ from vantage6nb.common.schemas import RunStatus
 from ..policy import parse_image
 from .base import DatabaseMount, RunOutcome, RunSpec, Runtime, RuntimeRefusal
 from .docker_mounts import ContainerFiles, container_files
-from .process import LOG_TAIL_LINES, algorithm_environment, log_tail
+from .process import LOG_TAIL_BYTES, algorithm_environment, log_tail
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -208,6 +208,12 @@ class DockerRuntime(Runtime):
                     killed_early = spec.run_id in self._killed
                 if killed_early:
                     return RunOutcome(RunStatus.KILLED, "killed on request")
+                # Attach before start: the attach stream ends only once all output is delivered,
+                # whereas `docker logs` right after exit may miss the last lines (the crash).
+                captured = bytearray()
+                stream = container.attach(stdout=True, stderr=True, stream=True, logs=True)
+                reader = threading.Thread(target=_drain, args=(stream, captured), daemon=True)
+                reader.start()
                 if sidecar is not None:
                     self._wait_relay(sidecar)
                 container.start()
@@ -220,7 +226,8 @@ class DockerRuntime(Runtime):
                     RunStatus.FAILED, f"could not start the container: {_explain(exc)}"
                 )
             timed_out = self._wait(container, spec.limits.timeout_s)
-            return self._outcome(spec, container, files, timed_out=timed_out)
+            reader.join(timeout=10)
+            return self._outcome(spec, container, files, bytes(captured), timed_out=timed_out)
         finally:
             with self._lock:
                 self._containers.pop(spec.run_id, None)
@@ -378,15 +385,18 @@ class DockerRuntime(Runtime):
             return True
 
     def _outcome(
-        self, spec: RunSpec, container: Any, files: ContainerFiles, *, timed_out: bool
+        self,
+        spec: RunSpec,
+        container: Any,
+        files: ContainerFiles,
+        captured: bytes,
+        *,
+        timed_out: bool,
     ) -> RunOutcome:
         container.reload()
         state = container.attrs.get("State", {})
         code = state.get("ExitCode")
-        try:
-            tail = log_tail(container.logs(stdout=True, stderr=True, tail=LOG_TAIL_LINES))
-        except Exception as exc:  # logs are a courtesy: the outcome stands without them
-            tail = f"(logs unavailable: {exc})"
+        tail = log_tail(captured)
         with self._lock:
             killed = spec.run_id in self._killed
         if killed:
@@ -438,6 +448,17 @@ def image_digests(image: Any, repository: str | None = None) -> list[str]:
             digests.append(digest)
     digests.append(image.id)
     return list(dict.fromkeys(digests))
+
+
+def _drain(stream: Any, captured: bytearray) -> None:
+    """Collect a container's output, keeping only a bounded tail."""
+    try:
+        for chunk in stream:
+            captured.extend(chunk)
+            if len(captured) > 2 * LOG_TAIL_BYTES:
+                del captured[: len(captured) - LOG_TAIL_BYTES]
+    except Exception:  # the container went away mid-stream: keep what arrived
+        pass
 
 
 def _explain(exc: BaseException) -> str:

@@ -14,7 +14,13 @@ from vantage6nb.common.errors import PermissionDenied, ValidationError
 
 from ..db import session
 from ..models import Organization, collaboration_member
-from ..permissions import current, key_change_allowed, require_admin, visible_organization_ids
+from ..permissions import (
+    current,
+    key_change_allowed,
+    require_admin,
+    visible_organization_ids,
+    visible_organizations_clause,
+)
 from ..request_parsing import (
     get_or_404,
     json_body,
@@ -61,9 +67,8 @@ def list_organizations() -> Any:
     ident = current()
     # Core columns, not ORM objects: this is the most frequent read (clients, nodes, benchmarks).
     stmt = select(*_COLUMNS).order_by(Organization.id)
-    visible = None if ident.is_admin else visible_organization_ids(session(), ident)
-    if visible is not None:
-        stmt = stmt.where(Organization.id.in_(visible))
+    if (visible := visible_organizations_clause(ident)) is not None:
+        stmt = stmt.where(visible)
     if (name := query_str("name")) is not None:
         stmt = stmt.where(Organization.name == name)
     if (cid := query_id("collaboration_id")) is not None:
