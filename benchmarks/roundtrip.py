@@ -27,16 +27,47 @@ MODULE = "vantage6nb.algorithms.diagnostics"
 WARMUP = 3
 
 
-def bare_docker_run(image: str) -> float:
-    """Wall time of ``docker run`` of ``image`` doing nothing (the container's own cost)."""
+def bare_docker_run(image: str, workdir: str) -> float:
+    """Wall time of ``docker run`` of ``image`` running the same trivial method (``echo``), the
+    engine's own cost: the image's entrypoint (the algorithm wrapper), input and output mounted,
+    no network, read-only root, non-root, output checked."""
+    import json
+    import os
+
+    from vantage6nb.common import contract
+
+    os.chmod(workdir, 0o777)  # the image's non-root user writes its output here
+    inp, out = os.path.join(workdir, "input.json"), os.path.join(workdir, "output.json")
+    with open(inp, "w") as fh:
+        json.dump(contract.make_input("echo", kwargs={"x": 1}), fh)
+    open(os.path.join(workdir, "token"), "w").close()
+    if os.path.exists(out):
+        os.unlink(out)
+    env = contract.build_environment(
+        input_file="/v6nb/input.json",
+        output_file="/v6nb/output.json",
+        token_file="/v6nb/token",
+        temporary_folder="/tmp",
+        host="http://127.0.0.1",
+        port=1,
+        api_path="",
+        databases={},
+    )
+    cmd = ["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp"]
+    cmd += ["-v", f"{workdir}:/v6nb"]
+    for key, value in env.items():
+        cmd += ["-e", f"{key}={value}"]
     t0 = time.perf_counter()
     subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", "pass"],
+        [*cmd, image],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    if not os.path.exists(out):
+        raise RuntimeError(f"bare docker run of {image} wrote no output")
+    return elapsed
 
 
 def bare_runs(parallel: int, runs: int, runtime: str) -> list[float]:
@@ -49,7 +80,7 @@ def bare_runs(parallel: int, runs: int, runtime: str) -> list[float]:
 
         def one(d: Path) -> float:
             if runtime == "docker":
-                return bare_docker_run(IMAGE)
+                return bare_docker_run(IMAGE, str(d))
             return bare_python_run(MODULE, "echo", {"x": 1}, str(d))
 
         for _ in range(runs):

@@ -127,7 +127,9 @@ def _create_private_key(args: argparse.Namespace) -> int:
     elif args.out:
         path = Path(args.out).expanduser().resolve()
     else:
-        print("v6nb node create-private-key: give --config node.yaml or --out PATH", file=sys.stderr)
+        print(
+            "v6nb node create-private-key: give --config node.yaml or --out PATH", file=sys.stderr
+        )
         return 2
     if path is None:
         print("v6nb node: set `private_key` in the configuration", file=sys.stderr)

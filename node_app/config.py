@@ -65,6 +65,12 @@ SETTINGS: tuple[Setting, ...] = (
         "image_digests", {}, "Image -> pinned `sha256:` digest; any other digest is refused.", dict
     ),
     Setting(
+        "image_registry",
+        "",
+        "Registry (`host:port`) for image names that name none (`v6nb/summary`): the Docker runtime pulls `<registry>/<name>@<pinned digest>` (by tag when none is pinned) instead of using a local image. Empty: such names are local images.",
+        str,
+    ),
+    Setting(
         "limits",
         {"memory_mb": 1024, "cpus": 1.0, "pids": 256, "timeout_s": 3600},
         "Per-run limits: `memory_mb`, `cpus`, `pids`, `timeout_s` (null: no limit).",
@@ -135,6 +141,7 @@ class NodeConfig:
     private_key: Path | None
     private_key_passphrase_env: str
     log_level: str
+    image_registry: str = ""
     config_file: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -231,6 +238,7 @@ def _build(v: dict[str, Any], base: Path, cfile: Path | None) -> NodeConfig:
         private_key=_resolve(base, v["private_key"]) if v["private_key"] else None,
         private_key_passphrase_env=v["private_key_passphrase_env"],
         log_level=str(v["log_level"]).upper(),
+        image_registry=str(v["image_registry"]).strip().rstrip("/"),
         config_file=cfile,
         raw=v,
     )

@@ -63,7 +63,8 @@ class AlgorithmProxy:
         self._base64_tasks: set[int] = (
             set()
         )  # subtasks created the vantage6 way: results go back base64
-        self._task_uids: dict[int, str] = {}  # subtasks created here -> the uid their payloads bind to
+        # subtasks created here -> the uid their payloads bind to
+        self._task_uids: dict[int, str] = {}
         self._lock = threading.Lock()
         self._servers: list[socketserver.BaseServer] = []
         self._requested_port = port

@@ -5,9 +5,11 @@
 #                           apt's sources, with python3, pip and socat (socat is the proxy side-car relay)
 #   v6nb/python:<version>   base + pandas, numpy, requests, pyarrow, openpyxl + this repo's wheel,
 #                           non-root user 10001; the parent of every algorithm image
-#   v6nb/summary:<version>, v6nb/crosstab:<version>   the shipped algorithms (PKG_NAME set)
+#   v6nb/summary:<version>, v6nb/crosstab:<version>, v6nb/diagnostics:<version>
+#                           the shipped algorithms (PKG_NAME set)
 #
-# Everything is pushed to $REGISTRY (default 127.0.0.1:5000) and the digests are printed.
+# Everything is pushed to $REGISTRY (default 127.0.0.1:5000), as :<version> and :latest, and the
+# digests are printed.
 # Downloads (wheels, rootfs tarball) are cached under $V6NB_CACHE (default /var/cache/v6nb).
 # Usage: scripts/build-images.sh [--force] [--base-only] [--no-push]
 set -euo pipefail
@@ -25,7 +27,7 @@ for arg in "$@"; do
     --base-only) BASE_ONLY=1 ;;
     --no-push) PUSH=0 ;;
     -h | --help)
-        sed -n '2,13p' "$0"
+        sed -n '2,14p' "$0"
         exit 0
         ;;
     *)
@@ -49,6 +51,7 @@ SUITE="${V6NB_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}"
 VERSION="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$ROOT/vantage6nb/_version.py")"
 BASE_IMAGE="v6nb/base:$SUITE"
 PY_IMAGE="v6nb/python:$VERSION"
+ALGORITHMS="summary crosstab diagnostics"  # vantage6nb/algorithms/<name>.py -> v6nb/<name>
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -196,7 +199,7 @@ build_python_and_algorithms() {
     build_from_context "$PY_IMAGE" "$wheels"
     docker tag "$PY_IMAGE" v6nb/python:latest
     local name module
-    for name in summary crosstab; do
+    for name in $ALGORITHMS; do
         module="vantage6nb.algorithms.$name"
         if [ ! -f "$ROOT/vantage6nb/algorithms/$name.py" ]; then
             log "missing $ROOT/vantage6nb/algorithms/$name.py: cannot build v6nb/$name"
@@ -219,11 +222,16 @@ build_python_and_algorithms() {
 
 push_all() {
     local img ref digest
-    for img in "$BASE_IMAGE" "$PY_IMAGE" "v6nb/summary:$VERSION" "v6nb/crosstab:$VERSION"; do
+    local images=("$BASE_IMAGE" "$PY_IMAGE") name
+    for name in $ALGORITHMS; do images+=("v6nb/$name:$VERSION"); done
+    for img in "${images[@]}"; do
         image_exists "$img" || continue
         ref="$REGISTRY/$img"
         docker tag "$img" "$ref"
         docker push --quiet "$ref" >/dev/null
+        # :latest too, so a node that pins nothing pulls the newest build of an unversioned name.
+        docker tag "$img" "$REGISTRY/${img%%:*}:latest"
+        docker push --quiet "$REGISTRY/${img%%:*}:latest" >/dev/null
         digest=$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$ref" |
             grep "^$REGISTRY/${img%%:*}@" | head -n1)
         printf '%s\t%s\n' "$ref" "$digest"

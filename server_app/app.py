@@ -53,7 +53,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.url_map.strict_slashes = False
 
     db = Database()
-    db.init_app(app, cfg["database_url"])
+    db.init_app(app, cfg["database_url"], shared=bool(cfg["message_queue_url"]))
     tokens = TokenService(
         secret_for(cfg, data_dir),
         access_minutes=cfg["access_token_minutes"],
@@ -64,6 +64,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         tokens,
         db,
         message_queue_url=cfg["message_queue_url"],
+        message_queue_channel=cfg["message_queue_channel"],
         max_body_bytes=app.config["MAX_CONTENT_LENGTH"],
     )
     app.extensions["v6nb"] = ServerState(config=cfg, db=db, tokens=tokens, hub=hub)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .db import Database
@@ -53,6 +54,14 @@ def secret_for(cfg: dict[str, Any], data_dir: Path) -> str:
 
 def ensure_root(db: Database, cfg: dict[str, Any], data_dir: Path) -> None:
     """Create the root administrator (and its organization) once; apply a configured password."""
+    try:
+        _ensure_root(db, cfg, data_dir)
+    except IntegrityError:
+        # Another instance on the same database created it at the same moment: use that one.
+        _ensure_root(db, cfg, data_dir)
+
+
+def _ensure_root(db: Database, cfg: dict[str, Any], data_dir: Path) -> None:
     username, password = str(cfg["root_username"]), str(cfg["root_password"])
     with db.new_session() as s:
         user = s.scalar(select(User).where(User.username == username))

@@ -78,6 +78,13 @@ SETTINGS: list[Setting] = [
         "by several server instances, e.g. amqp://guest:guest@127.0.0.1:5672//.",
         str,
     ),
+    Setting(
+        "message_queue_channel",
+        "vantage6nb",
+        "Name of the RabbitMQ exchange the instances of one deployment share; give every "
+        "deployment on the same RabbitMQ (and virtual host) its own, or events leak between them.",
+        str,
+    ),
 ]
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

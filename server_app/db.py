@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, g
-from sqlalchemy import create_engine, event, update
+from sqlalchemy import create_engine, event, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -30,14 +30,23 @@ class Database:
         self.engine: Engine | None = None
         self.sessions: sessionmaker[Session] | None = None
 
-    def init_app(self, app: Flask, url: str) -> None:
-        """Create the engine and tables, mark every node offline, and register the teardown."""
+    def init_app(self, app: Flask, url: str, *, shared: bool = False) -> None:
+        """Create the engine and tables, mark every node offline, and register the teardown.
+
+        ``shared``: other server instances use this database too (a message queue is set), so
+        node status is left alone: their nodes are still connected.
+        """
         self.engine = _make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        Base.metadata.create_all(self.engine)
-        # Nobody is connected to a server that just started.
-        with self.sessions.begin() as s:
-            s.execute(update(Node).where(Node.status != "offline").values(status="offline"))
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Instances starting together on an empty database take turns creating tables.
+                conn.execute(text("SELECT pg_advisory_xact_lock(7601760176)"))
+            Base.metadata.create_all(conn)
+        if not shared:
+            # Nobody is connected to a server that just started.
+            with self.sessions.begin() as s:
+                s.execute(update(Node).where(Node.status != "offline").values(status="offline"))
         app.extensions["v6nb_db"] = self
         app.teardown_appcontext(self._teardown)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from flask import request
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from vantage6nb.common.errors import BadRequest, NotFound, ValidationError
@@ -45,7 +48,25 @@ def json_body() -> dict[str, Any]:
         raise ValidationError(
             "Request body must be a JSON object.", errors={"body": "expected an object"}
         )
+    if _SURROGATE_ESCAPE.search(data):
+        _check_encodable(body)
     return body
+
+
+# JSON may spell a lone UTF-16 surrogate (\ud800) that no database driver can encode; only bodies
+# holding such an escape (valid pairs such as emoji look alike) get the full check.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_encodable(body: dict[str, Any]) -> None:
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            "Request body holds a lone UTF-16 surrogate (e.g. \\ud800), which is not text: "
+            "send valid Unicode.",
+            errors={"body": "invalid Unicode"},
+        ) from exc
 
 
 def validated(
@@ -166,21 +187,35 @@ def paginate(s: Session, stmt: Select[Any]) -> tuple[list[Any], dict[str, int]]:
     return items, {"page": page, "per_page": per_page, "total": int(total)}
 
 
-def paginate_rows(stmt: Select[Any]) -> tuple[list[Any], dict[str, int]]:
-    """Like :func:`paginate` for a Core select of columns: rows as mappings, no ORM (the hot read path)."""
+def paginate_rows(
+    stmt: Select[Any], params: dict[str, Any] | None = None
+) -> tuple[list[Any], dict[str, int]]:
+    """Like :func:`paginate` for a Core select of columns: rows as mappings, no ORM (the hot read path).
+
+    ``params`` fill the statement's bound parameters. Pass a statement built once and reused (with
+    bound parameters): its paginated form is cached too, so no per-request statement building.
+    """
     from flask import current_app
 
     page, per_page = _page_args()
-    offset = (page - 1) * per_page
+    values = dict(params or {}, v6nb_limit=per_page, v6nb_offset=(page - 1) * per_page)
     with current_app.extensions["v6nb_db"].engine.connect() as conn:
-        rows = list(conn.execute(stmt.limit(per_page).offset(offset)).mappings())
+        rows = list(conn.execute(_paged(stmt), values).mappings())
         if page == 1 and len(rows) < per_page:
             total = len(rows)
         else:
-            total = (
-                conn.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-            )
+            total = conn.scalar(_counted(stmt), values) or 0
     return rows, {"page": page, "per_page": per_page, "total": int(total)}
+
+
+@lru_cache(maxsize=4096)
+def _paged(stmt: Select[Any]) -> Select[Any]:
+    return stmt.limit(bindparam("v6nb_limit")).offset(bindparam("v6nb_offset"))
+
+
+@lru_cache(maxsize=4096)
+def _counted(stmt: Select[Any]) -> Select[Any]:
+    return select(func.count()).select_from(stmt.order_by(None).subquery())
 
 
 def list_response(data: list[Any], meta: dict[str, int]) -> dict[str, Any]:

@@ -7,12 +7,13 @@ import threading
 from typing import Any
 
 import socketio
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from vantage6nb.common import events
 from vantage6nb.common.errors import V6Error
 
 from .db import Database
+from .message_queue import QueueManager
 from .models import Collaboration, Node, utcnow
 from .permissions import Identity, identity_from_claims
 from .serializers import iso
@@ -38,9 +39,12 @@ class SocketHub:
         db: Database,
         *,
         message_queue_url: str = "",
+        message_queue_channel: str = "vantage6nb",
         max_body_bytes: int = 2**24,
     ) -> None:
-        manager = socketio.KombuManager(message_queue_url) if message_queue_url else None
+        manager = (
+            QueueManager(message_queue_url, message_queue_channel) if message_queue_url else None
+        )
         self.sio = socketio.Server(
             async_mode="threading",
             client_manager=manager,
@@ -56,6 +60,8 @@ class SocketHub:
         self._node_sids: dict[int, set[str]] = {}
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
+        if manager is not None:
+            manager.start()  # bound to the exchange before the first request: no event is lost
 
     def emit(self, event: str, data: dict[str, Any], room: str) -> None:
         """Send ``event`` to everyone in ``room``; never raises into a request."""
@@ -115,6 +121,9 @@ class SocketHub:
             node.status, node.last_seen = "online", utcnow()
             s.commit()
             payload = _node_event(node)
+            # Remembered so that this connection's end cannot mark offline a node that has
+            # reconnected since, possibly to another server instance (see _on_disconnect).
+            self.sio.save_session(sid, {"type": "node", "id": node.id, "since": node.last_seen})
         self.sio.enter_room(sid, events.node_room(ident.id))
         self.sio.enter_room(sid, events.collaboration_room(payload["collaboration_id"]))
         self.sio.enter_room(sid, events.organization_room(ident.org_id))
@@ -139,11 +148,18 @@ class SocketHub:
         if still_online:
             return
         with self._db.new_session() as s:
+            stmt = update(Node).where(Node.id == node_id)
+            since = info.get("since")
+            if since is not None:
+                # Unless a newer connection (here or on another instance behind the same message
+                # queue) marked the node online after this one did: then it is still online.
+                stmt = stmt.where(or_(Node.last_seen.is_(None), Node.last_seen <= since))
+            if s.execute(stmt.values(status="offline", last_seen=utcnow())).rowcount == 0:
+                return
+            s.commit()
             node = s.get(Node, node_id)
             if node is None:
                 return
-            node.status, node.last_seen = "offline", utcnow()
-            s.commit()
             payload = _node_event(node)
         log.info("node %s (%s) offline", payload["node_id"], payload["name"])
         self.emit(

@@ -44,7 +44,13 @@ def make_runtime(config: NodeConfig) -> Runtime:
         if engine_answers():
             from .docker import DockerRuntime
 
-            return DockerRuntime(node_name=config.name)
+            # The data folder tells this node's containers from those of another node (or demo
+            # network) with the same name on the same engine.
+            return DockerRuntime(
+                node_name=config.name,
+                instance=f"{config.name}@{config.data_dir}",
+                registry=config.image_registry or None,
+            )
         if choice == "docker":
             from vantage6nb.common.errors import ConfigurationError
 

@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
+import secrets
 import shutil
 import threading
 import time
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vantage6nb.common.schemas import RunStatus
 
-from ..policy import parse_image
+from ..policy import ImageRef, parse_image
 from .base import DatabaseMount, RunOutcome, RunSpec, Runtime, RuntimeRefusal
 from .docker_mounts import ContainerFiles, container_files
 from .process import LOG_TAIL_BYTES, algorithm_environment, log_tail
@@ -71,13 +73,21 @@ class DockerRuntime(Runtime):
     Parameters
     ----------
     node_name
-        Labels every container (``v6nb.node=<name>``) so :meth:`cleanup` finds a previous life's leftovers.
+        Names the containers (``v6nb-<name>-run<id>-<random>``; characters Docker refuses become ``-``).
+    instance
+        Labels every container (``v6nb.node=<instance>``) so :meth:`cleanup` finds a previous life's
+        leftovers; identifies this node installation on the engine (default: ``node_name``). Two
+        nodes sharing an engine need different instances, else one's start removes the other's runs.
     sidecar_image
         An image with ``socat`` (the base image built by ``scripts/build-images.sh``).
     client
         A ``docker.DockerClient``; by default ``docker.from_env()``.
     tmpfs_mb
         Size of the ``/tmp`` scratch (it counts against the memory limit).
+    registry
+        Registry (``host:port``) for image names that name none: ``v6nb/summary`` is pulled as
+        ``<registry>/v6nb/summary@<pinned digest>`` (by tag when none is pinned). None: such names
+        are local images.
 
     Examples
     --------
@@ -93,9 +103,11 @@ class DockerRuntime(Runtime):
         self,
         *,
         node_name: str = "node",
+        instance: str | None = None,
         sidecar_image: str = "v6nb/base:latest",
         client: docker.DockerClient | None = None,
         tmpfs_mb: int = 256,
+        registry: str | None = None,
     ) -> None:
         if client is None:
             import docker
@@ -103,11 +115,15 @@ class DockerRuntime(Runtime):
             client = docker.from_env(timeout=60)
         self.client = client
         self.node_name = node_name
+        self.instance = instance or node_name
+        self._slug = re.sub(r"[^a-zA-Z0-9_.-]", "-", node_name).strip("-._") or "node"
         self.sidecar_image = sidecar_image
         self.tmpfs_mb = tmpfs_mb
+        self.registry = registry
         self._images: dict[int, str] = {}  # run id -> verified image id, from prepare()
         self._containers: dict[int, Any] = {}
         self._killed: set[int] = set()
+        self._suffixes: dict[int, str] = {}  # run id -> random part of its containers' names
         self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -116,7 +132,7 @@ class DockerRuntime(Runtime):
         """Remove every container labelled with this node's name (leftovers of a previous life)."""
         removed = []
         for c in self.client.containers.list(
-            all=True, filters={"label": f"{LABEL_NODE}={self.node_name}"}
+            all=True, filters={"label": f"{LABEL_NODE}={self.instance}"}
         ):
             with contextlib.suppress(Exception):  # already gone: nothing to clean
                 c.remove(force=True)
@@ -145,22 +161,10 @@ class DockerRuntime(Runtime):
                 RunStatus.NOT_ALLOWED,
                 f"digest mismatch: expected {spec.digest}, got {ref.digest} (in the image name)",
             )
+        if not ref.registry and self.registry:
+            ref = dataclasses.replace(ref, registry=self.registry)
         if ref.registry:
-            what = (
-                f"{ref.repository}@{ref.digest}"
-                if ref.digest
-                else f"{ref.repository}:{ref.tag or 'latest'}"
-            )
-            try:
-                image = self.client.images.pull(
-                    ref.repository, tag=ref.digest or ref.tag or "latest"
-                )
-            except docker.errors.APIError as exc:
-                raise RuntimeRefusal(
-                    RunStatus.FAILED, f"pull failed: {what}: {_explain(exc)}"
-                ) from exc
-            except Exception as exc:  # connection reset, timeout
-                raise RuntimeRefusal(RunStatus.FAILED, f"pull failed: {what}: {exc}") from exc
+            image = self._pull(ref, pinned)
         else:
             local = spec.image.split("@", 1)[0]
             try:
@@ -181,6 +185,32 @@ class DockerRuntime(Runtime):
                 )
         with self._lock:
             self._images[spec.run_id] = image.id
+
+    def _pull(self, ref: ImageRef, pinned: str | None) -> Any:
+        """The image from its registry: by the pinned digest when there is one, else by tag."""
+        import docker.errors
+
+        if pinned:
+            # Content addressed: an image already here under that digest is that image; no round trip.
+            with contextlib.suppress(docker.errors.APIError):  # not here, or not a valid digest
+                return self.client.images.get(f"{ref.repository}@{pinned}")
+        tag = ref.tag or "latest"
+        attempts = [pinned, tag] if pinned and not ref.digest else [pinned or tag]
+        for i, attempt in enumerate(attempts):
+            what = f"{ref.repository}{'@' if attempt.startswith('sha256:') else ':'}{attempt}"
+            try:
+                return self.client.images.pull(ref.repository, tag=attempt)
+            except docker.errors.APIError as exc:
+                if i + 1 < len(attempts):
+                    # The registry does not hold the pinned digest: pull the tag to report which
+                    # digest it serves instead (prepare() then refuses it as a digest mismatch).
+                    continue
+                raise RuntimeRefusal(
+                    RunStatus.FAILED, f"pull failed: {what}: {_explain(exc)}"
+                ) from exc
+            except Exception as exc:  # connection reset, timeout
+                raise RuntimeRefusal(RunStatus.FAILED, f"pull failed: {what}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -232,6 +262,7 @@ class DockerRuntime(Runtime):
             with self._lock:
                 self._containers.pop(spec.run_id, None)
                 self._killed.discard(spec.run_id)
+                self._suffixes.pop(spec.run_id, None)
             for c in (container, sidecar):
                 if c is not None:
                     with contextlib.suppress(Exception):
@@ -269,8 +300,14 @@ class DockerRuntime(Runtime):
             return ALGORITHM_UID, ALGORITHM_UID
         return os.geteuid(), os.getegid()
 
+    def _container_name(self, spec: RunSpec) -> str:
+        # Unique per attempt: a run retried after a node restart, or the same run id on another
+        # network sharing this engine, must not collide with a container that is still going away.
+        tag = self._suffixes.setdefault(spec.run_id, secrets.token_hex(3))
+        return f"v6nb-{self._slug}-run{spec.run_id}-{tag}"
+
     def _labels(self, spec: RunSpec, role: str) -> dict[str, str]:
-        return {LABEL_NODE: self.node_name, LABEL_RUN: str(spec.run_id), LABEL_ROLE: role}
+        return {LABEL_NODE: self.instance, LABEL_RUN: str(spec.run_id), LABEL_ROLE: role}
 
     def _locked_down(self, spec: RunSpec, role: str) -> dict[str, Any]:
         """The container options every run container gets."""
@@ -294,7 +331,7 @@ class DockerRuntime(Runtime):
                 f"TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,fork,reuseaddr",
                 f"UNIX-CONNECT:{sock}",
             ],
-            name=f"v6nb-{self.node_name}-run{spec.run_id}-relay",
+            name=f"{self._container_name(spec)}-relay",
             network_mode="none",
             user=f"{os.geteuid()}:{os.getegid()}",
             volumes={str(spec.proxy_socket): {"bind": sock, "mode": "rw"}},
@@ -358,7 +395,7 @@ class DockerRuntime(Runtime):
             opts["pids_limit"] = int(limits.pids)
         return self.client.containers.create(
             image_id,
-            name=f"v6nb-{self.node_name}-run{spec.run_id}",
+            name=self._container_name(spec),
             network_mode=f"container:{sidecar.id}" if sidecar is not None else "none",
             user=f"{uid}:{gid}",
             environment=env,

@@ -6,6 +6,7 @@ import ctypes
 import logging
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -93,6 +94,33 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
+def _exit_notifier(proc: subprocess.Popen[bytes]) -> int | None:
+    """A pidfd that turns readable when ``proc`` exits (Linux >= 5.3), or None."""
+    try:
+        return os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait_for_exit(proc: subprocess.Popen[bytes], pidfd: int | None, timeout: float | None) -> bool:
+    """Wait until ``proc`` exits (True) or ``timeout`` seconds pass (False).
+
+    ``Popen.wait(timeout=...)`` polls with sleeps growing to 50 ms, which added ~25 ms on average
+    to every run; a pidfd wakes us the moment the child exits.
+    """
+    try:
+        if pidfd is not None and timeout is not None:
+            if not select.select([pidfd], [], [], timeout)[0]:
+                return False
+        proc.wait(timeout=timeout)  # reaps it (at once when the pidfd said it exited)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
 class ProcessRuntime(Runtime):
     """Runs ``python -m vantage6nb.algorithm <module>`` per run, the module chosen by image name.
 
@@ -173,16 +201,14 @@ class ProcessRuntime(Runtime):
             )
         except OSError as exc:
             return RunOutcome(RunStatus.FAILED, f"could not start the algorithm process: {exc}")
+        exited = _exit_notifier(proc)  # opened before anyone can reap the child
         with self._lock:
             self._procs[spec.run_id] = proc
         captured = bytearray()
         reader = threading.Thread(target=self._drain, args=(proc, captured), daemon=True)
         reader.start()
-        timed_out = False
-        try:
-            proc.wait(timeout=spec.limits.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        timed_out = not _wait_for_exit(proc, exited, spec.limits.timeout_s)
+        if timed_out:
             self._signal_group(proc, signal.SIGKILL)
             proc.wait()
         reader.join(timeout=5)

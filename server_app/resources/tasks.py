@@ -123,6 +123,8 @@ def _receivers(value: Any, collab: Collaboration) -> list[tuple[int, str]]:
             errors[f"organizations[{i}].input"] = (
                 "expected a string (JSON text or an encryption envelope)"
             )
+        elif "\x00" in inp:  # JSON text escapes NUL; PostgreSQL text cannot hold one
+            errors[f"organizations[{i}].input"] = "must not contain NUL characters"
         if f"organizations[{i}].id" not in errors and f"organizations[{i}].input" not in errors:
             out.append((oid, inp))
     if errors:

@@ -58,7 +58,6 @@ def test_split_is_deterministic_unequal_and_complete():
     [
         ({"nodes": 0}, "nodes"),
         ({"runtime": "kubernetes"}, "runtime must be"),
-        ({"encrypted": True}, "encrypted=True is not supported"),
     ],
 )
 def test_bad_arguments_fail_before_any_process_starts(kwargs, match):

@@ -30,9 +30,9 @@ def test_no_api_key(tmp_path: Path, capsys) -> None:
     assert "api_key" in capsys.readouterr().err
 
 
-def test_create_private_key_slot_exists(capsys) -> None:
+def test_create_private_key_needs_config_or_out(capsys) -> None:
     assert main(["create-private-key"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    assert "--config node.yaml or --out PATH" in capsys.readouterr().err
 
 
 def test_daemon_does_not_import_pandas() -> None:

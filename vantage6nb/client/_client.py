@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -9,8 +10,16 @@ from typing import Any
 import pandas as pd
 
 from ..common.errors import MissingKey, NotFound, ValidationError
+from ..common.keys import KeyRing, OrgKey
 from . import _frames
-from ._codec import Codec, PlainCodec
+from ._codec import (
+    Codec,
+    PlainCodec,
+    SealedCodec,
+    check_own_key,
+    create_private_key,
+    load_private_key,
+)
 from ._events import EventStream
 from ._http import Transport
 from ._task_api import TaskAPI
@@ -158,7 +167,86 @@ class Client:
         rows = self._transport.paginate("/user")
         return _frames.frame("user", rows, names={"organization": self._organization_names()})
 
-    # -- encryption hook ------------------------------------------------------------------------
+    # -- encryption -----------------------------------------------------------------------------
+    @staticmethod
+    def create_private_key(
+        path: str | os.PathLike[str], passphrase: str | None = None, *, force: bool = False
+    ) -> OrgKey:
+        """Create your organization's key pair; the private key goes to ``path`` (mode 0600).
+
+        An existing file is reused unless ``force``. One key per organization: if your
+        organization runs a node, use that node's key file instead.
+
+        Examples
+        --------
+        >>> key = Client.create_private_key("leiden.key", passphrase="s3cret")  # doctest: +SKIP
+        >>> key.fingerprint  # doctest: +SKIP
+        'SHA256:...'
+        """
+        return create_private_key(path, passphrase, force=force)
+
+    def setup_encryption(
+        self,
+        path_or_key: str | os.PathLike[str] | OrgKey,
+        *,
+        passphrase: str | None = None,
+        pins: dict[int, str] | None = None,
+    ) -> str:
+        """Load your organization's private key for encrypted collaborations; returns its fingerprint.
+
+        Uploads the public key when your organization has none on the server, and refuses
+        (:class:`~vantage6nb.errors.KeyMismatch`) when the server holds another one. Peer
+        organizations' keys are pinned on first use (``pins``: fingerprints from before).
+
+        Examples
+        --------
+        >>> client.setup_encryption("leiden.key")  # doctest: +SKIP
+        'SHA256:...'
+        """
+        key = (
+            path_or_key
+            if isinstance(path_or_key, OrgKey)
+            else load_private_key(path_or_key, passphrase)
+        )
+        org_id = int(self.whoami["organization_id"])
+        org = self._transport.request("GET", f"/organization/{org_id}")
+        if check_own_key(key, org):
+            body = {"public_key": key.public_key_b64}
+            self._transport.request("PATCH", f"/organization/{org_id}", json=body)
+
+        def fetch(collaboration_id: int) -> list[dict[str, Any]]:
+            return self._transport.paginate("/organization", {"collaboration_id": collaboration_id})
+
+        self._codec = SealedCodec(key, org_id, fetch, KeyRing(pins))
+        return key.fingerprint
+
+    @property
+    def key_pins(self) -> dict[int, str]:
+        """Pinned fingerprints of peer organizations' keys ``{org_id: fingerprint}`` (to persist)."""
+        ring = getattr(self._codec, "ring", None)
+        return ring.pins() if ring is not None else {}
+
+    def trust_key(self, organization: int | str) -> str:
+        """Accept the key the server now holds for an organization (after checking its fingerprint
+        with that organization); returns the new fingerprint.
+
+        Examples
+        --------
+        >>> client.trust_key("Utrecht")  # doctest: +SKIP
+        'SHA256:...'
+        """
+        if not isinstance(self._codec, SealedCodec):
+            raise MissingKey("Load your key first with client.setup_encryption(...).")
+        names = self._organization_names()
+        ids = [i for i, n in names.items() if n == organization or i == organization]
+        if not ids:
+            raise NotFound(f"No organization {organization!r}.")
+        org = self._transport.request("GET", f"/organization/{ids[0]}")
+        if not org.get("public_key"):
+            raise MissingKey(f"Organization {org.get('name')!r} has no public key on the server.")
+        self._codec.ring.repin(ids[0], org["public_key"], name=org.get("name"))
+        return str(org.get("key_fingerprint"))
+
     def _codec_for(self, collaboration: dict[str, Any]) -> Codec:
         if collaboration.get("encrypted") and not getattr(self._codec, "encrypted", False):
             raise MissingKey(

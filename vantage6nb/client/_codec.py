@@ -20,7 +20,14 @@ from ..common import crypto
 from ..common.errors import DecryptionError, KeyMismatch, MissingKey
 from ..common.keys import KeyRing, OrgKey
 
-__all__ = ["Codec", "PlainCodec", "SealedCodec", "create_private_key", "load_private_key"]
+__all__ = [
+    "Codec",
+    "PlainCodec",
+    "SealedCodec",
+    "check_own_key",
+    "create_private_key",
+    "load_private_key",
+]
 
 
 class Codec(Protocol):
@@ -89,22 +96,38 @@ class SealedCodec:
         self.ring = ring if ring is not None else KeyRing()
         self._lock = threading.Lock()
         self._fresh_for: str | None = None  # the task uid the keys were last fetched for
+        self._names: dict[int, str] = {}
 
     def refresh(self, collaboration_id: int) -> None:
         """Fetch the collaboration's public keys; raises KeyMismatch for a changed pinned key."""
         rows = self._fetch(int(collaboration_id))
         with self._lock:
+            self._names.update({int(o["id"]): str(o.get("name")) for o in rows})
             for org in rows:
                 if int(org["id"]) == self.org_id:
                     self.ring.repin(self.org_id, self.key.public_key, name=org.get("name"))
                 elif org.get("public_key"):
-                    self.ring.add(int(org["id"]), org["public_key"], name=org.get("name"))
+                    try:
+                        self.ring.add(int(org["id"]), org["public_key"], name=org.get("name"))
+                    except KeyMismatch as exc:
+                        raise KeyMismatch(
+                            exc.msg.split(". Confirm")[0] + ". Nothing is encrypted for or "
+                            "accepted from it. Confirm the new fingerprint with that "
+                            f"organization, then call client.trust_key({org.get('name')!r}).",
+                            errors=exc.errors,
+                        ) from None
 
     def _public_key(self, org_id: int) -> bytes:
         with self._lock:
             if org_id == self.org_id:
                 return self.key.public_key
-            return self.ring.public_key(org_id)  # MissingKey names the organization
+            if org_id in self.ring:
+                return self.ring.public_key(org_id)
+        name = self._names.get(org_id)
+        raise MissingKey(
+            f"Organization {name!r} (id {org_id}) has no public key on the server, so nothing "
+            "can be encrypted for it: its node creates one with `v6nb node create-private-key`."
+        )
 
     def encode_input(self, org_id: int, obj: Any, binding: Mapping[str, Any]) -> str:
         uid = str(binding["task_uid"])
@@ -138,7 +161,9 @@ class SealedCodec:
         try:
             return json.loads(data)
         except ValueError as exc:
-            raise DecryptionError(f"The result of organization {org_id} is not JSON ({exc}).") from None
+            raise DecryptionError(
+                f"The result of organization {org_id} is not JSON ({exc})."
+            ) from None
 
 
 def load_private_key(path: str | os.PathLike[str], passphrase: str | None = None) -> OrgKey:

@@ -26,6 +26,7 @@ __all__ = ["Task"]
 _FINAL = {str(s) for s in FINAL_STATUSES}
 _FAILED = _FINAL - {str(RunStatus.COMPLETED)}
 _SAFETY_REFETCH_S = 5.0  # in case an event was missed; events do the real work
+_EVENT_FIELDS = ("status", "reason", "started_at", "finished_at")  # what a run_status event sets
 _LOG_TAIL_LINES = 15
 
 
@@ -191,16 +192,28 @@ class Task:
         deadline = None if timeout is None else time.monotonic() + timeout
         report = choose_progress(progress)
         events = self._client.events
-        # _absorb bumps self._version and notifies self._changed; so does a reconnect.
-        offs = [events.on(RUN_STATUS, self._absorb), events.on(RECONNECTED, self._poke)]
+        # _absorb bumps self._version and notifies self._changed; so does a reconnect. Events carry
+        # the run's status, so the runs are re-read only on the first pass, after a reconnect (events
+        # may have been missed) and on the slow safety timer, not on every event.
+        refetch = threading.Event()
+        refetch.set()
+
+        def reconnected(_: Any = None) -> None:
+            refetch.set()
+            self._poke()
+
+        offs = [events.on(RUN_STATUS, self._absorb), events.on(RECONNECTED, reconnected)]
         unreachable: ServerUnavailable | None = None
         try:
             while True:
-                try:  # the first pass runs after subscribing, so no change in between is lost
-                    self.refresh()
-                    unreachable = None
-                except ServerUnavailable as exc:  # a server restart: keep waiting, retry later
-                    unreachable = exc
+                if refetch.is_set():
+                    refetch.clear()
+                    try:  # the first pass runs after subscribing, so no change in between is lost
+                        self.refresh()
+                        unreachable = None
+                    except ServerUnavailable as exc:  # a server restart: keep waiting, retry later
+                        unreachable = exc
+                        refetch.set()
                 seen = self._version  # later events and reconnects move it on
                 if report is not None:
                     report(self)
@@ -218,8 +231,10 @@ class Task:
                     _SAFETY_REFETCH_S if remaining is None else min(_SAFETY_REFETCH_S, remaining)
                 )
                 with self._changed:
-                    self._changed.wait_for(partial(self._moved_on, seen), timeout=pause)
+                    if not self._changed.wait_for(partial(self._moved_on, seen), timeout=pause):
+                        refetch.set()  # the safety re-fetch
                 if not events.connected:
+                    refetch.set()
                     events.ensure_connected()
         finally:
             for off in offs:
@@ -312,8 +327,11 @@ class Task:
         with self._changed:
             for run in runs:
                 run_id = int(run["id"] if run.get("id") is not None else run["run_id"])
-                merged = {**self._runs.get(run_id, {}), **run, "id": run_id}
-                self._runs[run_id] = merged
+                known = self._runs.get(run_id, {})
+                if str(known.get("status")) in _FINAL and str(run.get("status")) not in _FINAL:
+                    # a re-read answered before a final event arrived: a final status stays final
+                    run = {k: v for k, v in run.items() if k not in _EVENT_FIELDS}
+                self._runs[run_id] = {**known, **run, "id": run_id}
             self._version += 1
             self._changed.notify_all()
 

@@ -14,6 +14,7 @@ import yaml
 
 from ..algorithms import IMAGES
 from ..common.errors import ConfigurationError, NotFound
+from ._docker import docker_node_settings
 from ._processes import ManagedProcess, free_port, wait_until
 from ._setup import AdminSession, organization_names, split_dataset
 
@@ -47,7 +48,10 @@ class DemoNetwork:
         ``{"username", "password"}`` of the researcher (in the first organization), and
         ``root_username``/``root_password`` of the administrator.
     server_db_url : str
-        SQLAlchemy URL of the server's database.
+        SQLAlchemy URL of the server's database (tests read it to see what the server stores).
+    researcher_key : pathlib.Path or None
+        With ``encrypted=True``: the private key file of the researcher's organization (the same
+        key as that organization's node, ``nodes/<org>/private.key``); :meth:`client` loads it.
     workdir : pathlib.Path
         Folder holding the configurations, data and logs.
     """
@@ -66,6 +70,8 @@ class DemoNetwork:
     _owns_workdir: bool = False
     _stopped: bool = False
     algorithms: dict[str, str] = field(default_factory=dict)  # extra image -> module
+    node_settings: dict[str, Any] = field(default_factory=dict)  # extra node.yaml settings
+    researcher_key: Path | None = None
 
     # --- researcher side ---
     def client(self) -> Any:
@@ -77,7 +83,10 @@ class DemoNetwork:
         """
         from ..client import Client
 
-        return Client(self.url).login(self.credentials["username"], self.credentials["password"])
+        client = Client(self.url).login(self.credentials["username"], self.credentials["password"])
+        if self.encrypted and self.researcher_key is not None:
+            client.setup_encryption(self.researcher_key)
+        return client
 
     def admin(self) -> AdminSession:
         """A REST session as the server's root user (for tests and tinkering)."""
@@ -197,6 +206,7 @@ def start(
     port: int | None = None,
     dataset: Any = None,
     algorithms: dict[str, str] | None = None,
+    node_settings: dict[str, Any] | None = None,
 ) -> DemoNetwork:
     """Start a demo network on loopback: a server, ``nodes`` organizations with one node each, one
     collaboration of them all, a researcher account, and the demo data split over the nodes.
@@ -219,6 +229,15 @@ def start(
         Extra algorithms the nodes may run (process runtime): image name -> importable module,
         e.g. ``{"v6nb/my-mean": "my_mean"}``; the module must be importable by the nodes
         (their ``PYTHONPATH`` is this process's, plus the current folder).
+    node_settings : dict, optional
+        Extra settings written into every node's ``node.yaml`` (see docs/configuration.md), e.g.
+        ``{"limits": {"memory_mb": 256}}``; they win over the demo's own.
+
+    Notes
+    -----
+    With ``runtime="docker"`` the nodes run the shipped images from the registry on 127.0.0.1:5000,
+    pinned to the digests it serves at start (``image_registry`` and ``image_digests`` in each
+    ``node.yaml``); run ``scripts/setup-docker.sh`` and ``scripts/build-images.sh`` first.
 
     Returns
     -------
@@ -242,6 +261,13 @@ def start(
             errors={"runtime": runtime},
         )
     _check_supported(encrypted=encrypted, runtime=runtime)
+    if node_settings is not None and not isinstance(node_settings, dict):
+        raise ConfigurationError(
+            "node_settings must be a dict of node.yaml settings.",
+            errors={"node_settings": "not a dict"},
+        )
+    extra_settings = docker_node_settings() if runtime == "docker" else {}
+    extra_settings.update(node_settings or {})
     owns = workdir is None
     root = Path(tempfile.mkdtemp(prefix="v6nb-demo-")) if owns else Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -294,6 +320,7 @@ def start(
             "root_password": root_password,
         },
         algorithms=dict(algorithms or {}),
+        node_settings=extra_settings,
     )
     try:
         server.start()
@@ -316,9 +343,10 @@ def _populate(net: DemoNetwork, parts: list[Any], env: dict[str, str]) -> None:
     collab = admin.create_collaboration("Demo", list(orgs.values()), encrypted=net.encrypted)
     net.collaboration_id = int(collab["id"])
     admin.create_user(net.credentials["username"], net.credentials["password"], orgs[names[0]])
+    keys = _create_keys(net, admin, names) if net.encrypted else {}
     for name, part in zip(names, parts, strict=True):
-        folder = net.workdir / "nodes" / name.lower().replace(" ", "-")
-        folder.mkdir(parents=True)
+        folder = net.workdir / "nodes" / _folder_name(name)
+        folder.mkdir(parents=True, exist_ok=True)  # may hold its private key already
         data_path = folder / "penguins.csv"
         part.to_csv(data_path, index=False)
         node = admin.create_node(orgs[name], net.collaboration_id, f"{name} node")
@@ -334,6 +362,8 @@ def _populate(net: DemoNetwork, parts: list[Any], env: dict[str, str]) -> None:
                 "process_algorithms": {**IMAGES, **net.algorithms},
                 "allowed_images": ["v6nb/*", *net.algorithms],
                 "encryption": net.encrypted,
+                **net.node_settings,
+                **({"private_key": str(keys[name])} if net.encrypted else {}),
             },
         )
         proc = ManagedProcess(
@@ -347,15 +377,32 @@ def _populate(net: DemoNetwork, parts: list[Any], env: dict[str, str]) -> None:
         net.datasets[name] = str(data_path)
 
 
+def _create_keys(net: DemoNetwork, admin: AdminSession, names: list[str]) -> dict[str, Path]:
+    """One key pair per organization: ``nodes/<org>/private.key`` (mode 0600), public key uploaded;
+    the researcher's organization (the first) shares its node's key, copied to ``researcher/``."""
+    from ..client._codec import create_private_key
+
+    paths: dict[str, Path] = {}
+    for name in names:
+        path = net.workdir / "nodes" / _folder_name(name) / "private.key"
+        key = create_private_key(path)
+        admin.set_public_key(net.organizations[name], key.public_key_b64)
+        paths[name] = path
+    net.researcher_key = net.workdir / "researcher" / "private.key"
+    net.researcher_key.parent.mkdir()
+    fd = os.open(net.researcher_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(paths[names[0]].read_bytes())
+    return paths
+
+
+def _folder_name(name: str) -> str:
+    return name.lower().replace(" ", "-")
+
+
 def _check_supported(*, encrypted: bool, runtime: str) -> None:
-    # Encryption and the Docker runtime land in their own issues; until they do, say so instead of
-    # starting a network that silently does something else.
-    if encrypted:
-        raise ConfigurationError(
-            "encrypted=True is not supported by the demo yet: it does not create organization key "
-            "pairs for its nodes. Start it with encrypted=False.",
-            errors={"encrypted": "not implemented"},
-        )
+    # The Docker runtime lands in its own issue; until it does, say so instead of starting a
+    # network that silently does something else.
     if runtime == "docker":
         from importlib.util import find_spec
 

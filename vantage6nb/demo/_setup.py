@@ -121,6 +121,9 @@ class AdminSession:
             },
         )
 
+    def set_public_key(self, org_id: int, public_key: str) -> dict[str, Any]:
+        return self._call("PATCH", f"/organization/{org_id}", {"public_key": public_key})
+
     def create_node(self, org_id: int, collab_id: int, name: str) -> dict[str, Any]:
         return self.post(
             "/node", {"organization_id": org_id, "collaboration_id": collab_id, "name": name}

@@ -1,0 +1,210 @@
+"""The demo network on the Docker runtime: real tasks in locked-down containers, images pinned from the registry."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vantage6nb import analysis, demo
+from vantage6nb.errors import TaskFailed
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+DIAG = "v6nb/diagnostics"
+WRONG_DIGEST = "sha256:" + "0" * 64
+# Under this limit the diagnostics wrapper runs, while importing pandas (summary) does not fit.
+TINY_MEMORY_MB = 32
+
+
+def _unavailable(why: str) -> None:
+    if os.environ.get("V6NB_REQUIRE_ALL") == "1":
+        pytest.fail(f"{why} (V6NB_REQUIRE_ALL=1)")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def docker_client():
+    try:
+        import docker
+
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as exc:  # no engine: skip, unless every test must run
+        _unavailable(f"no Docker engine answers ({exc}): run scripts/setup-docker.sh")
+    yield client
+    client.close()
+
+
+def _containers(client, net, run_id: int | None = None) -> list:
+    """Containers of this demo network (its nodes label them with their data folder), any state."""
+    filters = {"label": "v6nb.node"} if run_id is None else {"label": f"v6nb.run={run_id}"}
+    root = str(Path(net.workdir).resolve())
+    return [
+        c
+        for c in client.containers.list(all=True, filters=filters)
+        if root in c.labels.get("v6nb.node", "")
+    ]
+
+
+def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def docker_net(docker_client):
+    with demo.start(nodes=3, runtime="docker") as network:
+        yield network
+    assert _containers(docker_client, network) == [], "containers left behind after net.stop()"
+
+
+@pytest.fixture(scope="module")
+def client(docker_net):
+    return docker_net.client()
+
+
+@pytest.fixture(scope="module")
+def org_ids(client):
+    return client.organizations()["id"].tolist()
+
+
+def test_nodes_pin_the_registry_digests(docker_net):
+    import yaml
+
+    for node in docker_net._nodes.values():
+        cfg = yaml.safe_load(Path(node.config).read_text())
+        assert cfg["runtime"] == "docker"
+        assert cfg["image_registry"] == "127.0.0.1:5000"
+        assert set(cfg["image_digests"]) == {"v6nb/summary", "v6nb/crosstab", "v6nb/diagnostics"}
+        assert all(d.startswith("sha256:") for d in cfg["image_digests"].values())
+
+
+def test_summary_and_crosstab_equal_pandas_on_pooled_data(docker_net, client):
+    pooled = pd.concat([pd.read_csv(p) for p in docker_net.datasets.values()], ignore_index=True)
+    summary = analysis.summary(client)
+    numeric = pooled.select_dtypes("number")
+    assert list(summary.index) == list(numeric.columns)
+    for column in numeric.columns:
+        col, row = numeric[column], summary.loc[column]
+        assert row["count"] == col.count() and row["missing"] == col.isna().sum()
+        for stat, expected in (
+            ("mean", col.mean()),
+            ("std", col.std(ddof=1)),
+            ("min", col.min()),
+            ("max", col.max()),
+        ):
+            assert row[stat] == pytest.approx(expected, rel=1e-9), (column, stat)
+    table = analysis.crosstab(client, "species", "island")
+    expected = pd.crosstab(pooled["species"], pooled["island"])
+    pd.testing.assert_frame_equal(
+        table.loc[expected.index, expected.columns].astype("int64"),
+        expected.astype("int64"),
+        check_names=False,
+    )
+
+
+def test_algorithm_sees_a_non_root_user_and_only_loopback(client, org_ids):
+    task = client.task.create(organizations=org_ids[:1], image=DIAG, method="runtime_info")
+    (info,) = task.results(timeout=120)
+    assert info["uid"] != 0
+    assert info["interfaces"] == ["lo"]
+    assert info["root_writable"] is False
+
+
+def test_kill_stops_the_containers(docker_client, docker_net, client, org_ids):
+    task = client.task.create(
+        organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 120}
+    )
+    _wait_for(lambda: set(task.status()["status"]) == {"active"}, 120, "all runs active")
+    run_ids = [int(r) for r in task.status()["run_id"]]
+    assert all(_containers(docker_client, docker_net, rid) for rid in run_ids)
+    task.kill()
+    task.wait(timeout=60, raise_on_failure=False)
+    assert set(task.status()["status"]) == {"killed"}
+    _wait_for(
+        lambda: not any(_containers(docker_client, docker_net, rid) for rid in run_ids),
+        60,
+        "the killed runs' containers to be removed",
+    )
+
+
+def test_image_outside_the_policy_is_not_allowed(client, org_ids):
+    task = client.task.create(organizations=org_ids[:1], image="evil/miner", method="echo")
+    with pytest.raises(TaskFailed, match="not allowed"):
+        task.wait(timeout=60)
+    row = task.status().iloc[0]
+    assert row["status"] == "not allowed"
+    assert "evil/miner" in row["reason"] and "allowed_images" in row["reason"]
+
+
+def test_crash_shows_its_log_tail(client, org_ids):
+    task = client.task.create(
+        organizations=org_ids[:1], image=DIAG, method="crash", kwargs={"message": "boom-docker-7"}
+    )
+    with pytest.raises(TaskFailed) as info:
+        task.wait(timeout=120)
+    row = task.status().iloc[0]
+    assert row["status"] == "crashed" and "boom-docker-7" in row["reason"]
+    # the container's own output, as the log tail under the reason
+    assert "| RuntimeError: boom-docker-7" in str(info.value)
+
+
+# -- a one-node network with a tiny memory limit and a wrong pin ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_net(docker_client):
+    from vantage6nb.demo._docker import docker_node_settings
+
+    digests = docker_node_settings()["image_digests"]
+    settings = {
+        "limits": {"memory_mb": TINY_MEMORY_MB, "cpus": 1.0, "pids": 128, "timeout_s": 300},
+        "image_digests": {**digests, "v6nb/crosstab": WRONG_DIGEST},
+    }
+    with demo.start(nodes=1, runtime="docker", node_settings=settings) as network:
+        yield network
+    assert _containers(docker_client, network) == [], "containers left behind after net.stop()"
+
+
+def test_pinned_digest_mismatch_is_not_allowed(strict_net):
+    client = strict_net.client()
+    orgs = client.organizations()["id"].tolist()
+    task = client.task.create(
+        organizations=orgs, image="v6nb/crosstab", method="crosstab", kwargs={}
+    )
+    task.wait(timeout=120, raise_on_failure=False)
+    row = task.status().iloc[0]
+    assert row["status"] == "not allowed"
+    assert "digest mismatch" in row["reason"] and WRONG_DIGEST in row["reason"]
+
+
+def test_exceeding_the_memory_limit_is_out_of_memory(strict_net):
+    client = strict_net.client()
+    orgs = client.organizations()["id"].tolist()
+    # the wrapper alone fits: the limit is in force, not a broken node
+    assert client.task.create(organizations=orgs, image=DIAG, method="echo").results(timeout=120)
+    task = client.task.create(
+        organizations=orgs, image="v6nb/summary", method="summary_partial", databases=["default"]
+    )
+    task.wait(timeout=120, raise_on_failure=False)
+    row = task.status().iloc[0]
+    assert row["status"] == "crashed"
+    assert "out of memory" in row["reason"] and f"{TINY_MEMORY_MB} MB" in row["reason"]
+
+
+def test_no_engine_is_a_configuration_error_saying_what_to_run(monkeypatch, tmp_path):
+    from vantage6nb.errors import ConfigurationError
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(ConfigurationError, match="scripts/setup-docker.sh"):
+        demo.start(nodes=1, runtime="docker", workdir=tmp_path / "net")
+    assert not (tmp_path / "net").exists()  # refused before anything was started or written
