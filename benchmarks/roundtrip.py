@@ -6,8 +6,9 @@ One round trip is ``client.task.create(...)`` + ``task.results()`` (which waits,
 ``run_status`` events, then fetches and decodes every result) of the trivial ``v6nb/diagnostics``
 ``echo`` method. The platform's share is the round trip minus the algorithm's own process time,
 measured by running the same algorithm process (or ``docker run`` of the same image) bare, outside
-the platform, exactly the way the runtime starts it. With 3 nodes the three algorithm processes run
-in parallel on 2 cores, so the bare figure for 3 nodes is three bare processes started together.
+the platform, the way the runtime starts it, right after each round trip (so both see the same
+machine load). With 3 nodes the three algorithm processes run in parallel on 2 cores, so the bare
+figure for 3 nodes is three bare processes started together.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks._common import bare_python_run, load_note, machine, percentile, summarize_ms
+from benchmarks._common import bare_python_run, load_note, machine, summarize_ms
 
 IMAGE = "v6nb/diagnostics"
 MODULE = "vantage6nb.algorithms.diagnostics"
@@ -70,31 +71,32 @@ def bare_docker_run(image: str, workdir: str) -> float:
     return elapsed
 
 
-def bare_runs(parallel: int, runs: int, runtime: str) -> list[float]:
-    """Wall time of ``parallel`` bare algorithm processes started together, ``runs`` times."""
-    out = []
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(parallel) as pool:
-        dirs = [Path(tmp) / str(i) for i in range(parallel)]
-        for d in dirs:
-            d.mkdir()
+def bare_run(parallel: int, runtime: str, pool: ThreadPoolExecutor, tmp: Path) -> float:
+    """Wall time of ``parallel`` bare algorithm processes started together (as the nodes do)."""
+    dirs = [tmp / str(i) for i in range(parallel)]
+    for d in dirs:
+        d.mkdir(exist_ok=True)
 
-        def one(d: Path) -> float:
-            if runtime == "docker":
-                return bare_docker_run(IMAGE, str(d))
-            return bare_python_run(MODULE, "echo", {"x": 1}, str(d))
+    def one(d: Path) -> float:
+        if runtime == "docker":
+            return bare_docker_run(IMAGE)
+        return bare_python_run(MODULE, "echo", {"x": 1}, str(d))
 
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            list(pool.map(one, dirs))
-            out.append(time.perf_counter() - t0)
-    return out
+    t0 = time.perf_counter()
+    list(pool.map(one, dirs))
+    return time.perf_counter() - t0
 
 
-def measure(nodes: int, runs: int, runtime: str) -> list[float]:
-    """Round-trip times (seconds) of ``runs`` echo tasks sent to ``nodes`` organizations."""
+def measure(nodes: int, runs: int, runtime: str) -> tuple[list[float], list[float]]:
+    """Round-trip times of ``runs`` echo tasks sent to ``nodes`` organizations, each followed by a
+    bare run of ``nodes`` algorithm processes, so both see the same machine load."""
     from vantage6nb import demo
 
-    with demo.start(nodes=nodes, runtime=runtime) as net:
+    with (
+        demo.start(nodes=nodes, runtime=runtime) as net,
+        tempfile.TemporaryDirectory() as tmp,
+        ThreadPoolExecutor(nodes) as pool,
+    ):
         client = net.client()
         orgs = list(net.organizations.values())[:nodes]
 
@@ -107,12 +109,14 @@ def measure(nodes: int, runs: int, runtime: str) -> list[float]:
 
         for i in range(WARMUP):  # socket.io connection, caches, first imports
             once(-1 - i)
-        times = []
+            bare_run(nodes, runtime, pool, Path(tmp))
+        times, bare = [], []
         for i in range(runs):
             t0 = time.perf_counter()
             once(i)
             times.append(time.perf_counter() - t0)
-    return times
+            bare.append(bare_run(nodes, runtime, pool, Path(tmp)))
+    return times, bare
 
 
 def main() -> None:
@@ -124,15 +128,15 @@ def main() -> None:
     print(f"# roundtrip, {args.runtime} runtime, trivial algorithm ({IMAGE} echo)")
     print(f"# {machine()}; {load_note()}")
     for nodes in (int(n) for n in args.nodes.split(",")):
-        times = measure(nodes, args.runs, args.runtime)
-        bare = bare_runs(nodes, max(10, args.runs // 2), args.runtime)
-        med_bare = statistics.median(bare)
+        times, bare = measure(nodes, args.runs, args.runtime)
+        paired = [t - b for t, b in zip(times, bare, strict=True)]
         what = "docker run" if args.runtime == "docker" else "algorithm process"
         print(f"{nodes} node(s): round trip {summarize_ms(times)}")
         print(f"           bare {what} x{nodes} in parallel: {summarize_ms(bare)}")
         print(
-            f"           outside the algorithm: median {(statistics.median(times) - med_bare) * 1e3:.1f} ms"
-            f"  (p95 round trip - median bare: {(percentile(times, 0.95) - med_bare) * 1e3:.1f} ms)",
+            f"           outside the algorithm (round trip - bare, paired): {summarize_ms(paired)};"
+            f" median - median: {(statistics.median(times) - statistics.median(bare)) * 1e3:.1f} ms"
+            f"  ({load_note()})",
             flush=True,
         )
     print(f"# {load_note()}")

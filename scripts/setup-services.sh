@@ -7,6 +7,7 @@
 # - starts RabbitMQ detached with AMQP, epmd and Erlang distribution all bound to 127.0.0.1;
 # - waits until both answer, and prints how long each step took.
 # No systemd is needed. Re-running it when both services answer takes well under a second.
+# `setup-services.sh --stop` stops both again.
 #
 # Tests read the same defaults (tests/services.py):
 #   V6NB_PG_URL  postgresql+psycopg2://v6nb:v6nb@127.0.0.1:5432/v6nb_test
@@ -96,6 +97,11 @@ pg_cluster() {
     echo "$line"
 }
 
+pg_login() {
+    PGPASSWORD="$PG_PASSWORD" PGCONNECT_TIMEOUT=5 psql -q -h 127.0.0.1 -p "$PG_PORT" \
+        -U "$PG_ROLE" -d "$PG_DB" -c 'SELECT 1' >/dev/null 2>&1
+}
+
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
 
 start_postgres() {
@@ -136,6 +142,12 @@ start_postgres() {
         }
     fi
     timing "PostgreSQL up"
+    if pg_login; then
+        log "role '$PG_ROLE' logs in to database '$PG_DB'"
+        timing "PostgreSQL role and database checked"
+        return
+    fi
+    need_root
     # Role and database: create when missing; the password is (re)applied so a changed
     # V6NB_PG_PASSWORD takes effect.
     as_postgres psql -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres >/dev/null <<SQL
@@ -145,8 +157,10 @@ ALTER ROLE "$PG_ROLE" LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
 SELECT 'CREATE DATABASE "$PG_DB" OWNER "$PG_ROLE"'
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB') \gexec
 SQL
-    PGPASSWORD="$PG_PASSWORD" psql -q -h 127.0.0.1 -p "$PG_PORT" -U "$PG_ROLE" -d "$PG_DB" \
-        -c 'SELECT 1' >/dev/null
+    pg_login || {
+        log "role '$PG_ROLE' still cannot log in to '$PG_DB' over 127.0.0.1; check pg_hba.conf"
+        exit 1
+    }
     timing "PostgreSQL role '$PG_ROLE' and database '$PG_DB' ready"
 }
 
@@ -166,10 +180,11 @@ RABBIT_ENV=(
 
 rabbit() { env "${RABBIT_ENV[@]}" "$@"; }
 
-start_rabbitmq() {
+launch_rabbitmq() {
+    # Started first and waited for last: its ~7 s boot overlaps PostgreSQL's start.
+    RABBIT_LAUNCHED=0
     if port_open "$AMQP_PORT"; then
         log "RabbitMQ already answers on 127.0.0.1:$AMQP_PORT"
-        timing "RabbitMQ up"
         return
     fi
     need_root
@@ -178,6 +193,10 @@ start_rabbitmq() {
     log "starting RabbitMQ on 127.0.0.1:$AMQP_PORT (epmd and distribution on loopback)"
     # The Debian wrapper drops to the rabbitmq user; -detached returns once the VM is spawned.
     rabbit rabbitmq-server -detached >>"$LOG_DIR/rabbitmq-start.log" 2>&1
+    RABBIT_LAUNCHED=1
+}
+
+wait_rabbitmq() {
     local i
     for i in $(seq 1 240); do
         port_open "$AMQP_PORT" && break
@@ -188,7 +207,10 @@ start_rabbitmq() {
         tail -n 30 "$LOG_DIR/rabbitmq-start.log" "$LOG_DIR"/rabbitmq/*.log >&2 2>/dev/null || true
         exit 1
     fi
-    timing "RabbitMQ up"
+    if [ "$RABBIT_LAUNCHED" -eq 1 ]; then
+        log "RabbitMQ up $(($(now_ms) - rabbit_t0)) ms after its launch"
+    fi
+    timing "RabbitMQ ready"
 }
 
 check_loopback_only() {
@@ -204,11 +226,33 @@ check_loopback_only() {
     log "listening on loopback only"
 }
 
+stop_services() {
+    need_root
+    local version name
+    while read -r version name; do
+        pg_ctlcluster "$version" "$name" stop 2>/dev/null && log "stopped PostgreSQL $version/$name"
+    done < <(pg_lsclusters -h 2>/dev/null | awk '$4 ~ /online/ {print $1, $2}')
+    if port_open "$AMQP_PORT"; then
+        rabbit rabbitmqctl -q stop >/dev/null 2>&1 && log "stopped RabbitMQ"
+    fi
+    # epmd (Erlang's port mapper, started with the broker) outlives it: ask it to exit.
+    if port_open 4369 && command -v epmd >/dev/null 2>&1; then
+        env ERL_EPMD_ADDRESS=127.0.0.1 epmd -kill >/dev/null 2>&1 || true
+    fi
+    return 0
+}
+
+if [ "${1:-}" = "--stop" ]; then
+    stop_services
+    exit 0
+fi
 mkdir -p "$LOG_DIR" 2>/dev/null || true
 install_packages
 timing "packages"
+rabbit_t0=$(now_ms)
+launch_rabbitmq
 start_postgres
-start_rabbitmq
+wait_rabbitmq
 check_loopback_only
 log "done in $(($(now_ms) - t0)) ms"
 log "V6NB_PG_URL=postgresql+psycopg2://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"

@@ -50,6 +50,7 @@ def make_runtime(config: NodeConfig) -> Runtime:
                 node_name=config.name,
                 instance=f"{config.name}@{config.data_dir}",
                 registry=config.image_registry or None,
+                warm=True,
             )
         if choice == "docker":
             from vantage6nb.common.errors import ConfigurationError

@@ -11,6 +11,7 @@ import secrets
 import shutil
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -84,6 +85,11 @@ class DockerRuntime(Runtime):
         A ``docker.DockerClient``; by default ``docker.from_env()``.
     tmpfs_mb
         Size of the ``/tmp`` scratch (it counts against the memory limit).
+    warm
+        Keep the critical path short: start the next run's relay side-car ahead of time (one
+        spare per proxy socket, each still used by exactly one run, so no two runs ever share a
+        network namespace), and remove finished containers in the background after the outcome is
+        returned. :meth:`close` waits for those removals and removes the spare.
     registry
         Registry (``host:port``) for image names that name none: ``v6nb/summary`` is pulled as
         ``<registry>/v6nb/summary@<pinned digest>`` (by tag when none is pinned). None: such names
@@ -108,6 +114,7 @@ class DockerRuntime(Runtime):
         client: docker.DockerClient | None = None,
         tmpfs_mb: int = 256,
         registry: str | None = None,
+        warm: bool = False,
     ) -> None:
         if client is None:
             import docker
@@ -125,6 +132,12 @@ class DockerRuntime(Runtime):
         self._killed: set[int] = set()
         self._suffixes: dict[int, str] = {}  # run id -> random part of its containers' names
         self._lock = threading.Lock()
+        self.warm = warm
+        # One worker each: removals queue up behind each other, and never delay a spare's start.
+        self._removals = ThreadPoolExecutor(1, thread_name_prefix="v6nb-docker-remove")
+        self._starter = ThreadPoolExecutor(1, thread_name_prefix="v6nb-docker-prestart")
+        self._spares: dict[str, Future[Any]] = {}  # proxy socket -> a relay starting or started
+        self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -144,8 +157,15 @@ class DockerRuntime(Runtime):
     def close(self) -> None:
         with self._lock:
             ids = list(self._containers)
+            self._closing = True
+            spares = list(self._spares.values())
+            self._spares.clear()
         for rid in ids:
             self.kill(rid)
+        self._starter.shutdown(wait=True)
+        for spare in spares:
+            _remove_started(spare)
+        self._removals.shutdown(wait=True)  # queued removals finish before the node exits
         self.client.close()
 
     # -- image policy ------------------------------------------------------------------------------
@@ -185,6 +205,8 @@ class DockerRuntime(Runtime):
                 )
         with self._lock:
             self._images[spec.run_id] = image.id
+        if self.warm and spec.proxy_socket is not None:
+            self._prestart(spec.proxy_socket)  # starts while the node fetches the token and reports
 
     def _pull(self, ref: ImageRef, pinned: str | None) -> Any:
         """The image from its registry: by the pinned digest when there is one, else by tag."""
@@ -231,7 +253,7 @@ class DockerRuntime(Runtime):
         container = None
         try:
             try:
-                sidecar = self._start_sidecar(spec) if spec.proxy_socket else None
+                sidecar = self._take_sidecar(spec) if spec.proxy_socket else None
                 container = self._create_algorithm(spec, image_id, files, sidecar)
                 with self._lock:
                     self._containers[spec.run_id] = container
@@ -263,11 +285,15 @@ class DockerRuntime(Runtime):
                 self._containers.pop(spec.run_id, None)
                 self._killed.discard(spec.run_id)
                 self._suffixes.pop(spec.run_id, None)
-            for c in (container, sidecar):
-                if c is not None:
-                    with contextlib.suppress(Exception):
-                        c.remove(force=True)
             shutil.rmtree(files.outdir, ignore_errors=True)
+            done = [c for c in (container, sidecar) if c is not None]
+            if self.warm and not self._closing:
+                # The outcome does not wait for removal: the result is uploaded meanwhile.
+                self._removals.submit(_remove, done)
+                if spec.proxy_socket is not None:
+                    self._prestart(spec.proxy_socket)
+            else:
+                _remove(done)
 
     def kill(self, run_id: int) -> bool:
         with self._lock:
@@ -306,10 +332,12 @@ class DockerRuntime(Runtime):
         tag = self._suffixes.setdefault(spec.run_id, secrets.token_hex(3))
         return f"v6nb-{self._slug}-run{spec.run_id}-{tag}"
 
-    def _labels(self, spec: RunSpec, role: str) -> dict[str, str]:
-        return {LABEL_NODE: self.instance, LABEL_RUN: str(spec.run_id), LABEL_ROLE: role}
+    def _labels(self, spec: RunSpec | None, role: str) -> dict[str, str]:
+        # A spare relay belongs to no run yet (labels are fixed at creation): `v6nb.run=spare`.
+        run = str(spec.run_id) if spec is not None else "spare"
+        return {LABEL_NODE: self.instance, LABEL_RUN: run, LABEL_ROLE: role}
 
-    def _locked_down(self, spec: RunSpec, role: str) -> dict[str, Any]:
+    def _locked_down(self, spec: RunSpec | None, role: str) -> dict[str, Any]:
         """The container options every run container gets."""
         return {
             "labels": self._labels(spec, role),
@@ -320,8 +348,32 @@ class DockerRuntime(Runtime):
             "detach": True,
         }
 
-    def _start_sidecar(self, spec: RunSpec) -> Any:
+    def _take_sidecar(self, spec: RunSpec) -> Any:
+        """This run's relay: the spare started ahead of time when there is a healthy one, else a new one."""
         assert spec.proxy_socket is not None
+        with self._lock:
+            spare = self._spares.pop(str(spec.proxy_socket), None)
+        if spare is not None:
+            try:
+                sidecar = spare.result(timeout=60)
+                sidecar.reload()
+                if sidecar.status == "running":
+                    return sidecar
+                self._removals.submit(_remove, [sidecar])
+            except Exception as exc:  # the spare failed to start: start one the ordinary way
+                log.warning("spare relay unusable (%s); starting a new one", exc)
+        return self._start_sidecar(spec.proxy_socket, f"{self._container_name(spec)}-relay", spec)
+
+    def _prestart(self, proxy_socket: Path) -> None:
+        """Queue the start of a spare relay for the next run on ``proxy_socket`` (if none is queued)."""
+        key = str(proxy_socket)
+        with self._lock:
+            if self._closing or key in self._spares:
+                return
+            name = f"v6nb-{self._slug}-relay-{secrets.token_hex(4)}"
+            self._spares[key] = self._starter.submit(self._start_sidecar, proxy_socket, name, None)
+
+    def _start_sidecar(self, proxy_socket: Path, name: str, spec: RunSpec | None) -> Any:
         sock = "/run/v6nb/proxy.sock"
         # The relay runs as the node's own uid (without capabilities) so it may open the node's socket.
         sidecar = self.client.containers.create(
@@ -331,10 +383,10 @@ class DockerRuntime(Runtime):
                 f"TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,fork,reuseaddr",
                 f"UNIX-CONNECT:{sock}",
             ],
-            name=f"{self._container_name(spec)}-relay",
+            name=name,
             network_mode="none",
             user=f"{os.geteuid()}:{os.getegid()}",
-            volumes={str(spec.proxy_socket): {"bind": sock, "mode": "rw"}},
+            volumes={str(proxy_socket): {"bind": sock, "mode": "rw"}},
             mem_limit="64m",
             pids_limit=64,
             **self._locked_down(spec, "relay"),
@@ -485,6 +537,17 @@ def image_digests(image: Any, repository: str | None = None) -> list[str]:
             digests.append(digest)
     digests.append(image.id)
     return list(dict.fromkeys(digests))
+
+
+def _remove(containers: list[Any]) -> None:
+    for c in containers:
+        with contextlib.suppress(Exception):  # already gone
+            c.remove(force=True)
+
+
+def _remove_started(spare: Future[Any]) -> None:
+    with contextlib.suppress(Exception):  # it never started: nothing to remove
+        _remove([spare.result(timeout=60)])
 
 
 def _drain(stream: Any, captured: bytearray) -> None:
