@@ -65,6 +65,28 @@ SETTINGS: list[Setting] = [
     ),
     Setting("max_body_mb", 256, "Largest request body accepted, in MiB (larger: 413).", int),
     Setting(
+        "blob_dir",
+        "blobs",
+        "Folder for large run results, stored as files (ciphertext on encrypted collaborations); "
+        "relative paths are resolved against data_dir.",
+        str,
+    ),
+    Setting(
+        "blob_threshold_kb",
+        1024,
+        "Results uploaded as binary (PUT /api/run/<id>/result) larger than this many KiB are kept "
+        "as files in blob_dir and fetched with GET /api/run/<id>/result; smaller ones are stored "
+        "in the database and inlined in the JSON as before.",
+        int,
+    ),
+    Setting(
+        "max_result_mb",
+        2048,
+        "Largest result accepted on the binary path (PUT /api/run/<id>/result), in MiB "
+        "(larger: 413). JSON bodies stay limited by max_body_mb.",
+        int,
+    ),
+    Setting(
         "threads",
         64,
         "Threads of the (single) gunicorn gthread worker; each open websocket holds one.",
@@ -184,6 +206,10 @@ def _check(cfg: dict[str, Any]) -> None:
     ):
         if cfg[key] < 1:
             errors[key] = "must be at least 1"
+    if cfg["blob_threshold_kb"] < 0:
+        errors["blob_threshold_kb"] = "must be at least 0"
+    if cfg["max_result_mb"] < 1:
+        errors["max_result_mb"] = "must be at least 1"
     if cfg["log_level"] not in _LOG_LEVELS:
         errors["log_level"] = f"must be one of {', '.join(_LOG_LEVELS)}"
     if errors:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -22,6 +23,7 @@ __all__ = [
     "Collaboration",
     "Node",
     "Organization",
+    "PayloadBlob",
     "Run",
     "Task",
     "User",
@@ -149,3 +151,21 @@ class Run(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     task: Mapped[Task] = relationship(back_populates="runs")
+
+
+class PayloadBlob(Base):
+    """A payload too large for a Text column, kept as a file in ``blob_dir`` (docs/api.md).
+
+    Its own table (not columns on ``run``) so an existing database gains it through ``create_all``.
+    """
+
+    __tablename__ = "payload_blob"
+    __table_args__ = (UniqueConstraint("run_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="result")  # "result"
+    name: Mapped[str] = mapped_column(String(128), unique=True)  # file name inside blob_dir
+    size: Mapped[int] = mapped_column(BigInteger)
+    sealed: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -147,3 +147,19 @@ def test_status_changes_arrive_as_events(client, org_ids):
     task.wait(timeout=60)
     assert done.wait(5)
     assert "completed" in seen
+
+
+def test_logs_and_subtasks_are_public(client, org_ids):
+    crashed = client.task.create(organizations=org_ids[:1], image=DIAG, method="crash", kwargs={"message": "log-me"})
+    crashed.wait(timeout=60, raise_on_failure=False)
+    (log,) = crashed.logs().values()
+    assert "about to crash" in log and "log-me" in log
+
+    central = client.task.create(
+        organizations=org_ids[:1], image="v6nb/summary", method="summary",
+        kwargs={"organizations": org_ids}, databases=["default"],
+    )
+    central.wait(timeout=90)
+    (sub,) = central.subtasks()
+    assert sorted(r["organization_id"] for r in sub.runs) == sorted(org_ids)
+    assert set(sub.status()["status"]) == {"completed"}

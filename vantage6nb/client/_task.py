@@ -132,6 +132,33 @@ class Task:
         df.attrs.update(task_id=self.id, image=self.image)
         return df
 
+    def logs(self) -> dict[str, str]:
+        """Each organization's run log (the algorithm's stdout and stderr tail), by organization name.
+
+        Examples
+        --------
+        >>> print(task.logs()["Leiden"])  # doctest: +SKIP
+        """
+        names = self._client._organization_names()
+        out: dict[str, str] = {}
+        for run in self._client._transport.paginate("/run", {"task_id": self.id, "include": "log"}):
+            org = int(run["organization_id"])
+            out[str(names.get(org, org))] = str(run.get("log") or "")
+        return out
+
+    def subtasks(self) -> list[Task]:
+        """The tasks a central algorithm of this task created (with their runs).
+
+        Examples
+        --------
+        >>> [sub.status() for sub in task.subtasks()]  # doctest: +SKIP
+        """
+        transport = self._client._transport
+        return [
+            Task(self._client, sub, list(transport.paginate("/run", {"task_id": int(sub["id"])})))
+            for sub in transport.paginate("/task", {"parent_id": self.id})
+        ]
+
     def on_change(self, callback: Callable[[Task, dict[str, Any]], None]) -> Callable[[], None]:
         """Call ``callback(task, run_event)`` on every run status change of this task.
 

@@ -115,12 +115,12 @@ class TaskMonitor(widgets.VBox):
         self._render()
 
     def _refresh_subtasks(self) -> None:
-        transport = getattr(self.client, "_transport", None)
-        if transport is None:
+        subtasks = getattr(self.task, "subtasks", None)
+        if not callable(subtasks):
             return
-        for sub in transport.paginate("/task", {"parent_id": self.progress.task_id}):
-            self.progress.add_subtask(int(sub["id"]))
-            for run in transport.paginate("/run", {"task_id": int(sub["id"])}):
+        for sub in subtasks():
+            self.progress.add_subtask(int(sub.id))
+            for run in sub.runs:
                 self.progress.apply(run)
 
     def close(self) -> None:
@@ -230,18 +230,14 @@ class TaskMonitor(widgets.VBox):
 
 
 def _read_log(task: Any, client: Any, row: RunRow) -> str:
-    """The log of one run, read through what the client offers; '' when it cannot."""
+    """The log of one run (main task or subtask), read through what the client offers; '' when it cannot."""
     try:
-        logs = getattr(task, "logs", None)
-        if callable(logs):  # a public Task.logs() -> {organization name: log}
-            found = logs()
-            for key in (row.organization, row.organization_id, row.run_id):
-                if isinstance(found, dict) and key in found:
-                    return str(found[key] or "")
-        transport = getattr(client, "_transport", None)
-        if transport is not None and row.run_id is not None:
-            run = transport.request("GET", f"/run/{int(row.run_id)}", params={"include": "log"})
-            return str((run or {}).get("log") or "")
+        if row.run_id is not None and int(row.run_id) in {int(r["id"]) for r in getattr(task, "runs", [])}:
+            return str(task.logs().get(str(row.organization), ""))
+        for sub in task.subtasks():
+            for run in sub.runs:
+                if row.run_id is not None and int(run["id"]) == int(row.run_id):
+                    return str(sub.logs().get(str(row.organization), ""))
     except Exception:  # noqa: BLE001 - a missing log must not hide the status
         log.debug("could not read the log of run %s", row.run_id, exc_info=True)
     return ""
