@@ -11,6 +11,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from vantage6nb.common.errors import NotFound
 
+from .blobs import BlobStore
 from .bootstrap import ensure_root, prepare_data_dir, secret_for
 from .config import load_config
 from .db import Database
@@ -69,6 +70,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.extensions["v6nb"] = ServerState(config=cfg, db=db, tokens=tokens, hub=hub)
     ensure_root(db, cfg, data_dir)
+    blobs = app.extensions["v6nb_blobs"] = BlobStore.from_config(cfg, data_dir)
+    with db.new_session() as s:  # files of tasks deleted by a cascade (or a crash mid-delete)
+        blobs.sweep(s)
 
     register_error_handlers(app)
 

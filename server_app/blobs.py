@@ -1,0 +1,173 @@
+"""Large run results as files in ``blob_dir``: streamed to disk chunk by chunk, referenced from the database."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vantage6nb.common.errors import PayloadTooLarge
+
+from .models import PayloadBlob, Run
+
+__all__ = ["BlobStore", "blob_index", "blob_names_of_tasks", "blob_store", "result_ref"]
+
+log = logging.getLogger("server_app.blobs")
+
+_CHUNK = 1024 * 1024
+_SUFFIX = ".blob"
+_PARTIAL = ".partial"
+_GRACE_S = 3600  # a sweep leaves younger files alone: another instance may be mid-upload
+
+
+def result_ref(run_id: int) -> str:
+    """Where a run's result is fetched as bytes (the ``result_ref`` marker of docs/api.md).
+
+    Examples
+    --------
+    >>> result_ref(7)
+    '/api/run/7/result'
+    """
+    return f"/api/run/{run_id}/result"
+
+
+class BlobStore:
+    """Files named ``run-<id>-<random>.blob`` in one folder; the database row names the file.
+
+    Writes go to a ``.partial`` temporary file (fsynced) that is renamed into place, so a crash
+    leaves either nothing or a whole file; files no row names are removed by :meth:`sweep`.
+
+    Examples
+    --------
+    >>> import io, tempfile
+    >>> store = BlobStore(Path(tempfile.mkdtemp()), threshold=4, max_bytes=100)
+    >>> tmp, size = store.receive(io.BytesIO(b"hello"), head=b"")
+    >>> name = store.adopt(tmp, run_id=3); size, store.path(name).read_bytes()
+    (5, b'hello')
+    """
+
+    def __init__(self, folder: Path, *, threshold: int, max_bytes: int) -> None:
+        self.folder = folder
+        self.threshold = threshold
+        self.max_bytes = max_bytes
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], data_dir: Path) -> BlobStore:
+        """The store the settings ``blob_dir``, ``blob_threshold_kb`` and ``max_result_mb`` describe."""
+        folder = Path(os.path.expanduser(str(cfg["blob_dir"])))
+        if not folder.is_absolute():
+            folder = data_dir / folder
+        return cls(
+            folder,
+            threshold=int(cfg["blob_threshold_kb"]) * 1024,
+            max_bytes=int(cfg["max_result_mb"]) * 1024 * 1024,
+        )
+
+    def path(self, name: str) -> Path:
+        """The file of a stored blob."""
+        return self.folder / name
+
+    def too_large(self, size: int) -> PayloadTooLarge:
+        """The 413 error for a result of ``size`` bytes (or more)."""
+        return PayloadTooLarge(
+            f"The result is larger than the server accepts ({self.max_bytes // (1024 * 1024)} MiB, "
+            "setting max_result_mb): return less data from the algorithm (aggregate on the "
+            "node), or ask the server's administrator to raise max_result_mb.",
+            errors={"result": f"over {self.max_bytes} bytes"},
+        )
+
+    def receive(self, stream: BinaryIO | Any, *, head: bytes) -> tuple[Path, int]:
+        """Write ``head`` then the rest of ``stream`` to a new temporary file; returns (path, size).
+
+        Raises :class:`PayloadTooLarge` (and removes the file) past ``max_bytes``.
+        """
+        tmp = self.folder / f"upload-{secrets.token_hex(8)}{_PARTIAL}"
+        size = 0
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                chunk = head
+                while chunk:
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise self.too_large(size)
+                    fh.write(chunk)
+                    chunk = stream.read(_CHUNK)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp, size
+
+    def adopt(self, tmp: Path, run_id: int) -> str:
+        """Rename a received temporary file into place; returns its new name."""
+        name = f"run-{run_id}-{secrets.token_hex(8)}{_SUFFIX}"
+        os.replace(tmp, self.path(name))
+        return name
+
+    def delete(self, names: Iterable[str]) -> None:
+        """Remove stored files (missing ones are fine)."""
+        for name in names:
+            if name and "/" not in name:
+                self.path(name).unlink(missing_ok=True)
+
+    def sweep(self, s: Session, *, grace_s: float = _GRACE_S) -> int:
+        """Remove files no database row names (and stale partial uploads); returns how many.
+
+        Tasks deleted by a cascade (e.g. with their collaboration) leave their files behind;
+        the server sweeps them at start. Files younger than ``grace_s`` stay (uploads in flight).
+        """
+        known = set(s.scalars(select(PayloadBlob.name)))
+        cutoff = time.time() - grace_s
+        removed = 0
+        for path in self.folder.iterdir():
+            if path.suffix not in (_SUFFIX, _PARTIAL) or path.name in known:
+                continue
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        if removed:
+            log.info("removed %d orphaned payload file(s) from %s", removed, self.folder)
+        return removed
+
+
+def blob_store() -> BlobStore:
+    """The current app's store."""
+    return current_app.extensions["v6nb_blobs"]
+
+
+def blob_index(s: Session, run_ids: Iterable[int]) -> dict[int, PayloadBlob]:
+    """The stored result file of each run that has one, in one query."""
+    ids = set(run_ids)
+    if not ids:
+        return {}
+    rows = s.scalars(
+        select(PayloadBlob).where(PayloadBlob.run_id.in_(ids), PayloadBlob.kind == "result")
+    )
+    return {b.run_id: b for b in rows}
+
+
+def blob_names_of_tasks(s: Session, task_ids: Iterable[int]) -> list[str]:
+    """File names of every stored payload of the runs of these tasks (to delete with them)."""
+    ids = list(task_ids)
+    if not ids:
+        return []
+    stmt = (
+        select(PayloadBlob.name)
+        .join(Run, PayloadBlob.run_id == Run.id)
+        .where(Run.task_id.in_(ids))
+    )
+    return list(s.scalars(stmt))
