@@ -103,6 +103,12 @@ SETTINGS: tuple[Setting, ...] = (
         str,
     ),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.", str),
+    Setting(
+        "binary_result_kb",
+        1024,
+        "Outputs larger than this many KiB go to the server as a binary stream (`PUT /api/run/<id>/result`; sealed with `seal_stream` when encrypted) instead of a JSON string, so a large result is never held whole in memory.",
+        int,
+    ),
 )
 
 _RUNTIMES = ("process", "docker", "auto")
@@ -142,6 +148,7 @@ class NodeConfig:
     private_key_passphrase_env: str
     log_level: str
     image_registry: str = ""
+    binary_result_kb: int = 1024
     config_file: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -239,6 +246,7 @@ def _build(v: dict[str, Any], base: Path, cfile: Path | None) -> NodeConfig:
         private_key_passphrase_env=v["private_key_passphrase_env"],
         log_level=str(v["log_level"]).upper(),
         image_registry=str(v["image_registry"]).strip().rstrip("/"),
+        binary_result_kb=max(0, int(v["binary_result_kb"])),
         config_file=cfile,
         raw=v,
     )

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -61,6 +62,12 @@ class PayloadCodec(Protocol):
     def encode_result(self, data: bytes, binding: Mapping[str, Any]) -> str:
         """This node's run output (the JSON bytes of ``OUTPUT_FILE``) for the initiating organization."""
 
+    def encode_result_file(self, src: Path, dst: Path, binding: Mapping[str, Any]) -> None:
+        """Like :meth:`encode_result`, file to file in the binary wire form (large outputs)."""
+
+    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
+        """Like :meth:`decode_result`, from a file in the binary wire form (large results)."""
+
 
 class PlainJsonCodec:
     """The unencrypted codec: inputs and results are JSON text.
@@ -94,6 +101,19 @@ class PlainJsonCodec:
 
     def encode_result(self, data: bytes, binding: Mapping[str, Any]) -> str:
         return data.decode("utf-8")
+
+    def encode_result_file(self, src: Path, dst: Path, binding: Mapping[str, Any]) -> None:
+        shutil.copyfile(src, dst)
+
+    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
+        try:
+            with path.open("rb") as fh:
+                return json.load(fh)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DecryptionError(
+                f"result of organization {org_id} is not JSON; is the collaboration encrypted "
+                "while this node runs without `encryption`?"
+            ) from exc
 
 
 def decode_algorithm_input(value: Any) -> tuple[Any, bool]:
@@ -290,6 +310,34 @@ class SealedCodec:
         bind = crypto.Binding("input", self._uid(binding), self.org_id, int(org_id))
         data = json.dumps(obj, allow_nan=True).encode("utf-8")
         return crypto.seal_text(data, bind, self.key, self.peers.get(int(org_id), refresh=True))
+
+    def encode_result_file(self, src: Path, dst: Path, binding: Mapping[str, Any]) -> None:
+        recipient = int(binding["init_org_id"])
+        bind = crypto.Binding(
+            "result", self._uid(binding), self.org_id, recipient, int(binding["run_id"])
+        )
+        with src.open("rb") as fin, dst.open("wb") as fout:
+            crypto.seal_stream(fin, fout, bind, self.key, self.peers.get(recipient))
+
+    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
+        with path.open("rb") as fh:
+            header = crypto.read_header(fh.read(2048))
+        sender_pk = self.peers.get(int(org_id), key_id=header.sender_key_id)
+        bind = crypto.Binding(
+            "result", self._uid(binding), int(org_id), self.org_id, int(binding["run_id"])
+        )
+        plain = path.with_name(path.name + ".plain")
+        try:  # decrypt to a file (every chunk checked), then parse: one decoded copy in memory
+            with path.open("rb") as fin, plain.open("wb") as fout:
+                crypto.open_stream(fin, fout, bind, self.key, sender_pk)
+            with plain.open("rb") as fh:
+                return json.load(fh)
+        except (ValueError, UnicodeDecodeError) as exc:
+            if isinstance(exc, CryptoError):
+                raise
+            raise DecryptionError(f"result of organization {org_id} is not JSON ({exc})") from None
+        finally:
+            plain.unlink(missing_ok=True)
 
     def decode_result(self, org_id: int, s: str, binding: Mapping[str, Any]) -> Any:
         if s is None:

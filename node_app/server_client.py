@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import requests
 
@@ -20,6 +21,14 @@ __all__ = ["ServerClient", "backoff_delays"]
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = (502, 503, 504)
+_DOWNLOAD_CHUNK = 1024 * 1024
+
+
+def _json_or_text(resp: requests.Response) -> Any:
+    try:
+        return resp.json() if resp.content else None
+    except ValueError:
+        return resp.text[:500]
 
 
 def backoff_delays(first: float = 0.2, cap: float = 5.0):
@@ -188,6 +197,79 @@ class ServerClient:
             if 200 <= status < 300:
                 return body
             raise error_from_payload(status, body)
+
+    def put_file(self, path: str, file: Path, *, retries: int | None = 3) -> Any:
+        """Stream ``file`` as the ``application/octet-stream`` body of a PUT, as the node.
+
+        Retries like :meth:`request` (the whole file again: the server replaces a partial upload).
+        """
+        delays = backoff_delays()
+        attempt = 0
+        refreshed = False
+        while True:
+            try:
+                resp = self._put_once(path, file)
+                if resp.status_code == 401 and not refreshed:
+                    refreshed = True
+                    self.refresh()
+                    continue
+                if resp.status_code in _RETRY_STATUSES:
+                    raise ServerUnavailable(f"server answered {resp.status_code} for PUT {path}")
+            except ServerUnavailable as exc:
+                attempt += 1
+                if self.stop.is_set() or (retries is not None and attempt > retries):
+                    raise
+                delay = next(delays)
+                log.warning("%s; retrying PUT %s in %.1f s", exc, path, delay)
+                if self.stop.wait(delay):
+                    raise
+                continue
+            body = _json_or_text(resp)
+            if 200 <= resp.status_code < 300:
+                return body
+            raise error_from_payload(resp.status_code, body)
+
+    def _put_once(self, path: str, file: Path) -> requests.Response:
+        headers = {
+            "Authorization": f"Bearer {self._access}",
+            "Content-Type": "application/octet-stream",
+        }
+        try:
+            with file.open("rb") as fh:  # requests sends it in chunks, with Content-Length
+                return self._session.put(
+                    self.api(path), data=fh, headers=headers, timeout=self._long_timeout
+                )
+        except requests.RequestException as exc:
+            raise ServerUnavailable(
+                f"server {self.url} unreachable: {exc.__class__.__name__}"
+            ) from exc
+
+    def download(self, path: str, dst: BinaryIO, *, token: str | None = None) -> int:
+        """GET ``path`` as bytes into ``dst``, chunk by chunk (``token``: e.g. a container's).
+
+        Returns the bytes written; raises the typed error the server sent.
+        """
+        headers = {"Authorization": f"Bearer {token or self._access}"}
+        try:
+            with self._session.get(
+                self.api(path), headers=headers, stream=True, timeout=self._long_timeout
+            ) as resp:
+                if resp.status_code >= 300:
+                    raise error_from_payload(resp.status_code, _json_or_text(resp))
+                written = 0
+                for chunk in resp.iter_content(_DOWNLOAD_CHUNK):
+                    dst.write(chunk)
+                    written += len(chunk)
+                return written
+        except requests.RequestException as exc:
+            raise ServerUnavailable(
+                f"server {self.url} unreachable: {exc.__class__.__name__}"
+            ) from exc
+
+    @property
+    def _long_timeout(self) -> tuple[float, float]:
+        # connect quickly; allow a large body time to be written and stored before the answer
+        return (self.timeout, max(self.timeout, 600.0))
 
     def paged(
         self, path: str, params: dict[str, Any], *, retries: int | None = 3

@@ -235,8 +235,14 @@ stop_services() {
     if port_open "$AMQP_PORT"; then
         rabbit rabbitmqctl -q stop >/dev/null 2>&1 && log "stopped RabbitMQ"
     fi
-    # epmd (Erlang's port mapper, started with the broker) outlives it: ask it to exit.
+    # epmd (Erlang's port mapper, started with the broker) outlives it: ask it to exit once the
+    # broker has deregistered (epmd refuses to stop while a node is registered).
     if port_open 4369 && command -v epmd >/dev/null 2>&1; then
+        local i
+        for i in $(seq 1 40); do
+            env ERL_EPMD_ADDRESS=127.0.0.1 epmd -names 2>/dev/null | grep -q '^name ' || break
+            sleep 0.25
+        done
         env ERL_EPMD_ADDRESS=127.0.0.1 epmd -kill >/dev/null 2>&1 || true
     fi
     return 0

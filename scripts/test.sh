@@ -26,6 +26,11 @@ if [ "$(id -u)" = 0 ] || command -v docker >/dev/null 2>&1; then
   bash scripts/build-images.sh
 fi
 
+echo "== postgresql and rabbitmq"
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/setup-services.sh
+fi
+
 echo "== tests"
 mkdir -p artifacts
 python3 -m pytest tests notebooks --nbval-lax -p no:cacheprovider "$@"

@@ -166,8 +166,6 @@ def blob_names_of_tasks(s: Session, task_ids: Iterable[int]) -> list[str]:
     if not ids:
         return []
     stmt = (
-        select(PayloadBlob.name)
-        .join(Run, PayloadBlob.run_id == Run.id)
-        .where(Run.task_id.in_(ids))
+        select(PayloadBlob.name).join(Run, PayloadBlob.run_id == Run.id).where(Run.task_id.in_(ids))
     )
     return list(s.scalars(stmt))

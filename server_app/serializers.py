@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from vantage6nb.common.schemas import OPEN_STATUSES, RunStatus
 
-from .models import Collaboration, Node, Organization, Run, Task, User
+from .models import Collaboration, Node, Organization, PayloadBlob, Run, Task, User
 
 __all__ = [
     "NodeIndex",
@@ -97,8 +97,14 @@ def task_status(statuses: Iterable[str]) -> str:
 
 
 def run_json(
-    run: Run, task: Task, nodes: NodeIndex, include: Iterable[str] = ("input", "result", "log")
+    run: Run,
+    task: Task,
+    nodes: NodeIndex,
+    include: Iterable[str] = ("input", "result", "log"),
+    blobs: Mapping[int, PayloadBlob] | None = None,
 ) -> dict[str, Any]:
+    """A run; with ``result`` included also ``result_ref``/``result_size`` (set when the result is
+    a stored file, fetched from ``result_ref``; ``blobs`` = run id -> file, else one query)."""
     node = nodes.get(task.collaboration_id, run.organization_id)
     out: dict[str, Any] = {
         "id": run.id,
@@ -116,7 +122,20 @@ def run_json(
     }
     for name in include:
         out[name] = getattr(run, name)
+    if "result" in out:
+        blob = blobs.get(run.id) if blobs is not None else _blob_of(run)
+        out["result_ref"] = f"/api/run/{run.id}/result" if blob is not None else None
+        out["result_size"] = blob.size if blob is not None else None
     return out
+
+
+def _blob_of(run: Run) -> PayloadBlob | None:
+    s = object_session(run)
+    if s is None or run.result is not None:  # an inline result has no file
+        return None
+    return s.scalar(
+        select(PayloadBlob).where(PayloadBlob.run_id == run.id, PayloadBlob.kind == "result")
+    )
 
 
 def run_event(run: Run, task: Task, node: Node | None) -> dict[str, Any]:

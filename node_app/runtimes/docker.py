@@ -35,6 +35,7 @@ LABEL_NODE = "v6nb.node"
 LABEL_RUN = "v6nb.run"
 LABEL_ROLE = "v6nb.role"
 _RELAY_READY_S = 3.0
+_STDERR_TAIL_LINES = 40
 
 
 def engine_answers(*, base_url: str | None = None, timeout: float = 2.0) -> bool:
@@ -279,7 +280,8 @@ class DockerRuntime(Runtime):
                 )
             timed_out = self._wait(container, spec.limits.timeout_s)
             reader.join(timeout=10)
-            return self._outcome(spec, container, files, bytes(captured), timed_out=timed_out)
+            output = _complete_output(container, bytes(captured))
+            return self._outcome(spec, container, files, output, timed_out=timed_out)
         finally:
             with self._lock:
                 self._containers.pop(spec.run_id, None)
@@ -548,6 +550,23 @@ def _remove(containers: list[Any]) -> None:
 def _remove_started(spare: Future[Any]) -> None:
     with contextlib.suppress(Exception):  # it never started: nothing to remove
         _remove([spare.result(timeout=60)])
+
+
+def _complete_output(container: Any, captured: bytes) -> bytes:
+    """The attached output, ending with the container's last stderr lines (the traceback).
+
+    Docker copies stdout and stderr through separate pipes, so under load a crash's traceback can
+    arrive before the last lines of stdout and fall out of the log tail. When the last stderr line
+    is not among the tail's lines, the stderr tail is appended after a marker line.
+    """
+    try:
+        stderr = container.logs(stdout=False, stderr=True, tail=_STDERR_TAIL_LINES)
+    except Exception:  # the container is gone: keep what was attached
+        return captured
+    last = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), b"")
+    if not last or last.decode("utf-8", "replace") in log_tail(captured):
+        return captured
+    return captured.rstrip(b"\n") + b"\n--- last lines of stderr ---\n" + stderr
 
 
 def _drain(stream: Any, captured: bytearray) -> None:

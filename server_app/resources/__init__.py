@@ -7,6 +7,7 @@ from .collaborations import bp as collaborations_bp
 from .health import bp as health_bp
 from .nodes import bp as nodes_bp
 from .organizations import bp as organizations_bp
+from .run_results import bp as run_results_bp
 from .runs import bp as runs_bp
 from .tasks import bp as tasks_bp
 from .users import bp as users_bp
@@ -19,6 +20,7 @@ BLUEPRINTS = [
     health_bp,
     nodes_bp,
     organizations_bp,
+    run_results_bp,
     runs_bp,
     tasks_bp,
     users_bp,

@@ -10,9 +10,10 @@ from sqlalchemy import select
 from vantage6nb.common.errors import PermissionDenied, ValidationError
 from vantage6nb.common.schemas import OPEN_STATUSES
 
+from ..blobs import blob_index, blob_store, result_ref
 from ..db import session
 from ..lifecycle import change_status, emit_run_statuses, parse_status
-from ..models import Node, Run, Task
+from ..models import Node, PayloadBlob, Run, Task
 from ..permissions import can_see_run, collaboration_ids, current, require_type
 from ..request_parsing import (
     get_or_404,
@@ -108,7 +109,8 @@ def list_runs() -> Any:
         else {}
     )
     nodes = NodeIndex(s, {t.collaboration_id for t in tasks.values()})
-    return list_response([run_json(r, tasks[r.task_id], nodes, include) for r in rows], meta)
+    blobs = blob_index(s, [r.id for r in rows]) if "result" in include else None
+    return list_response([run_json(r, tasks[r.task_id], nodes, include, blobs) for r in rows], meta)
 
 
 def _visible_run(run_id: int) -> tuple[Run, Task]:
@@ -158,10 +160,15 @@ def update_run(run_id: int) -> Any:
         run.finished_at = finished
     if "log" in body:
         run.log = body["log"]
-    if "result" in body:
-        run.result = body["result"]
     s = session()
+    replaced: list[str] = []
+    if "result" in body:  # a JSON result replaces a stored file, if any
+        run.result = body["result"]
+        for blob in s.scalars(select(PayloadBlob).where(PayloadBlob.run_id == run.id)):
+            replaced.append(blob.name)
+            s.delete(blob)
     s.commit()
+    blob_store().delete(replaced)
     if changed:
         emit_run_statuses(s, [(run, task)])
     return run_json(run, task, NodeIndex(s, [task.collaboration_id]))
@@ -176,6 +183,8 @@ def list_results() -> Any:
             "Give the task: /api/result?task_id=<id>.", errors={"task_id": "required"}
         )
     stmt = _scoped_runs().where(Run.task_id == tid).order_by(Run.id)
+    rows = list(s.scalars(stmt))
+    blobs = blob_index(s, [r.id for r in rows])
     return {
         "data": [
             {
@@ -184,7 +193,9 @@ def list_results() -> Any:
                 "organization_id": r.organization_id,
                 "status": r.status,
                 "result": r.result,
+                "result_ref": result_ref(r.id) if r.id in blobs else None,
+                "result_size": blobs[r.id].size if r.id in blobs else None,
             }
-            for r in s.scalars(stmt)
+            for r in rows
         ]
     }

@@ -13,8 +13,9 @@ from vantage6nb.common import events
 from vantage6nb.common.errors import Conflict, PermissionDenied, ValidationError
 from vantage6nb.common.schemas import OPEN_STATUSES, RunStatus
 
+from ..blobs import blob_names_of_tasks, blob_store
 from ..db import session
-from ..lifecycle import kill_tasks
+from ..lifecycle import descendant_ids, kill_tasks
 from ..models import Collaboration, Run, Task, utcnow
 from ..permissions import (
     Identity,
@@ -294,7 +295,9 @@ def delete_task(task_id: int) -> Any:
     ident, task = _manageable(task_id)
     s = session()
     kill_tasks(s, task, f"task deleted by {ident.label}")
+    files = blob_names_of_tasks(s, descendant_ids(s, task.id))
     s.delete(task)
     s.commit()
+    blob_store().delete(files)  # after the commit: a failed delete keeps its results readable
     audit("task %s deleted by %s", task_id, ident.label)
     return {"msg": f"Task {task_id} deleted, with its runs and subtasks."}

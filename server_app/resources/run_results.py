@@ -1,0 +1,194 @@
+"""A run's result as bytes: streamed up by its node (PUT) and down to readers (GET), large ones as files."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, request, send_file
+from sqlalchemy import select
+
+from vantage6nb.common import crypto
+from vantage6nb.common.errors import (
+    Conflict,
+    CryptoError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from vantage6nb.common.schemas import RunStatus
+
+from ..blobs import blob_store, result_ref
+from ..db import session
+from ..models import Collaboration, PayloadBlob, Run, Task
+from ..permissions import can_see_run, current, require_type
+from ..request_parsing import get_or_404
+
+__all__ = ["bp"]
+
+log = logging.getLogger("server_app.results")
+
+bp = Blueprint("run_results", __name__)
+
+_OCTET = "application/octet-stream"
+_HEAD = 2048  # enough for any sealed payload header (46 + a task uid of <= 1024 bytes)
+_FINAL = {s.value for s in RunStatus if s.is_final}
+
+
+def _visible_run(run_id: int) -> tuple[Run, Task]:
+    s = session()
+    run = get_or_404(s, Run, run_id)
+    task = s.get(Task, run.task_id)
+    assert task is not None
+    if not can_see_run(s, current(), task, run.organization_id):
+        raise PermissionDenied(f"Run {run_id} is not visible to you.")
+    return run, task
+
+
+def _read_head(stream: Any) -> bytes:
+    parts, got = [], 0
+    while got < _HEAD:
+        chunk = stream.read(_HEAD - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _check_sealed(head: bytes, run: Run, task: Task) -> None:
+    """An encrypted collaboration takes only a sealed result of this very run (header check only)."""
+    try:
+        header = crypto.read_header(head)
+    except CryptoError as exc:
+        raise ValidationError(
+            f"Collaboration {task.collaboration_id} is encrypted: the result must be a sealed "
+            f"payload in binary form (vantage6nb.common.crypto.seal_stream); {exc}",
+            errors={"result": "not sealed"},
+        ) from None
+    b = header.binding
+    if (b.kind, b.task_uid, b.run_id, b.sender_org_id) != (
+        "result",
+        task.uid,
+        run.id,
+        run.organization_id,
+    ):
+        raise ValidationError(
+            f"The sealed payload is bound to {b.describe()}, not to a result of run {run.id} "
+            f"from organization {run.organization_id}.",
+            errors={"result": "bound elsewhere"},
+        )
+
+
+@bp.put("/run/<int:run_id>/result")
+def put_result(run_id: int) -> Any:
+    ident = require_type("node")
+    run, task = _visible_run(run_id)
+    if run.organization_id != ident.org_id or task.collaboration_id != ident.collaboration_id:
+        raise PermissionDenied(f"Run {run_id} belongs to another node.")
+    if request.mimetype != _OCTET:
+        raise ValidationError(
+            f"Send the result as the request body with Content-Type: {_OCTET} "
+            "(JSON results go in PATCH /api/run/<id>).",
+            errors={"Content-Type": f"expected {_OCTET}"},
+        )
+    if run.status in _FINAL:
+        raise Conflict(f"Run {run_id} is already {run.status}; its result cannot change.")
+    s = session()
+    collab = s.get(Collaboration, task.collaboration_id)
+    encrypted = bool(collab and collab.encrypted)
+    s.commit()  # end the read transaction: the upload may take a while
+    store = blob_store()
+    length = request.content_length
+    if length is not None and length > store.max_bytes:
+        raise store.too_large(length)
+    request.max_content_length = store.max_bytes  # this endpoint's limit, not max_body_mb
+    stream = request.stream
+    head = _read_head(stream)
+    if encrypted:
+        _check_sealed(head, run, task)
+    tmp, size = store.receive(stream, head=head)
+    old: list[str] = []
+    new_name: str | None = None
+    try:
+        s.refresh(run)
+        if run.status in _FINAL:  # killed or finished while uploading
+            raise Conflict(f"Run {run_id} became {run.status}; its result cannot change.")
+        blob = s.scalar(
+            select(PayloadBlob).where(PayloadBlob.run_id == run.id, PayloadBlob.kind == "result")
+        )
+        if size <= store.threshold:
+            data = tmp.read_bytes()
+            if encrypted:
+                run.result = crypto.TEXT_PREFIX + base64.b64encode(data).decode("ascii")
+            else:
+                try:
+                    run.result = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ValidationError(
+                        "The result is not UTF-8 text: send the JSON bytes of OUTPUT_FILE.",
+                        errors={"result": "not UTF-8"},
+                    ) from None
+            if blob is not None:
+                old.append(blob.name)
+                s.delete(blob)
+        else:
+            new_name = store.adopt(tmp, run.id)
+            if blob is None:
+                blob = PayloadBlob(run_id=run.id, kind="result")
+                s.add(blob)
+            else:
+                old.append(blob.name)
+            blob.name, blob.size, blob.sealed = new_name, size, encrypted
+            run.result = None
+        s.commit()
+    except BaseException:
+        s.rollback()
+        tmp.unlink(missing_ok=True)
+        if new_name is not None:
+            store.delete([new_name])
+        raise
+    tmp.unlink(missing_ok=True)
+    store.delete(old)
+    stored = "file" if new_name else "inline"
+    log.info("run %s: result of %d bytes stored %s", run_id, size, stored)
+    return {
+        "run_id": run.id,
+        "stored": stored,
+        "result_ref": result_ref(run.id) if new_name else None,
+        "result_size": size,
+    }
+
+
+@bp.get("/run/<int:run_id>/result")
+def get_result(run_id: int) -> Any:
+    run, task = _visible_run(run_id)
+    s = session()
+    blob = s.scalar(
+        select(PayloadBlob).where(PayloadBlob.run_id == run.id, PayloadBlob.kind == "result")
+    )
+    s.commit()  # the file may take a while to send: hold no transaction
+    if blob is not None:
+        path = blob_store().path(blob.name)
+        if not path.is_file():
+            raise NotFound(
+                f"The stored result of run {run_id} is missing from the server's blob_dir; "
+                "ask the administrator to check it, or run the task again."
+            )
+        resp = send_file(path, mimetype=_OCTET, conditional=False, etag=False, max_age=0)
+        resp.headers["X-V6NB-Sealed"] = "1" if blob.sealed else "0"
+        return resp
+    if run.result is None:
+        raise NotFound(f"Run {run_id} has no result (status {run.status}).")
+    text = run.result
+    if crypto.is_sealed(text):
+        try:
+            data = base64.b64decode(text[len(crypto.TEXT_PREFIX) :])
+        except (binascii.Error, ValueError):
+            data = text.encode("utf-8")  # not decodable: hand it over as stored
+        sealed = "1"
+    else:
+        data, sealed = text.encode("utf-8"), "0"
+    return Response(data, mimetype=_OCTET, headers={"X-V6NB-Sealed": sealed})
