@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -11,7 +12,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vantage6nb.common.errors import Conflict, CryptoError, NotFound, ServerUnavailable, V6Error
+from vantage6nb.common.errors import (
+    Conflict,
+    CryptoError,
+    NotFound,
+    PayloadTooLarge,
+    ServerUnavailable,
+    V6Error,
+)
 from vantage6nb.common.schemas import RunStatus
 
 from .config import NodeConfig
@@ -63,6 +71,7 @@ class NodeDaemon:
         self.runtime = runtime or make_runtime(config)
         self.policy = ImagePolicy(config.allowed_images, config.image_digests)
         self.proxy = AlgorithmProxy(self.client, port=config.proxy_port, codec=self.codec)
+        self.proxy.scratch = config.data_dir / "runs"  # large subtask results: on the node's disk
         self.workroot = config.data_dir / "runs"
         self.outbox = Outbox(config.data_dir / "outbox")
         self.pool = ThreadPoolExecutor(
@@ -328,6 +337,10 @@ class NodeDaemon:
         if outcome.status == RunStatus.COMPLETED:
             try:
                 outcome.reason = note
+                if self._is_large(spec.output_file):
+                    return self._finish(
+                        rid, outcome, result_file=self._stage_result(spec.output_file, binding)
+                    )
                 result = self.codec.encode_result(spec.output_file.read_bytes(), binding)
             except (OSError, CryptoError, UnicodeDecodeError) as exc:
                 return self._finish(
@@ -342,8 +355,37 @@ class NodeDaemon:
         self._finish(rid, outcome)
 
     # -- reporting back ----------------------------------------------------------------------------
-    def _finish(self, rid: int, outcome: RunOutcome, *, result: str | None = None) -> None:
-        """Persist the final update, then upload it (retrying until the server takes it)."""
+    def _is_large(self, output: Path) -> bool:
+        """Whether an output goes by the binary path (the codec must support files)."""
+        return output.stat().st_size > self.config.binary_result_kb * 1024 and hasattr(
+            self.codec, "encode_result_file"
+        )
+
+    def _stage_result(self, output: Path, binding: dict[str, Any]) -> str:
+        """Encode (seal) ``output`` into the outbox, fsynced, before any upload; returns its name."""
+        final = self.outbox.result_path(int(binding["run_id"]))
+        partial = final.with_name(final.name + ".partial")
+        try:
+            self.codec.encode_result_file(output, partial, binding)  # type: ignore[attr-defined]
+            with partial.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+        return final.name
+
+    def _finish(
+        self,
+        rid: int,
+        outcome: RunOutcome,
+        *,
+        result: str | None = None,
+        result_file: str | None = None,
+    ) -> None:
+        """Persist the final update, then upload it (retrying until the server takes it).
+
+        ``result_file`` names a staged large result in the outbox: it is PUT as bytes first.
+        """
         body: dict[str, Any] = {
             "status": outcome.status.value,
             "reason": outcome.reason,
@@ -352,6 +394,8 @@ class NodeDaemon:
         }
         if result is not None:
             body["result"] = result
+        if result_file is not None:
+            body["result_file"] = result_file  # local only: never sent in the PATCH
         log.info(
             "run %s ended %s%s",
             rid,
@@ -362,7 +406,11 @@ class NodeDaemon:
         self._upload(rid, body)
 
     def _upload(self, rid: int, body: dict[str, Any]) -> bool:
+        body = dict(body)
+        result_file = body.pop("result_file", None)
         try:
+            if result_file:
+                self._put_result(rid, body, self.outbox.folder / str(result_file))
             self.client.request("PATCH", f"/run/{rid}", json=body, retries=None)
         except (Conflict, NotFound) as exc:  # killed or deleted meanwhile: the server's word stands
             log.info("run %s: final update not applied (%s)", rid, exc.msg)
@@ -372,6 +420,22 @@ class NodeDaemon:
             log.error("run %s: the server rejected the final update: %s", rid, exc)
         self.outbox.done(rid)
         return True
+
+    def _put_result(self, rid: int, body: dict[str, Any], path: Path) -> None:
+        """PUT a staged result; when the server refuses it, the final update says why instead."""
+        try:
+            self.client.put_file(f"/run/{rid}/result", path, retries=None)
+            return
+        except (Conflict, NotFound, ServerUnavailable):
+            raise
+        except PayloadTooLarge as exc:
+            why = f"the result ({path.stat().st_size / 2**20:.1f} MiB) is too large: {exc.msg}"
+        except V6Error as exc:
+            why = f"the server refused the result: {exc.msg}"
+        except FileNotFoundError:
+            why = "the result kept for upload is missing from the node's outbox"
+        log.error("run %s: %s", rid, why)
+        body.update(status=RunStatus.FAILED.value, reason=why)
 
     def _flush_outbox_loop(self) -> None:
         """Re-send what a previous life finished but could not upload."""

@@ -45,8 +45,13 @@ class Outbox:
     def has(self, run_id: int) -> bool:
         return self._path(run_id).exists()
 
+    def result_path(self, run_id: int) -> Path:
+        """Where a large result waits for its binary upload (named by the update's ``result_file``)."""
+        return self.folder / f"run-{run_id}.result"
+
     def done(self, run_id: int) -> None:
         self._path(run_id).unlink(missing_ok=True)
+        self.result_path(run_id).unlink(missing_ok=True)
 
     def pending(self) -> dict[int, dict[str, Any]]:
         """Every update not yet acknowledged by the server; unreadable files are skipped."""

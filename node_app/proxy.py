@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import socketserver
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +70,7 @@ class AlgorithmProxy:
         self._servers: list[socketserver.BaseServer] = []
         self._requested_port = port
         self.port = 0
+        self.scratch: Path | None = None  # where large results are downloaded (None: system temp)
 
     # -- tokens ------------------------------------------------------------------------------------
     def register(self, token: str, ctx: RunContext) -> None:
@@ -254,7 +256,12 @@ class AlgorithmProxy:
         for item in resp.get("data", []):
             item = dict(item)
             raw = item.get("result")
-            if raw is not None:
+            if raw is None and item.get("result_ref"):  # a large result: fetched as bytes
+                try:
+                    item["result"] = self._large_result(item, task_id, uid, ctx, token, as_base64)
+                except CryptoError as exc:
+                    return exc.status, exc.to_dict()
+            elif raw is not None:
                 binding = {
                     "task_id": task_id,
                     "run_id": item.get("run_id"),
@@ -271,6 +278,35 @@ class AlgorithmProxy:
                 item["result"] = value
             out.append(item)
         return 200, {**resp, "data": out}
+
+    def _large_result(
+        self,
+        item: dict[str, Any],
+        task_id: int,
+        uid: str | None,
+        ctx: RunContext,
+        token: str,
+        as_base64: bool,
+    ) -> Any:
+        """Stream a stored result to a temporary file, then decode (and decrypt) it from there."""
+        binding = {
+            "task_id": task_id,
+            "run_id": item.get("run_id"),
+            "org_id": item.get("organization_id"),
+            "receiver_org_id": ctx.organization_id,
+            "task_uid": uid,
+        }
+        fd, name = tempfile.mkstemp(prefix="v6nb-result-", dir=self.scratch)
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                self.client.download(f"/run/{item.get('run_id')}/result", fh, token=token)
+            value = self.codec.decode_result_file(item.get("organization_id"), path, binding)  # type: ignore[attr-defined]
+        finally:
+            path.unlink(missing_ok=True)
+        if as_base64:
+            return base64.b64encode(json.dumps(value).encode("utf-8")).decode("ascii")
+        return value
 
 
 class _ThreadingUnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

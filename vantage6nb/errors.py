@@ -6,46 +6,5 @@ exactly the class the server named in its JSON error body.
 
 from __future__ import annotations
 
-from .common.errors import (
-    AuthenticationError,
-    BadRequest,
-    ConfigurationError,
-    Conflict,
-    CryptoError,
-    DecryptionError,
-    KeyMismatch,
-    MissingKey,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-    ServerUnavailable,
-    TaskError,
-    TaskFailed,
-    TaskTimeout,
-    TokenExpired,
-    V6Error,
-    ValidationError,
-    error_from_payload,
-)
-
-__all__ = [
-    "AuthenticationError",
-    "BadRequest",
-    "ConfigurationError",
-    "Conflict",
-    "CryptoError",
-    "DecryptionError",
-    "KeyMismatch",
-    "MissingKey",
-    "NotFound",
-    "PayloadTooLarge",
-    "PermissionDenied",
-    "ServerUnavailable",
-    "TaskError",
-    "TaskFailed",
-    "TaskTimeout",
-    "TokenExpired",
-    "V6Error",
-    "ValidationError",
-    "error_from_payload",
-]
+from .common.errors import *  # noqa: F403 - one hierarchy, re-exported whole
+from .common.errors import __all__  # noqa: F401

@@ -41,7 +41,9 @@ def test_vantage6nb_import_is_light():
     "module",
     ["vantage6nb", "vantage6nb.common", "vantage6nb.common.errors", "vantage6nb.common.events",
      "vantage6nb.common.schemas", "vantage6nb.common.contract", "vantage6nb.common.settings",
-     "vantage6nb.common.crypto", "vantage6nb.algorithm"],
+     "vantage6nb.common.crypto", "vantage6nb.common.keys", "vantage6nb.algorithm", "vantage6nb.errors",
+     "vantage6nb.client", "vantage6nb.demo", "vantage6nb.widgets", "vantage6nb.algorithms",
+     "server_app", "node_app"],
 )
 def test_all_is_sorted_and_resolves(module):
     mod = importlib.import_module(module)
