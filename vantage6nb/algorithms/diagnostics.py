@@ -1,7 +1,8 @@
 """Diagnostics algorithm (image ``v6nb/diagnostics``): checks a station end to end without touching data values.
 
 Methods: ``echo`` (returns its arguments), ``sleep`` (waits), ``crash`` (raises), ``shape`` (row and
-column counts of the first database), ``runtime_info`` (what the algorithm can see of its sandbox).
+column counts of the first database), ``runtime_info`` (what the algorithm can see of its sandbox),
+``blob`` (a large result, to exercise the binary result path).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import sys
 import time
 from typing import Any
 
-from vantage6nb.algorithm import data
+from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data
 
-__all__ = ["crash", "echo", "runtime_info", "shape", "sleep"]
+from ._common import run_partials
+
+__all__ = ["blob", "blob_central", "crash", "echo", "runtime_info", "shape", "sleep"]
 
 
 def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -37,6 +40,39 @@ def sleep(seconds: float = 1.0, *, chatter: bool = True) -> dict[str, float]:
             print(f"sleeping: {deadline - now:.1f} s left", flush=True)
         time.sleep(min(0.5, max(0.0, deadline - now)))
     return {"slept": round(time.monotonic() - start, 3)}
+
+
+def blob(megabytes: float = 1.0, *, tag: str = "") -> dict[str, Any]:
+    """A JSON value of about ``megabytes`` MiB (lines of 1 KiB, numbered), for large-payload tests.
+
+    Examples
+    --------
+    >>> out = blob(0.002, tag="t")
+    >>> out["lines"], len(out["data"][0]), out["data"][1][:8]
+    (2, 1000, '00000001')
+    """
+    n = max(1, int(float(megabytes) * 1024 * 1024 / 1024))
+    pad = ("-" + tag if tag else "") + "x" * 1000
+    return {"lines": n, "tag": tag, "data": [f"{i:08d}{pad}"[:1000] for i in range(n)]}
+
+
+@algorithm_client
+def blob_central(
+    client: AlgorithmClient, megabytes: float = 1.0, organizations: list[int] | None = None
+) -> dict[str, Any]:
+    """Central: run :func:`blob` at ``organizations`` through the proxy and check what came back.
+
+    Returns the line count of each organization's result and whether every line is intact.
+    """
+    parts = run_partials(
+        client, "blob", {"megabytes": megabytes}, organizations, name="blob (partial)"
+    )
+    return {
+        "lines": [int(p["lines"]) for p in parts],
+        "intact": [
+            all(line.startswith(f"{i:08d}") for i, line in enumerate(p["data"])) for p in parts
+        ],
+    }
 
 
 def crash(message: str = "deliberate crash from the diagnostics algorithm") -> None:

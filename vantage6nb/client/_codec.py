@@ -45,6 +45,10 @@ class Codec(Protocol):
 
     def decode_result(self, org_id: int, text: str | None, binding: Mapping[str, Any]) -> Any: ...
 
+    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
+        """A result in its binary wire form (a file fetched from ``result_ref``)."""
+        ...
+
 
 class PlainCodec:
     """JSON text in and out, for collaborations without encryption.
@@ -68,6 +72,16 @@ class PlainCodec:
             return None
         try:
             return json.loads(text)
+        except ValueError as exc:
+            raise DecryptionError(
+                f"The result of organization {org_id} is not JSON ({exc}); if the collaboration is "
+                "encrypted, set up your key with client.setup_encryption(...)."
+            ) from None
+
+    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
+        try:
+            with open(path, "rb") as fh:
+                return json.load(fh)
         except ValueError as exc:
             raise DecryptionError(
                 f"The result of organization {org_id} is not JSON ({exc}); if the collaboration is "
@@ -147,23 +161,57 @@ class SealedCodec:
                 f"This task was created by organization {receiver}: its results are encrypted "
                 "for that organization, and only its members can read them."
             )
-        header = crypto.read_header(text)
-        org_id = int(org_id)
-        if org_id != self.org_id and (
-            org_id not in self.ring
-            or hashlib.sha256(self._public_key(org_id)).digest()[:8] != header.sender_key_id
-        ):
-            self.refresh(int(binding["collaboration_id"]))
-        bind = crypto.Binding(
-            "result", str(binding["task_uid"]), org_id, self.org_id, int(binding["run_id"])
-        )
-        data = crypto.open_text(text, bind, self.key, self._public_key(org_id))
+        bind = self._result_binding(org_id, crypto.read_header(text), binding)
+        data = crypto.open_text(text, bind, self.key, self._public_key(bind.sender_org_id))
         try:
             return json.loads(data)
         except ValueError as exc:
             raise DecryptionError(
                 f"The result of organization {org_id} is not JSON ({exc})."
             ) from None
+
+    def _result_binding(
+        self, org_id: int, header: crypto.Header, binding: Mapping[str, Any]
+    ) -> crypto.Binding:
+        receiver = binding.get("receiver_org_id")
+        if receiver is not None and int(receiver) != self.org_id:
+            raise DecryptionError(
+                f"This task was created by organization {receiver}: its results are encrypted "
+                "for that organization, and only its members can read them."
+            )
+        org_id = int(org_id)
+        if org_id != self.org_id and (
+            org_id not in self.ring
+            or hashlib.sha256(self._public_key(org_id)).digest()[:8] != header.sender_key_id
+        ):
+            self.refresh(int(binding["collaboration_id"]))
+        return crypto.Binding(
+            "result", str(binding["task_uid"]), org_id, self.org_id, int(binding["run_id"])
+        )
+
+    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
+        """Decrypt a sealed result file chunk by chunk into a temporary file, then parse it.
+
+        Every chunk is authenticated before it is written; on failure the partial plaintext is
+        removed. Memory: the parsed value (one copy), not the ciphertext or its base64.
+        """
+        with open(path, "rb") as fh:
+            header = crypto.read_header(fh.read(2048))
+        bind = self._result_binding(org_id, header, binding)
+        plain = Path(str(path) + ".plain")
+        try:
+            with open(path, "rb") as src, open(plain, "wb") as dst:
+                crypto.open_stream(src, dst, bind, self.key, self._public_key(bind.sender_org_id))
+            with open(plain, "rb") as fh:
+                return json.load(fh)
+        except DecryptionError:
+            raise
+        except ValueError as exc:
+            raise DecryptionError(
+                f"The result of organization {bind.sender_org_id} is not JSON ({exc})."
+            ) from None
+        finally:
+            plain.unlink(missing_ok=True)
 
 
 def load_private_key(path: str | os.PathLike[str], passphrase: str | None = None) -> OrgKey:

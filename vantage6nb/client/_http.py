@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 
@@ -13,6 +13,7 @@ __all__ = ["Transport"]
 
 _START_HINT = "is the server running? start it with `v6nb server start` or `v6nb demo`"
 _MAX_PER_PAGE = 500
+_DOWNLOAD_CHUNK = 1024 * 1024
 
 
 class Transport:
@@ -108,6 +109,49 @@ class Transport:
         if not resp.content:
             return None
         return _payload(resp)
+
+    def download(self, path: str, dst: BinaryIO) -> int:
+        """GET ``/api<path>`` as bytes into ``dst``, chunk by chunk; returns the bytes written.
+
+        Examples
+        --------
+        >>> with open("result.bin", "wb") as fh:  # doctest: +SKIP
+        ...     t.download("/run/7/result", fh)
+        """
+        for attempt in (0, 1):
+            token = self.access_token
+            if token is None:
+                raise AuthenticationError(
+                    "Not logged in: call client.login(username, password) first."
+                )
+            try:
+                resp = self.session.get(
+                    self.api + path,
+                    headers={"Authorization": f"Bearer {token}"},
+                    stream=True,
+                    timeout=(self.timeout, max(self.timeout, 600.0)),
+                )
+            except requests.exceptions.RequestException:
+                raise ServerUnavailable(
+                    f"Cannot download {path} from {self.url}: {_START_HINT}."
+                ) from None
+            with resp:
+                if resp.status_code == 401 and attempt == 0 and self.refresh_token:
+                    self.refresh(stale=token)
+                    continue
+                if resp.status_code >= 400:
+                    raise error_from_payload(resp.status_code, _payload(resp))
+                written = 0
+                try:
+                    for chunk in resp.iter_content(_DOWNLOAD_CHUNK):
+                        dst.write(chunk)
+                        written += len(chunk)
+                except requests.exceptions.RequestException:
+                    raise ServerUnavailable(
+                        f"The download of {path} from {self.url} broke off; try again."
+                    ) from None
+                return written
+        raise AuthenticationError("Your session has expired: log in again with client.login(...).")
 
     def paginate(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every item of a paginated list endpoint, following pages until ``total`` is reached."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -347,8 +350,23 @@ class Task:
                 "sender_org_id": org_id,
                 "receiver_org_id": init_org,
             }
-            out[int(row["run_id"])] = codec.decode_result(org_id, row.get("result"), binding)
+            if row.get("result") is None and row.get("result_ref"):
+                out[int(row["run_id"])] = self._fetch_large(codec, org_id, row, binding)
+            else:
+                out[int(row["run_id"])] = codec.decode_result(org_id, row.get("result"), binding)
         return out
+
+    def _fetch_large(
+        self, codec: Any, org_id: int, row: dict[str, Any], binding: dict[str, Any]
+    ) -> Any:
+        """A result stored as a file on the server: streamed to a temporary file, decoded from it."""
+        fd, name = tempfile.mkstemp(prefix=f"v6nb-run-{row['run_id']}-", suffix=".bin")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                self._client._transport.download(f"/run/{int(row['run_id'])}/result", fh)
+            return codec.decode_result_file(org_id, Path(name), binding)
+        finally:
+            Path(name).unlink(missing_ok=True)
 
     def _set_runs(self, runs: list[dict[str, Any]]) -> None:
         with self._changed:
