@@ -258,7 +258,8 @@ class DockerRuntime(Runtime):
                 container = self._create_algorithm(spec, image_id, files, sidecar)
                 with self._lock:
                     self._containers[spec.run_id] = container
-                    killed_early = spec.run_id in self._killed
+                    # closing: the node is stopping, and close() killed only containers it saw
+                    killed_early = spec.run_id in self._killed or self._closing
                 if killed_early:
                     return RunOutcome(RunStatus.KILLED, "killed on request")
                 # Attach before start: the attach stream ends only once all output is delivered,
@@ -271,6 +272,8 @@ class DockerRuntime(Runtime):
                     self._wait_relay(sidecar)
                 container.start()
                 with self._lock:
+                    if self._closing:
+                        self._killed.add(spec.run_id)
                     killed_now = spec.run_id in self._killed
                 if killed_now:  # a kill that came between create and start
                     container.kill()

@@ -94,16 +94,16 @@ def put_result(run_id: int) -> Any:
             "(JSON results go in PATCH /api/run/<id>).",
             errors={"Content-Type": f"expected {_OCTET}"},
         )
+    store = blob_store()
+    length = request.content_length
+    if length is not None and length > store.max_bytes:
+        raise store.too_large(length)
     if run.status in _FINAL:
         raise Conflict(f"Run {run_id} is already {run.status}; its result cannot change.")
     s = session()
     collab = s.get(Collaboration, task.collaboration_id)
     encrypted = bool(collab and collab.encrypted)
     s.commit()  # end the read transaction: the upload may take a while
-    store = blob_store()
-    length = request.content_length
-    if length is not None and length > store.max_bytes:
-        raise store.too_large(length)
     request.max_content_length = store.max_bytes  # this endpoint's limit, not max_body_mb
     stream = request.stream
     head = _read_head(stream)

@@ -126,7 +126,12 @@ def test_kill_stops_the_containers(docker_client, docker_net, client, org_ids):
     )
     _wait_for(lambda: set(task.status()["status"]) == {"active"}, 120, "all runs active")
     run_ids = [int(r) for r in task.status()["run_id"]]
-    assert all(_containers(docker_client, docker_net, rid) for rid in run_ids)
+    # a run turns active just before its container starts
+    _wait_for(
+        lambda: all(_containers(docker_client, docker_net, rid) for rid in run_ids),
+        60,
+        "a container per run",
+    )
     task.kill()
     task.wait(timeout=60, raise_on_failure=False)
     assert set(task.status()["status"]) == {"killed"}

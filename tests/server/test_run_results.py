@@ -13,7 +13,6 @@ from server_app import create_app
 from vantage6nb.common import crypto
 from vantage6nb.common.keys import OrgKey
 
-
 OCTET = {"Content-Type": "application/octet-stream"}
 ROOT_PASSWORD = "root-password-for-tests"  # as in conftest.py
 Network = Any  # conftest.Network (tests/server is not a package)

@@ -42,8 +42,9 @@ def sleep(seconds: float = 1.0, *, chatter: bool = True) -> dict[str, float]:
     return {"slept": round(time.monotonic() - start, 3)}
 
 
-def blob(megabytes: float = 1.0, *, tag: str = "") -> dict[str, Any]:
-    """A JSON value of about ``megabytes`` MiB (lines of 1 KiB, numbered), for large-payload tests.
+def blob(megabytes: float = 1.0, *, tag: str = "", seconds: float = 0.0) -> dict[str, Any]:
+    """A JSON value of about ``megabytes`` MiB (lines of 1 KiB, numbered), for large-payload tests;
+    it first waits ``seconds`` (so a test can act while the run is active).
 
     Examples
     --------
@@ -51,6 +52,7 @@ def blob(megabytes: float = 1.0, *, tag: str = "") -> dict[str, Any]:
     >>> out["lines"], len(out["data"][0]), out["data"][1][:8]
     (2, 1000, '00000001')
     """
+    time.sleep(max(0.0, float(seconds)))
     n = max(1, int(float(megabytes) * 1024 * 1024 / 1024))
     pad = ("-" + tag if tag else "") + "x" * 1000
     return {"lines": n, "tag": tag, "data": [f"{i:08d}{pad}"[:1000] for i in range(n)]}
