@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
 from . import errors
+from ._version import __version__
 from .common.errors import V6Error
 
 if TYPE_CHECKING:  # pragma: no cover
