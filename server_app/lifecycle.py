@@ -49,12 +49,18 @@ def change_status(run: Run, status: RunStatus, reason: str | None = None) -> boo
     return changed
 
 
-def emit_run_statuses(s: Session, pairs: Iterable[tuple[Run, Task]]) -> None:
-    """Emit ``run_status`` for each (run, task) to its collaboration room (after commit)."""
+def emit_run_statuses(
+    s: Session, pairs: Iterable[tuple[Run, Task]], nodes: NodeIndex | None = None
+) -> None:
+    """Emit ``run_status`` for each (run, task) to its collaboration room (after commit).
+
+    ``nodes``: the node index of those collaborations, when the caller already has one.
+    """
     pairs = list(pairs)
     if not pairs:
         return
-    nodes = NodeIndex(s, {t.collaboration_id for _, t in pairs})
+    if nodes is None:
+        nodes = NodeIndex(s, {t.collaboration_id for _, t in pairs})
     hub = state().hub
     for run, task in pairs:
         node = nodes.get(task.collaboration_id, run.organization_id)

@@ -21,6 +21,7 @@ __all__ = [
     "organization_json",
     "run_event",
     "run_json",
+    "task_brief",
     "task_json",
     "task_status",
     "user_json",
@@ -121,7 +122,7 @@ def run_json(
         "node_last_seen": iso(node.last_seen) if node else None,
     }
     for name in include:
-        out[name] = getattr(run, name)
+        out[name] = task_brief(task) if name == "task" else getattr(run, name)
     if "result" in out:
         blob = blobs.get(run.id) if blobs is not None else _blob_of(run)
         out["result_ref"] = f"/api/run/{run.id}/result" if blob is not None else None
@@ -136,6 +137,21 @@ def _blob_of(run: Run) -> PayloadBlob | None:
     return s.scalar(
         select(PayloadBlob).where(PayloadBlob.run_id == run.id, PayloadBlob.kind == "result")
     )
+
+
+def task_brief(t: Task) -> dict[str, Any]:
+    """What a node needs of a run's task (``GET /run?include=task``): no runs, no status."""
+    return {
+        "id": t.id,
+        "uid": t.uid,
+        "collaboration_id": t.collaboration_id,
+        "image": t.image,
+        "method": t.method,
+        "init_org_id": t.init_org_id,
+        "parent_id": t.parent_id,
+        "job_id": t.job_id,
+        "databases": t.databases or [],
+    }
 
 
 def run_event(run: Run, task: Task, node: Node | None) -> dict[str, Any]:

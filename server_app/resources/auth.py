@@ -12,13 +12,13 @@ from vantage6nb.common.errors import AuthenticationError, Conflict, PermissionDe
 from ..bootstrap import verify_password
 from ..db import session
 from ..models import Node, Run, Task, User
-from ..permissions import require_type
+from ..permissions import Identity, require_type
 from ..request_parsing import get_or_404, json_body, validated
 from ..serializers import is_open, node_json, user_json
 from ..state import state
 from ..tokens import hash_api_key
 
-__all__ = ["bp", "node_claims", "user_claims"]
+__all__ = ["bp", "issue_container_token", "node_claims", "user_claims"]
 
 bp = Blueprint("auth", __name__)
 
@@ -107,6 +107,11 @@ def container_token() -> Any:
     assert task is not None
     if run.organization_id != ident.org_id or task.collaboration_id != ident.collaboration_id:
         raise PermissionDenied(f"Run {run.id} is not a run of this node.")
+    return {"container_token": issue_container_token(ident, run, task)}
+
+
+def issue_container_token(ident: Identity, run: Run, task: Task) -> str:
+    """A container token for ``run`` of this node (``ident``); Conflict when the run is final."""
     if not is_open(run.status):
         raise Conflict(
             f"Run {run.id} is already {run.status}: no container token for a finished run."
@@ -123,8 +128,4 @@ def container_token() -> Any:
         "image": task.image,
     }
     tokens = state().tokens
-    return {
-        "container_token": tokens.issue(
-            claims, kind="access", lifetime=tokens.lifetimes["container"]
-        )
-    }
+    return tokens.issue(claims, kind="access", lifetime=tokens.lifetimes["container"])

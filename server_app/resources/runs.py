@@ -26,12 +26,13 @@ from ..request_parsing import (
     validated,
 )
 from ..serializers import NodeIndex, run_json
+from .auth import issue_container_token
 
 __all__ = ["bp"]
 
 bp = Blueprint("runs", __name__)
 
-_INCLUDABLE = ("input", "result", "log")
+_INCLUDABLE = ("input", "result", "log", "task")
 _MAX_TEXT = 2**31  # the body limit (max_body_mb) is the real bound
 
 
@@ -146,6 +147,7 @@ def update_run(run_id: int) -> Any:
             "result": str,
             "started_at": str,
             "finished_at": str,
+            "container_token": bool,
         },
         strings={"status": 32, "reason": 10_000, "log": _MAX_TEXT, "result": _MAX_TEXT},
     )
@@ -167,11 +169,17 @@ def update_run(run_id: int) -> Any:
         for blob in s.scalars(select(PayloadBlob).where(PayloadBlob.run_id == run.id)):
             replaced.append(blob.name)
             s.delete(blob)
+    # asked with the move to initializing, so a starting run costs the node one request less
+    token = issue_container_token(ident, run, task) if body.get("container_token") else None
     s.commit()
     blob_store().delete(replaced)
+    nodes = NodeIndex(s, [task.collaboration_id])
     if changed:
-        emit_run_statuses(s, [(run, task)])
-    return run_json(run, task, NodeIndex(s, [task.collaboration_id]))
+        emit_run_statuses(s, [(run, task)], nodes)
+    out = run_json(run, task, nodes)
+    if token is not None:
+        out["container_token"] = token
+    return out
 
 
 @bp.get("/result")

@@ -103,7 +103,8 @@ def database_sources() -> list[DatabaseSource]:
                 errors={"databases": label},
             )
         typ = (get_env(type_name) or _type_from_uri(uri)).lower()
-        query = get_env(f"{label.upper()}_DATABASE_QUERY")
+        # the node passes database parameters the vantage6 way: <LABEL>_DB_PARAM_<KEY>
+        query = get_env(f"{label.upper()}_DB_PARAM_QUERY") or get_env(f"{label.upper()}_DATABASE_QUERY")
         out.append(DatabaseSource(label=label, uri=uri, type=typ, query=query))
     return out
 

@@ -105,7 +105,7 @@ def data(n: int | Callable[..., Any] = 1) -> Any:
 
     The frames are passed as the leading positional arguments, in the order the researcher listed
     the databases. For ``sql`` databases the query comes from a ``query=...`` keyword argument of
-    the call (taken out before the function is called) or from the node's ``<LABEL>_DATABASE_QUERY``.
+    the call (taken out before the function is called) or from the node's ``<LABEL>_DB_PARAM_QUERY``.
     Put ``@data`` above ``@algorithm_client`` to receive ``(client, df, ...)``.
 
     Examples

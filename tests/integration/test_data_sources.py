@@ -1,0 +1,66 @@
+"""Every data-source type reaches an algorithm through a real node: CSV, Parquet, Excel and SQL (with a query)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from vantage6nb import demo
+from vantage6nb.demo._setup import PENGUINS as PENGUINS_CSV
+
+pytestmark = pytest.mark.integration
+
+PENGUINS = pd.read_csv(PENGUINS_CSV)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sources")
+    PENGUINS.to_csv(folder / "p.csv", index=False)
+    PENGUINS.to_parquet(folder / "p.parquet")
+    PENGUINS.to_excel(folder / "p.xlsx", index=False)
+    with sqlite3.connect(folder / "p.db") as con:
+        PENGUINS.to_sql("penguins", con, index=False)
+    databases = [
+        {"label": "default", "uri": str(folder / "p.csv"), "type": "csv"},
+        {"label": "pq", "uri": str(folder / "p.parquet"), "type": "parquet"},
+        {"label": "xl", "uri": str(folder / "p.xlsx"), "type": "excel"},
+        {
+            "label": "registry",
+            "uri": f"sqlite:///{folder / 'p.db'}",
+            "type": "sql",
+            "query": "SELECT species, island FROM penguins WHERE island = 'Biscoe'",
+        },
+    ]
+    with demo.start(nodes=1, node_settings={"databases": databases}) as network:
+        yield network
+
+
+@pytest.mark.parametrize("label", ["default", "pq", "xl"])
+def test_file_sources_reach_the_algorithm(net, label):
+    client = net.client()
+    task = client.task.create(image="v6nb/diagnostics", method="shape", databases=[label])
+    assert task.wait(timeout=60).result() == {
+        "rows": len(PENGUINS),
+        "columns": list(PENGUINS.columns),
+    }
+
+
+def test_sql_source_runs_the_configured_query(net):
+    client = net.client()
+    task = client.task.create(image="v6nb/diagnostics", method="shape", databases=["registry"])
+    expected_rows = int((PENGUINS["island"] == "Biscoe").sum())
+    assert task.wait(timeout=60).result() == {
+        "rows": expected_rows,
+        "columns": ["species", "island"],
+    }
+
+
+def test_unknown_label_fails_with_a_reason(net):
+    client = net.client()
+    task = client.task.create(image="v6nb/diagnostics", method="shape", databases=["nope"])
+    task.wait(timeout=60, raise_on_failure=False)
+    row = task.status().iloc[0]
+    assert row["status"] == "failed" and "nope" in row["reason"]
