@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,20 @@ class NodeDaemon:
         self.policy = ImagePolicy(config.allowed_images, config.image_digests)
         self.proxy = AlgorithmProxy(self.client, port=config.proxy_port, codec=self.codec)
         self.proxy.scratch = config.data_dir / "runs"  # large subtask results: on the node's disk
+        self.proxy.on_subtask_created = self._release_slot
         self.workroot = config.data_dir / "runs"
         self.outbox = Outbox(config.data_dir / "outbox")
+        # `max_parallel_runs` execution slots; a run that creates subtasks gives its slot back
+        # (it now waits on other runs, maybe on this node), so central algorithms cannot starve
+        # their own partials. The pool is larger than the slots so waiting runs don't block it.
+        self._slots = threading.Semaphore(config.max_parallel_runs)
+        self._holding: set[int] = set()
         self.pool = ThreadPoolExecutor(
-            max_workers=config.max_parallel_runs, thread_name_prefix="v6nb-run"
+            max_workers=max(8, 4 * config.max_parallel_runs), thread_name_prefix="v6nb-run"
+        )
+        # status updates sent while an algorithm starts (one at a time per run, so a few threads)
+        self.status_pool = ThreadPoolExecutor(
+            max_workers=min(4, config.max_parallel_runs), thread_name_prefix="v6nb-status"
         )
         self.link = SocketLink(self)
         self.node: dict[str, Any] = {}
@@ -137,6 +147,7 @@ class NodeDaemon:
         self.runtime.close()  # first: a shutdown interrupts runs rather than waiting for them
         self.link.stop()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.status_pool.shutdown(wait=True)
         self.proxy.stop()
 
     # -- finding work ------------------------------------------------------------------------------
@@ -163,7 +174,7 @@ class NodeDaemon:
     def sync(self) -> int:
         """Start every open run of this node that is not running yet; returns how many started."""
         runs = self.client.paged(
-            "/run", {"node_id": self.node["id"], "status": "open", "include": "input"}
+            "/run", {"node_id": self.node["id"], "status": "open", "include": "input,task"}
         )
         started = 0
         for run in runs:
@@ -194,9 +205,29 @@ class NodeDaemon:
                 log.info("run %s killed on request", rid)
 
     # -- executing one run -------------------------------------------------------------------------
+    def _acquire_slot(self, rid: int) -> bool:
+        """Wait for an execution slot; False when the node stops or the run is killed meanwhile."""
+        while not self._slots.acquire(timeout=0.5):
+            if self.stopping.is_set() or self._killed_on_request(rid):
+                return False
+        with self._lock:
+            self._holding.add(rid)
+        return True
+
+    def _release_slot(self, rid: int) -> None:
+        with self._lock:
+            if rid not in self._holding:
+                return
+            self._holding.discard(rid)
+        self._slots.release()
+
     def _execute_safely(self, run: dict[str, Any], restarted: bool) -> None:
         rid = int(run["id"])
         try:
+            if not self._acquire_slot(rid):
+                if self._killed_on_request(rid):
+                    self._finish(rid, RunOutcome(RunStatus.KILLED, "killed before it started"))
+                return
             self._execute(run, restarted)
         except Exception:
             log.exception("run %s: unexpected node error", rid)
@@ -207,6 +238,7 @@ class NodeDaemon:
                 ),
             )
         finally:
+            self._release_slot(rid)
             with self._lock:
                 self._active.discard(rid)
                 self._cancelled.discard(rid)
@@ -216,25 +248,47 @@ class NodeDaemon:
         with self._lock:
             return rid in self._cancelled
 
-    def _patch(self, rid: int, body: dict[str, Any]) -> bool:
-        """An intermediate status update; False when the run is already final on the server."""
+    def _patch(self, rid: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        """An intermediate status update: the server's answer ({} when the server is away for
+        now); None when the run is already final on the server."""
         try:
-            self.client.request("PATCH", f"/run/{rid}", json=body, retries=5)
-            return True
+            answer = self.client.request("PATCH", f"/run/{rid}", json=body, retries=5)
+            return answer if isinstance(answer, dict) else {}
         except (Conflict, NotFound) as exc:
             log.info("run %s: not updating (%s)", rid, exc.msg)
-            return False
+            return None
         except ServerUnavailable as exc:
             log.warning("run %s: status update postponed: %s", rid, exc)
-            return True
+            return {}
+
+    def _report_active(self, rid: int, body: dict[str, Any]) -> Future[bool]:
+        """PATCH ``body`` (the move to active) in the background; the future says whether the run
+        is still open. When it is not (killed meanwhile), the algorithm is stopped."""
+
+        def report() -> bool:
+            if self._patch(rid, body) is not None:
+                return True
+            with self._lock:
+                self._cancelled.add(rid)
+            self.runtime.kill(rid)
+            return False
+
+        return self.status_pool.submit(report)
 
     def _execute(self, run: dict[str, Any], restarted: bool) -> None:
         rid = int(run["id"])
         note = _RESTART_NOTE if restarted else ""
-        # a run left active by a previous life is not moved back; it turns active again below
-        if not restarted and not self._patch(rid, {"status": RunStatus.INITIALIZING.value}):
-            return
-        task = self.client.until_ok(
+        # a run left active by a previous life is not moved back; it turns active again below.
+        # The container token comes with the move to initializing (one request less per run).
+        token: str | None = None
+        if not restarted:
+            answer = self._patch(
+                rid, {"status": RunStatus.INITIALIZING.value, "container_token": True}
+            )
+            if answer is None:
+                return
+            token = answer.get("container_token")
+        task = run.get("task") or self.client.until_ok(  # sync asks for it with the run
             lambda: self.client.request("GET", f"/task/{run['task_id']}"),
             f"run {rid}: fetching task",
         )
@@ -289,22 +343,24 @@ class NodeDaemon:
         except RuntimeRefusal as refusal:
             return self._finish(rid, RunOutcome(refusal.status, refusal.reason))
         try:
-            token = self.client.request(
-                "POST", "/token/container", json={"run_id": rid}, retries=None
-            )["container_token"]
+            if token is None:  # a run from a previous life, or the PATCH went unanswered
+                token = self.client.request(
+                    "POST", "/token/container", json={"run_id": rid}, retries=None
+                )["container_token"]
         except (Conflict, NotFound) as exc:
             log.info("run %s: no longer open (%s); not running it", rid, exc.msg)
             return
+        assert token is not None
         spec.token_file.write_text(token, encoding="utf-8")
         spec.token_file.chmod(0o600)
         if self._killed_on_request(rid):
             return self._finish(rid, RunOutcome(RunStatus.KILLED, "killed before it started"))
         if self.stopping.is_set():  # shutting down: the next start picks the run up
             return
-        if not self._patch(
+        # reported while the algorithm starts (not before): the final update waits for it
+        activated = self._report_active(
             rid, {"status": RunStatus.ACTIVE.value, "started_at": _now(), "reason": note}
-        ):
-            return
+        )
         ctx = RunContext(
             run_id=rid,
             task_id=int(task["id"]),
@@ -326,6 +382,9 @@ class NodeDaemon:
             outcome = self.runtime.run(spec)
         finally:
             self.proxy.unregister(token)
+            active = activated.result()
+        if not active:  # killed or deleted on the server meanwhile: its word stands
+            return
         if (
             outcome.status == RunStatus.KILLED
             and self.stopping.is_set()

@@ -10,6 +10,7 @@ import secrets
 import socketserver
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -71,6 +72,8 @@ class AlgorithmProxy:
         self._requested_port = port
         self.port = 0
         self.scratch: Path | None = None  # where large results are downloaded (None: system temp)
+        # called with a run id once that run created a subtask (the node frees its execution slot)
+        self.on_subtask_created: Callable[[int], None] | None = None
 
     # -- tokens ------------------------------------------------------------------------------------
     def register(self, token: str, ctx: RunContext) -> None:
@@ -229,6 +232,8 @@ class AlgorithmProxy:
         if status < 300 and isinstance(resp, dict) and isinstance(resp.get("id"), int):
             with self._lock:
                 self._task_uids[resp["id"]] = uid
+            if self.on_subtask_created is not None:
+                self.on_subtask_created(ctx.run_id)
         if (
             any_base64
             and status < 300
@@ -339,7 +344,7 @@ def _handler_for(proxy: AlgorithmProxy) -> type[BaseHTTPRequestHandler]:
             if raw:
                 try:
                     body = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: nested too deeply
                     self._reply(
                         400,
                         {

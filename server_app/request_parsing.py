@@ -41,7 +41,13 @@ def json_body() -> dict[str, Any]:
     data = request.get_data(cache=True)  # raises 413 past max_body_mb
     if not data.strip():
         raise BadRequest("Request body is empty: send a JSON object.", errors={"body": "required"})
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:  # nesting deeper than the JSON decoder's recursion limit
+        raise BadRequest(
+            "Request body is JSON nested too deeply: send a flatter object.",
+            errors={"body": "nested too deeply"},
+        ) from None
     if body is None:
         raise BadRequest("Request body is not valid JSON.", errors={"body": "invalid JSON"})
     if not isinstance(body, dict):

@@ -163,3 +163,18 @@ def test_logs_and_subtasks_are_public(client, org_ids):
     (sub,) = central.subtasks()
     assert sorted(r["organization_id"] for r in sub.runs) == sorted(org_ids)
     assert set(sub.status()["status"]) == {"completed"}
+
+
+def test_concurrent_central_tasks_do_not_starve_their_partials(client, org_ids):
+    # more central tasks than a node has execution slots (max_parallel_runs=2): each central run
+    # gives its slot back once it has created its subtasks, so the partials on that node can run
+    tasks = [
+        client.task.create(
+            organizations=org_ids[:1], image="v6nb/summary", method="summary",
+            kwargs={"organizations": org_ids}, databases=["default"],
+        )
+        for _ in range(4)
+    ]
+    for task in tasks:
+        task.wait(timeout=120)
+    assert all(set(t.status()["status"]) == {"completed"} for t in tasks)

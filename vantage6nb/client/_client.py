@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,10 @@ from ._http import Transport
 from ._task_api import TaskAPI
 
 __all__ = ["Client"]
+
+# How long a task creation trusts the last collaboration listing (saves a request per task in a
+# loop; a name or organization it does not know triggers a fresh listing at once).
+_COLLABORATIONS_TTL_S = 5.0
 
 
 class Client:
@@ -134,7 +139,7 @@ class Client:
         --------
         >>> client.collaborations()[["name", "encrypted", "organizations"]]  # doctest: +SKIP
         """
-        rows = self._transport.paginate("/collaboration")
+        rows = self._my_collaborations(fresh=True)
         return _frames.frame(
             "collaboration", rows, names={"organization": self._organization_names()}
         )
@@ -256,13 +261,32 @@ class Client:
         return self._codec
 
     # -- name resolution (used by tasks and analysis) --------------------------------------------
-    def _collaboration(self, ref: int | str | None) -> dict[str, Any]:
-        """The collaboration by id or name; None means the only one of your organization."""
+    def _my_collaborations(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The collaborations listing, reused for ``_COLLABORATIONS_TTL_S`` unless ``fresh``."""
+        now = time.monotonic()
+        hit = self._cache.get("collaborations")
+        if not fresh and hit is not None and now - hit[0] < _COLLABORATIONS_TTL_S:
+            return [dict(c) for c in hit[1]]
+        rows = list(self._transport.paginate("/collaboration"))
+        self._store("collaborations", (now, rows))
+        return [dict(c) for c in rows]
+
+    def _collaboration(self, ref: int | str | None, *, fresh: bool = False) -> dict[str, Any]:
+        """The collaboration by id or name; None means the only one of your organization.
+
+        A listing a few seconds old may answer (``fresh=True``: never); an unknown name or id is
+        always looked up again.
+        """
         if isinstance(ref, bool):
             raise ValidationError("collaboration must be an id or a name.")
         if isinstance(ref, int):
+            for c in [] if fresh else self._my_collaborations():
+                if c["id"] == ref:
+                    return c
             return dict(self._transport.request("GET", f"/collaboration/{ref}"))
-        mine = self._transport.paginate("/collaboration")
+        mine = self._my_collaborations(fresh=fresh)
+        if isinstance(ref, str) and not fresh and all(c["name"] != ref for c in mine):
+            mine = self._my_collaborations(fresh=True)
         names = ", ".join(repr(c["name"]) for c in mine) or "none"
         if ref is None:
             if len(mine) == 1:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..common.contract import make_input
-from ..common.errors import ValidationError
+from ..common.errors import NotFound, ValidationError
 from . import _frames
 from ._task import Task
 
@@ -77,7 +77,11 @@ class TaskAPI:
             )
         client = self._client
         collab = client._collaboration(collaboration)
-        org_ids = client._organizations_in(collab, organizations)
+        try:
+            org_ids = client._organizations_in(collab, organizations)
+        except NotFound:  # the membership may be a few seconds old: look again before refusing
+            collab = client._collaboration(collaboration, fresh=True)
+            org_ids = client._organizations_in(collab, organizations)
         codec = client._codec_for(collab)
         uid = secrets.token_hex(16)
         sender = client.whoami.get("organization_id")

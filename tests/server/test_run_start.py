@@ -1,0 +1,99 @@
+"""Starting a run in few requests: the open-run listing with its task, the token with initializing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.server.conftest import Network
+
+
+def _run_of(task, org_id):
+    return next(r for r in task["runs"] if r["organization_id"] == org_id)
+
+
+def test_open_runs_include_their_task(net: Network):
+    c = net.client
+    task = net.task("alice", "ab", ["a", "b"], databases=[{"label": "default"}], uid="u-start")
+    node = net.nodes["a@ab"]
+    r = c.get(
+        "/api/run",
+        query_string={"node_id": node["id"], "status": "open", "include": "input,task"},
+        headers=node["headers"],
+    )
+    assert r.status_code == 200, r.json
+    (run,) = [x for x in r.json["data"] if x["task_id"] == task["id"]]
+    assert run["input"] is not None and "result" not in run
+    assert run["task"] == {
+        "id": task["id"],
+        "uid": "u-start",
+        "collaboration_id": net.collabs["ab"],
+        "image": task["image"],
+        "method": task["method"],
+        "init_org_id": net.orgs["a"],
+        "parent_id": None,
+        "job_id": task["id"],
+        "databases": [{"label": "default"}],
+    }
+    # without asking, no task
+    plain = c.get("/api/run", query_string={"task_id": task["id"]}, headers=net.users["alice"])
+    assert all("task" not in x for x in plain.json["data"])
+    bad = c.get("/api/run", query_string={"include": "task,secret"}, headers=node["headers"])
+    assert bad.status_code == 400 and bad.json["code"] == "validation_error"
+
+
+def test_initializing_hands_out_the_container_token(net: Network):
+    c = net.client
+    task = net.task("alice", "ab", ["a", "b"])
+    node = net.nodes["a@ab"]
+    run = _run_of(task, net.orgs["a"])
+    r = c.patch(
+        f"/api/run/{run['id']}",
+        json={"status": "initializing", "container_token": True},
+        headers=node["headers"],
+    )
+    assert r.status_code == 200, r.json
+    assert r.json["status"] == "initializing"
+    token = r.json["container_token"]
+    # the token is a working container token of this run's job
+    seen = c.get(f"/api/task/{task['id']}", headers={"Authorization": f"Bearer {token}"}).json
+    assert seen["id"] == task["id"]
+    # not asked: no token
+    r = c.patch(f"/api/run/{run['id']}", json={"status": "active"}, headers=node["headers"])
+    assert r.status_code == 200 and "container_token" not in r.json
+
+
+@pytest.mark.parametrize("value", ["yes", 1, [True]])
+def test_container_token_flag_must_be_a_bool(net: Network, value):
+    task = net.task("alice", "ab", ["a"])
+    node = net.nodes["a@ab"]
+    run = task["runs"][0]
+    r = net.client.patch(
+        f"/api/run/{run['id']}",
+        json={"status": "initializing", "container_token": value},
+        headers=node["headers"],
+    )
+    assert r.status_code == 400 and "container_token" in r.json["errors"]
+    # nothing changed
+    again = net.client.get(f"/api/run/{run['id']}", headers=node["headers"]).json
+    assert again["status"] == "pending"
+
+
+def test_no_token_for_a_run_that_ends_or_is_not_ours(net: Network):
+    c = net.client
+    task = net.task("alice", "ab", ["a", "b"])
+    node = net.nodes["a@ab"]
+    run_a, run_b = _run_of(task, net.orgs["a"]), _run_of(task, net.orgs["b"])
+    r = c.patch(
+        f"/api/run/{run_a['id']}",
+        json={"status": "completed", "result": "{}", "container_token": True},
+        headers=node["headers"],
+    )
+    assert r.status_code == 409 and "container token" in r.json["msg"]
+    # refused as a whole: the run is still open
+    assert c.get(f"/api/run/{run_a['id']}", headers=node["headers"]).json["status"] == "pending"
+    r = c.patch(
+        f"/api/run/{run_b['id']}",
+        json={"status": "initializing", "container_token": True},
+        headers=node["headers"],
+    )
+    assert r.status_code == 403
