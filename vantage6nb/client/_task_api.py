@@ -85,6 +85,17 @@ class TaskAPI:
         codec = client._codec_for(collab)
         uid = secrets.token_hex(16)
         sender = client.whoami.get("organization_id")
+        if not isinstance(args, (list, tuple, type(None))):
+            raise ValidationError(
+                f"args must be a list, e.g. args=[1, 2]; got {type(args).__name__}.",
+                errors={"args": "expected a list"},
+            )
+        if not isinstance(kwargs, (dict, type(None))):
+            raise ValidationError(
+                f"kwargs must be a dict, e.g. kwargs={{'columns': ['age']}}; got "
+                f"{type(kwargs).__name__}.",
+                errors={"kwargs": "expected a dict"},
+            )
         document = make_input(method, list(args or []), dict(kwargs or {}))
         inputs = []
         for org_id in org_ids:
@@ -96,7 +107,15 @@ class TaskAPI:
                 "sender_org_id": sender,
                 "receiver_org_id": org_id,
             }
-            inputs.append({"id": org_id, "input": codec.encode_input(org_id, document, binding)})
+            try:
+                encoded = codec.encode_input(org_id, document, binding)
+            except (TypeError, ValueError) as exc:  # not JSON: a set, a DataFrame, a cycle ...
+                raise ValidationError(
+                    f"args and kwargs must be JSON-serialisable (lists, dicts, str, numbers, "
+                    f"bool, None): {exc}. Convert them first, e.g. df.to_dict() or list(s).",
+                    errors={"kwargs": "not JSON-serialisable"},
+                ) from exc
+            inputs.append({"id": org_id, "input": encoded})
         body: dict[str, Any] = {
             "collaboration_id": int(collab["id"]),
             "organizations": inputs,
