@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 import sys
 from typing import Any
 
-from vantage6nb.common.errors import V6Error
+from vantage6nb.common.errors import ConfigurationError, V6Error
 
 from .config import load_config
 
@@ -65,11 +67,34 @@ def serve(cfg: dict[str, Any]) -> int:
 
             return create_app(cfg)
 
+    _check_port_free(cfg["host"], int(cfg["port"]))
     try:
         _Server().run()
     except SystemExit as exc:  # gunicorn exits through sys.exit on SIGTERM/SIGINT
         return int(exc.code or 0)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse with a clear message when ``host:port`` is taken (gunicorn would retry, then die)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"Cannot listen on {host}:{port}: the port is in use (another server?). "
+                    "Stop it, or pick another port with --port or `port:` in server.yaml.",
+                    errors={"port": "in use"},
+                ) from exc
+            raise ConfigurationError(
+                f"Cannot listen on {host}:{port}: {exc.strerror or exc}. Check `host` "
+                "(an address of this machine, e.g. 127.0.0.1) and `port` in server.yaml.",
+                errors={"host": "cannot bind"},
+            ) from exc
 
 
 def _import(cfg: dict[str, Any], entities_path: str) -> int:

@@ -7,7 +7,12 @@ from typing import Any, BinaryIO
 
 import requests
 
-from ..common.errors import AuthenticationError, ServerUnavailable, V6Error, error_from_payload
+from ..common.errors import (
+    AuthenticationError,
+    ServerUnavailable,
+    ValidationError,
+    error_from_payload,
+)
 
 __all__ = ["Transport"]
 
@@ -32,7 +37,11 @@ class Transport:
     def __init__(self, url: str, *, timeout: float = 30.0, verify: bool | str = True) -> None:
         self.url = url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
-            raise V6Error(f"Server URL must start with http:// or https://, got {url!r}.")
+            raise ValidationError(
+                f"Server URL must start with http:// or https://, got {url!r}; "
+                "e.g. Client('http://127.0.0.1:7601').",
+                errors={"url": "expected http:// or https://"},
+            )
         self.api = self.url + "/api"
         self.timeout = timeout
         self.verify = verify

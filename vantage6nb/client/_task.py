@@ -56,6 +56,7 @@ class Task:
         self._changed = threading.Condition(self._lock)
         self._runs: dict[int, dict[str, Any]] = {}
         self._version = 0
+        self._failures_accepted = False  # wait(raise_on_failure=False) was called
         self._set_runs(runs if runs is not None else list(data.get("runs") or []))
 
     # -- identity -------------------------------------------------------------------------------
@@ -273,6 +274,8 @@ class Task:
                 report.close()
         if raise_on_failure:
             self._raise_if_failed()
+        else:
+            self._failures_accepted = True
         return self
 
     # -- results --------------------------------------------------------------------------------
@@ -333,6 +336,8 @@ class Task:
     def _decoded(self, timeout: float | None) -> dict[int, Any]:
         if not self._all_final():
             self.wait(timeout=timeout, progress=False)
+        elif not self._failures_accepted:  # as documented: a failure raises, as wait() does
+            self._raise_if_failed()
         rows = self._client._transport.request("GET", "/result", params={"task_id": self.id})
         rows = rows.get("data", []) if isinstance(rows, dict) else rows
         codec = self._client._codec

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..common.contract import make_input
-from ..common.errors import NotFound, ValidationError
+from ..common.errors import NotFound, V6Error, ValidationError
 from . import _frames
 from ._task import Task
 
@@ -109,6 +109,8 @@ class TaskAPI:
             }
             try:
                 encoded = codec.encode_input(org_id, document, binding)
+            except V6Error:  # e.g. a crypto error, already typed
+                raise
             except (TypeError, ValueError) as exc:  # not JSON: a set, a DataFrame, a cycle ...
                 raise ValidationError(
                     f"args and kwargs must be JSON-serialisable (lists, dicts, str, numbers, "
