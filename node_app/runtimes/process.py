@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import math
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,6 +86,24 @@ def algorithm_environment(
         )
     )
     return env
+
+
+@functools.cache
+def _pdeathsig_prefix() -> tuple[str, ...] | None:
+    """``setpriv --pdeathsig KILL --`` when util-linux's setpriv (>= 2.33) can set it, else None.
+
+    Setting the signal in the child through ``preexec_fn`` makes ``subprocess`` fork the whole
+    node (~5 ms at 40-60 MB RSS) instead of vfork (~0.2 ms); ``setpriv`` costs one exec (~1 ms).
+    """
+    exe = shutil.which("setpriv")
+    if exe is None or not sys.platform.startswith("linux"):
+        return None
+    prefix = (exe, "--pdeathsig", "KILL", "--")
+    try:
+        ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return prefix if ok else None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -188,16 +208,19 @@ class ProcessRuntime(Runtime):
         spec.tmp_dir.mkdir(parents=True, exist_ok=True)
         env = algorithm_environment(spec, base=self._base_env(spec))
         cmd = [sys.executable, "-m", "vantage6nb.algorithm", str(module)]
+        prefix = _pdeathsig_prefix()  # the child dies with the node, even on SIGKILL
         try:
             proc = subprocess.Popen(
-                cmd,
+                [*prefix, *cmd] if prefix else cmd,
                 env=env,
                 cwd=str(spec.workdir),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: kill reaches grandchildren
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_die_with_parent
+                if prefix is None and sys.platform.startswith("linux")
+                else None,
             )
         except OSError as exc:
             return RunOutcome(RunStatus.FAILED, f"could not start the algorithm process: {exc}")

@@ -125,6 +125,12 @@ def update_user(user_id: int) -> Any:
     admin_only = sorted({"username", "is_admin", "organization_id"} & set(body))
     if admin_only and not ident.is_admin:
         raise PermissionDenied(f"Only an administrator may change {', '.join(admin_only)}.")
+    if body.get("is_admin") is False and user.id == ident.id and user.is_admin:
+        # else the last administrator can lock everyone out (a restart does not restore it)
+        raise Conflict(
+            "You cannot remove your own administrator rights: ask another administrator.",
+            errors={"is_admin": "own account"},
+        )
     s = session()
     if "password" in body:
         user.password_hash = hash_password(_check_password(body["password"]))
