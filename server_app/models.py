@@ -53,6 +53,7 @@ collaboration_member = Table(
 
 class Organization(Base):
     __tablename__ = "organization"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -67,6 +68,7 @@ class Organization(Base):
 
 class Collaboration(Base):
     __tablename__ = "collaboration"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -81,6 +83,7 @@ class Collaboration(Base):
 
 class User(Base):
     __tablename__ = "user"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(255), unique=True)
@@ -94,7 +97,10 @@ class User(Base):
 
 class Node(Base):
     __tablename__ = "node"
-    __table_args__ = (UniqueConstraint("organization_id", "collaboration_id"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "collaboration_id"),
+        {"sqlite_autoincrement": True},  # ids are never reused
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -110,6 +116,7 @@ class Node(Base):
 
 class Task(Base):
     __tablename__ = "task"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uid: Mapped[str] = mapped_column(String(64), unique=True)
@@ -137,6 +144,7 @@ class Task(Base):
 
 class Run(Base):
     __tablename__ = "run"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"), index=True)
