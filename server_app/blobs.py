@@ -95,7 +95,7 @@ class BlobStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
-                chunk = head
+                chunk = head or stream.read(_CHUNK)
                 while chunk:
                     size += len(chunk)
                     if size > self.max_bytes:

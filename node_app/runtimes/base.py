@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from vantage6nb.common.schemas import RunStatus
 
-__all__ = ["DatabaseMount", "Limits", "RunOutcome", "RunSpec", "Runtime", "RuntimeRefusal"]
+__all__ = [
+    "DatabaseMount",
+    "Limits",
+    "RunOutcome",
+    "RunSpec",
+    "Runtime",
+    "RuntimeRefusal",
+    "crashed_outcome",
+]
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,23 @@ class RunOutcome:
     reason: str = ""
     log: str = ""  # tail of stdout+stderr
     exit_code: int | None = None
+
+
+_MODULE_PREFIX = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*: )")
+
+
+def crashed_outcome(how: str, log: str, exit_code: int | None) -> RunOutcome:
+    r"""A CRASHED outcome whose reason is the algorithm's last log line (its exception, usually).
+
+    Examples
+    --------
+    >>> crashed_outcome("exit code 1", "Traceback ...\nvantage6nb.errors.TaskFailed: no", 1).reason
+    'algorithm crashed (exit code 1): TaskFailed: no'
+    """
+    last = next((ln.strip() for ln in reversed(log.splitlines()) if ln.strip()), "")
+    last = _MODULE_PREFIX.sub("", last)  # "pkg.mod.ValueError: x" reads as "ValueError: x"
+    reason = f"algorithm crashed ({how})" + (f": {last[:300]}" if last else "")
+    return RunOutcome(RunStatus.CRASHED, reason, log, exit_code)
 
 
 class RuntimeRefusal(Exception):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from vantage6nb.common.schemas import RunStatus
 
 from ..policy import ImageRef, parse_image
-from .base import DatabaseMount, RunOutcome, RunSpec, Runtime, RuntimeRefusal
+from .base import DatabaseMount, RunOutcome, RunSpec, Runtime, RuntimeRefusal, crashed_outcome
 from .docker_mounts import ContainerFiles, container_files
 from .process import LOG_TAIL_BYTES, algorithm_environment, log_tail
 
@@ -512,10 +512,8 @@ class DockerRuntime(Runtime):
                 code,
             )
         if code != 0:
-            last = next((ln.strip() for ln in reversed(tail.splitlines()) if ln.strip()), "")
             how = f"killed by signal {code - 128}" if code and code > 128 else f"exit code {code}"
-            reason = f"algorithm crashed ({how})" + (f": {last[:300]}" if last else "")
-            return RunOutcome(RunStatus.CRASHED, reason, tail, code)
+            return crashed_outcome(how, tail, code)
         produced = Path(files.outdir) / Path(files.output_file).name
         if not produced.is_file():
             return RunOutcome(

@@ -20,7 +20,7 @@ from vantage6nb.common.contract import build_environment
 from vantage6nb.common.schemas import RunStatus
 
 from ..policy import parse_image
-from .base import RunOutcome, RunSpec, Runtime, RuntimeRefusal
+from .base import RunOutcome, RunSpec, Runtime, RuntimeRefusal, crashed_outcome
 
 __all__ = [
     "LOG_TAIL_BYTES",
@@ -269,10 +269,8 @@ class ProcessRuntime(Runtime):
                 code,
             )
         if code != 0:
-            last = next((ln.strip() for ln in reversed(tail.splitlines()) if ln.strip()), "")
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            reason = f"algorithm crashed ({how})" + (f": {last[:300]}" if last else "")
-            return RunOutcome(RunStatus.CRASHED, reason, tail, code)
+            return crashed_outcome(how, tail, code)
         if not spec.output_file.is_file():
             return RunOutcome(
                 RunStatus.CRASHED,

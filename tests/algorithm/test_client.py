@@ -126,7 +126,7 @@ def test_wait_for_results_returns_one_result_per_organization_in_id_order():
 def test_failed_subtask_raises_task_failed_naming_the_organization():
     net = LocalNetwork(_Module, [pd.DataFrame({"a": [1]}), pd.DataFrame({"boom": [1]})])
     with pytest.raises(
-        TaskFailed, match=r"1 of 2.*org 1 crashed \(RuntimeError: partial exploded\)"
+        TaskFailed, match=r"1 of 2.*organization 1: crashed \(RuntimeError: partial exploded\)"
     ):
         net.run("central")
     with pytest.raises(NotFound, match="not in this local network"):

@@ -124,17 +124,14 @@ class AlgorithmClient:
             delay = min(delay * 1.5, 1.0)
         failed = [r for r in runs if str(r.get("status")) != "completed"]
         if failed:
+            # one entry per distinct reason, so the same failure at every organization reads once
+            by_reason: dict[str, list[str]] = {}
+            for r in failed:
+                why = str(r.get("status")) + (f" ({r['reason']})" if r.get("reason") else "")
+                by_reason.setdefault(why, []).append(str(r.get("organization_id")))
             raise TaskFailed(
-                f"Subtask {task_id} failed at {len(failed)} of {len(runs)} organization(s): "
-                + "; ".join(
-                    f"org {r.get('organization_id')} {r.get('status')}"
-                    + (f" ({r.get('reason')})" if r.get("reason") else "")
-                    for r in failed
-                ),
-                errors={
-                    str(r.get("organization_id")): r.get("reason") or r.get("status")
-                    for r in failed
-                },
+                f"Subtask {task_id} failed at {len(failed)} of {len(runs)} organization(s)",
+                errors={"organization " + ", ".join(orgs): why for why, orgs in by_reason.items()},
             )
         return self.result.from_task(task_id)
 

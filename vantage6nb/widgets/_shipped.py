@@ -25,9 +25,8 @@ def summary_frame(results: list[Any], kwargs: dict[str, Any] | None = None) -> A
     Examples
     --------
     >>> summary_frame([{"columns": {"x": {"count": 2, "missing": 0, "mean": 1.5, "std": 0.7,
-    ...                                    "min": 1.0, "max": 2.0}}, "rows": 2}])["mean"]
-    x    1.5
-    Name: mean, dtype: float64
+    ...                                    "min": 1.0, "max": 2.0}}, "rows": 2}])["mean"].to_dict()
+    {'x': 1.5}
     """
     import pandas as pd
 
@@ -53,10 +52,8 @@ def crosstab_frame(results: list[Any], kwargs: dict[str, Any] | None = None) -> 
 
     Examples
     --------
-    >>> crosstab_frame([{"row": "a", "col": "b", "table": {"x": {"1": 2}}}])
-    b  1
-    a
-    x  2
+    >>> crosstab_frame([{"row": "a", "col": "b", "table": {"x": {"1": 2}}}]).to_dict()
+    {'1': {'x': 2}}
     """
     import pandas as pd
 
