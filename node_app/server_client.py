@@ -298,6 +298,12 @@ class ServerClient:
                 if self.stop.is_set():
                     raise
                 delay = next(delays)
-                log.warning("%s: %s; retrying in %.1f s", what, exc, delay)
+                log.warning(
+                    "%s: %s; retrying in %.1f s (is the server running, and is `server_url` "
+                    "in node.yaml right?)",
+                    what,
+                    exc,
+                    delay,
+                )
                 if self.stop.wait(delay):
                     raise
