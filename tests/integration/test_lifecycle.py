@@ -40,6 +40,8 @@ def test_round_trip_on_three_nodes(client, org_ids):
     assert set(status["status"]) == {"completed"}
     results = task.results()
     assert results == [{"args": [], "kwargs": {"greeting": "hi"}}] * 3
+    assert status.attrs["task_id"] == task.id and status.attrs["method"] == "echo"
+    assert sorted(status.attrs["organizations"]) == sorted(status["organization"])
 
 
 def test_summary_and_crosstab_equal_pandas_on_pooled_data(net, client):

@@ -31,6 +31,13 @@ _FAILED = _FINAL - {str(RunStatus.COMPLETED)}
 _SAFETY_REFETCH_S = 5.0  # in case an event was missed; events do the real work
 _EVENT_FIELDS = ("status", "reason", "started_at", "finished_at")  # what a run_status event sets
 _LOG_TAIL_LINES = 15
+_ORDER = [str(RunStatus.PENDING), str(RunStatus.INITIALIZING), str(RunStatus.ACTIVE)]
+
+
+def _rank(status: Any) -> int:
+    """Progress of a run status: pending 0, initializing 1, active 2, any final status 3."""
+    text = str(status)
+    return 3 if text in _FINAL else _ORDER.index(text) if text in _ORDER else -1
 
 
 class Task:
@@ -58,6 +65,10 @@ class Task:
         self._version = 0
         self._failures_accepted = False  # wait(raise_on_failure=False) was called
         self._set_runs(runs if runs is not None else list(data.get("runs") or []))
+        # set by _follow: the event connection (generation) that has fed this task every run_status
+        # since before its creation, so a wait() on it needs no first re-read of the runs
+        self._followed_since: int | None = None
+        self._unfollow: Callable[[], None] | None = None
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -133,7 +144,14 @@ class Task:
             organization_names=self._client._organization_names(),
             node_names=self._client._node_names(self.collaboration_id),
         )
-        df.attrs.update(task_id=self.id, image=self.image)
+        df.attrs.update(
+            task_id=self.id,
+            image=self.image,
+            method=self.method,
+            organizations=[str(o) for o in df["organization"]] if "organization" in df else [],
+            created=self.created_at,
+            retrieved=pd.Timestamp.now(tz="UTC"),
+        )
         return df
 
     def logs(self) -> dict[str, str]:
@@ -227,7 +245,8 @@ class Task:
         # the run's status, so the runs are re-read only on the first pass, after a reconnect (events
         # may have been missed) and on the slow safety timer, not on every event.
         refetch = threading.Event()
-        refetch.set()
+        if not self._followed_unbroken():
+            refetch.set()
 
         def reconnected(_: Any = None) -> None:
             refetch.set()
@@ -270,6 +289,8 @@ class Task:
         finally:
             for off in offs:
                 off()
+            if self._all_final():
+                self._stop_following()
             if isinstance(report, ProgressLine):
                 report.close()
         if raise_on_failure:
@@ -395,6 +416,36 @@ class Task:
             return False
         self._set_runs([run])
         return True
+
+    def _follow(self, early: list[Any], stop_early: Callable[[], None], generation: int) -> None:
+        """Keep folding this task's ``run_status`` events in from now on (until every run is
+        final), after those caught in ``early`` by a subscription taken before the task existed."""
+        events = self._client.events
+        self._unfollow = events.on(RUN_STATUS, self._absorb_following, connect=False)
+        stop_early()
+        for payload in list(early):  # older than any event since: never move a run backwards
+            if isinstance(payload, dict) and payload.get("task_id") == self.id:
+                known = self._runs.get(int(payload.get("run_id") or 0), {})
+                if _rank(payload.get("status")) >= _rank(known.get("status")):
+                    self._absorb(payload)
+        self._followed_since = generation
+
+    def _followed_unbroken(self) -> bool:
+        events = self._client.events
+        return (
+            self._followed_since is not None
+            and events.connected
+            and events.generation == self._followed_since
+        )
+
+    def _absorb_following(self, payload: Any) -> None:
+        if self._absorb(payload) and self._all_final():
+            self._stop_following()
+
+    def _stop_following(self) -> None:
+        off, self._unfollow = self._unfollow, None
+        if off is not None:
+            off()
 
     def _moved_on(self, seen: int) -> bool:
         return self._version != seen
