@@ -176,6 +176,14 @@ class NodeDaemon:
         runs = self.client.paged(
             "/run", {"node_id": self.node["id"], "status": "open", "include": "input,task"}
         )
+        return self.start_runs(runs)
+
+    def start_runs(self, runs: list[dict[str, Any]]) -> int:
+        """Start the given open runs (each with its ``task``) unless already running here.
+
+        The sync passes what the server lists; a ``new_task`` event passes the runs it carries,
+        which saves the listing on the way to starting a new run.
+        """
         started = 0
         for run in runs:
             rid = int(run["id"])
@@ -261,6 +269,14 @@ class NodeDaemon:
             log.warning("run %s: status update postponed: %s", rid, exc)
             return {}
 
+    def _refuse(
+        self, rid: int, outcome: RunOutcome, moving: Future[dict[str, Any] | None] | None
+    ) -> None:
+        """End a run that cannot start, after its move to initializing (if one is under way)."""
+        if moving is not None and moving.result() is None:
+            return  # already final on the server
+        self._finish(rid, outcome)
+
     def _report_active(self, rid: int, body: dict[str, Any]) -> Future[bool]:
         """PATCH ``body`` (the move to active) in the background; the future says whether the run
         is still open. When it is not (killed meanwhile), the algorithm is stopped."""
@@ -278,16 +294,15 @@ class NodeDaemon:
     def _execute(self, run: dict[str, Any], restarted: bool) -> None:
         rid = int(run["id"])
         note = _RESTART_NOTE if restarted else ""
-        # a run left active by a previous life is not moved back; it turns active again below.
-        # The container token comes with the move to initializing (one request less per run).
+        # The move to initializing brings the container token (one request less per run) and is
+        # sent while the run is prepared here; a run left active by a previous life is not moved
+        # back (it turns active again below).
         token: str | None = None
+        moving = None
         if not restarted:
-            answer = self._patch(
-                rid, {"status": RunStatus.INITIALIZING.value, "container_token": True}
+            moving = self.status_pool.submit(
+                self._patch, rid, {"status": RunStatus.INITIALIZING.value, "container_token": True}
             )
-            if answer is None:
-                return
-            token = answer.get("container_token")
         task = run.get("task") or self.client.until_ok(  # sync asks for it with the run
             lambda: self.client.request("GET", f"/task/{run['task_id']}"),
             f"run {rid}: fetching task",
@@ -296,14 +311,14 @@ class NodeDaemon:
         decision = self.policy.check(image)
         if not decision.allowed:
             log.warning("run %s refused: %s", rid, decision.reason)
-            return self._finish(rid, RunOutcome(RunStatus.NOT_ALLOWED, decision.reason))
+            return self._refuse(rid, RunOutcome(RunStatus.NOT_ALLOWED, decision.reason), moving)
         try:
             mounts = resolve_databases(
                 requested_labels(task.get("databases")), self.config.databases
             )
         except DataSourceError as exc:
             log.warning("run %s failed: %s", rid, exc)
-            return self._finish(rid, RunOutcome(RunStatus.FAILED, str(exc)))
+            return self._refuse(rid, RunOutcome(RunStatus.FAILED, str(exc)), moving)
         workdir = self.workroot / f"run-{rid}"
         shutil.rmtree(workdir, ignore_errors=True)
         (workdir / "tmp").mkdir(parents=True)
@@ -318,8 +333,8 @@ class NodeDaemon:
         try:
             data = self.codec.decode_input(run.get("input"), binding)
         except CryptoError as exc:
-            return self._finish(
-                rid, RunOutcome(RunStatus.FAILED, f"could not read the run's input: {exc}")
+            return self._refuse(
+                rid, RunOutcome(RunStatus.FAILED, f"could not read the run's input: {exc}"), moving
             )
         spec = RunSpec(
             run_id=rid,
@@ -341,7 +356,12 @@ class NodeDaemon:
         try:
             self.runtime.prepare(spec)
         except RuntimeRefusal as refusal:
-            return self._finish(rid, RunOutcome(refusal.status, refusal.reason))
+            return self._refuse(rid, RunOutcome(refusal.status, refusal.reason), moving)
+        if moving is not None:
+            answer = moving.result()
+            if answer is None:  # killed or deleted meanwhile: not running it
+                return
+            token = answer.get("container_token")
         try:
             if token is None:  # a run from a previous life, or the PATCH went unanswered
                 token = self.client.request(

@@ -71,8 +71,16 @@ class SocketLink:
         self._wake.set()
 
     def _on_new_task(self, payload: Any = None) -> None:
-        log.debug("new_task: %s", payload)
-        self.daemon.request_sync()
+        log.debug("new_task: %s", payload.get("task_id") if isinstance(payload, dict) else None)
+        runs = _runs_in(payload)
+        if runs is None:  # no runs in the event (a large input): list them
+            self.daemon.request_sync()
+            return
+        try:
+            self.daemon.start_runs(runs)
+        except Exception:  # never lose a run to a bad event: the listing picks it up
+            log.exception("could not start the runs of a new_task event; listing open runs")
+            self.daemon.request_sync()
 
     def _on_kill(self, payload: Any = None) -> None:
         run_ids = payload.get("run_ids") if isinstance(payload, dict) else None
@@ -110,3 +118,18 @@ class SocketLink:
                     continue
             self._wake.wait(_CHECK_S)
             self._wake.clear()
+
+
+def _runs_in(payload: Any) -> list[dict[str, Any]] | None:
+    """The runs a ``new_task`` event carries, each with the event's task; None when it has none."""
+    if not isinstance(payload, dict):
+        return None
+    task, runs = payload.get("task"), payload.get("runs")
+    if not isinstance(task, dict) or not isinstance(runs, list) or not runs:
+        return None
+    out = []
+    for run in runs:
+        if not isinstance(run, dict) or not isinstance(run.get("id"), int):
+            return None
+        out.append({**run, "task": task})
+    return out

@@ -79,10 +79,17 @@ def node_json(n: Node) -> dict[str, Any]:
 class NodeIndex:
     """The node of each (collaboration, organization), loaded in one query for a page of runs."""
 
-    def __init__(self, s: Session, collaboration_ids: Iterable[int]) -> None:
+    def __init__(self, s: Session | None, collaboration_ids: Iterable[int]) -> None:
         ids = set(collaboration_ids)
-        rows = s.scalars(select(Node).where(Node.collaboration_id.in_(ids))) if ids else []
+        rows = s.scalars(select(Node).where(Node.collaboration_id.in_(ids))) if s and ids else []
         self._by_key = {(n.collaboration_id, n.organization_id): n for n in rows}
+
+    @classmethod
+    def of(cls, nodes: Iterable[Node | None]) -> NodeIndex:
+        """An index of nodes already loaded (no query)."""
+        index = cls(None, ())
+        index._by_key = {(n.collaboration_id, n.organization_id): n for n in nodes if n}
+        return index
 
     def get(self, collaboration_id: int, organization_id: int) -> Node | None:
         return self._by_key.get((collaboration_id, organization_id))

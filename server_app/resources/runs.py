@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, request
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 
-from vantage6nb.common.errors import PermissionDenied, ValidationError
+from vantage6nb.common.errors import NotFound, PermissionDenied, ValidationError
 from vantage6nb.common.schemas import OPEN_STATUSES
 
 from ..blobs import blob_index, blob_store, result_ref
@@ -16,7 +16,7 @@ from ..lifecycle import change_status, emit_run_statuses, parse_status
 from ..models import Node, PayloadBlob, Run, Task
 from ..permissions import can_see_run, collaboration_ids, current, require_type
 from ..request_parsing import (
-    get_or_404,
+    MAX_ID,
     json_body,
     list_response,
     paginate,
@@ -114,27 +114,45 @@ def list_runs() -> Any:
     return list_response([run_json(r, tasks[r.task_id], nodes, include, blobs) for r in rows], meta)
 
 
-def _visible_run(run_id: int) -> tuple[Run, Task]:
+def _visible_run(run_id: int) -> tuple[Run, Task, NodeIndex, dict[int, PayloadBlob]]:
+    """The run with its task, its node (as an index) and its stored result file, in one query."""
     ident = current()
     s = session()
-    run = get_or_404(s, Run, run_id)
-    task = s.get(Task, run.task_id)
-    assert task is not None
+    row = s.execute(_ONE_RUN, {"run_id": run_id}).first() if 0 < run_id <= MAX_ID else None
+    if row is None:
+        raise NotFound(f"Run {run_id} does not exist.")
+    run, task, node, blob = row
     if not can_see_run(s, ident, task, run.organization_id):
         raise PermissionDenied(f"Run {run_id} is not visible to you.")
-    return run, task
+    return run, task, NodeIndex.of([node]), ({run.id: blob} if blob is not None else {})
+
+
+# built once: a run, its task, its node and its result file (statement cache hits every time)
+_ONE_RUN = (
+    select(Run, Task, Node, PayloadBlob)
+    .join(Task, Run.task_id == Task.id)
+    .outerjoin(
+        Node,
+        and_(
+            Node.collaboration_id == Task.collaboration_id,
+            Node.organization_id == Run.organization_id,
+        ),
+    )
+    .outerjoin(PayloadBlob, and_(PayloadBlob.run_id == Run.id, PayloadBlob.kind == "result"))
+    .where(Run.id == bindparam("run_id"))
+)
 
 
 @bp.get("/run/<int:run_id>")
 def get_run(run_id: int) -> Any:
-    run, task = _visible_run(run_id)
-    return run_json(run, task, NodeIndex(session(), [task.collaboration_id]))
+    run, task, nodes, blobs = _visible_run(run_id)
+    return run_json(run, task, nodes, blobs=blobs)
 
 
 @bp.patch("/run/<int:run_id>")
 def update_run(run_id: int) -> Any:
     ident = require_type("node")
-    run, task = _visible_run(run_id)
+    run, task, nodes, blobs = _visible_run(run_id)
     if run.organization_id != ident.org_id or task.collaboration_id != ident.collaboration_id:
         raise PermissionDenied(f"Run {run_id} belongs to another node.")
     body = validated(
@@ -169,14 +187,14 @@ def update_run(run_id: int) -> Any:
         for blob in s.scalars(select(PayloadBlob).where(PayloadBlob.run_id == run.id)):
             replaced.append(blob.name)
             s.delete(blob)
+        blobs = {}
     # asked with the move to initializing, so a starting run costs the node one request less
     token = issue_container_token(ident, run, task) if body.get("container_token") else None
     s.commit()
     blob_store().delete(replaced)
-    nodes = NodeIndex(s, [task.collaboration_id])
     if changed:
         emit_run_statuses(s, [(run, task)], nodes)
-    out = run_json(run, task, nodes)
+    out = run_json(run, task, nodes, blobs=blobs)
     if token is not None:
         out["container_token"] = token
     return out

@@ -35,7 +35,7 @@ from ..request_parsing import (
     query_str,
     validated,
 )
-from ..serializers import NodeIndex, task_json
+from ..serializers import NodeIndex, task_brief, task_json
 from ..state import audit, state
 
 __all__ = ["bp", "visible_task"]
@@ -44,6 +44,8 @@ bp = Blueprint("tasks", __name__)
 
 _OPEN = [s.value for s in OPEN_STATUSES]
 _TASK_STATUSES = ("pending", "initializing", "active", "completed", "failed", "open")
+# a run's input up to this size travels in its `new_task` event, so the node need not fetch it
+_EVENT_INPUT_MAX = 64 * 1024
 
 
 def _has(*statuses: str) -> ColumnElement[bool]:
@@ -202,6 +204,7 @@ def create_task() -> Any:
             f"A task with uid {uid!r} already exists: use a new uid for each task.",
             errors={"uid": "duplicate"},
         )
+    now = utcnow()
     task = Task(
         uid=uid,
         name=body.get("name", ""),
@@ -217,36 +220,45 @@ def create_task() -> Any:
         job_id=parent.job_id if parent else None,
         databases=databases,
         created_at=utcnow(),
+        # given before the flush: assigning them later would first load the (empty) collection
+        runs=[
+            Run(organization_id=oid, input=inp, status=RunStatus.PENDING.value, assigned_at=now)
+            for oid, inp in receivers
+        ],
     )
     s.add(task)
     s.flush()
     if task.job_id is None:
         task.job_id = task.id
-    now = utcnow()
-    task.runs = [
-        Run(organization_id=oid, input=inp, status=RunStatus.PENDING.value, assigned_at=now)
-        for oid, inp in receivers
-    ]
     s.commit()
-    _announce(s, task)
-    return task_json(task, NodeIndex(s, [task.collaboration_id])), 201
-
-
-def _announce(s: Any, task: Task) -> None:
-    hub = state().hub
     nodes = NodeIndex(s, [task.collaboration_id])
+    _announce(task, nodes)
+    return task_json(task, nodes), 201
+
+
+def _announce(task: Task, nodes: NodeIndex) -> None:
+    hub = state().hub
+    brief = task_brief(task)
     for run in task.runs:
         node = nodes.get(task.collaboration_id, run.organization_id)
         if node is not None:
-            hub.emit(
-                events.NEW_TASK,
-                {
-                    "task_id": task.id,
-                    "collaboration_id": task.collaboration_id,
-                    "run_ids": [run.id],
-                },
-                events.node_room(node.id),
-            )
+            payload: dict[str, Any] = {
+                "task_id": task.id,
+                "collaboration_id": task.collaboration_id,
+                "run_ids": [run.id],
+            }
+            if len(run.input or "") <= _EVENT_INPUT_MAX:  # the node starts without asking
+                payload["task"] = brief
+                payload["runs"] = [
+                    {
+                        "id": run.id,
+                        "task_id": task.id,
+                        "organization_id": run.organization_id,
+                        "status": run.status,
+                        "input": run.input,
+                    }
+                ]
+            hub.emit(events.NEW_TASK, payload, events.node_room(node.id))
     hub.emit(
         events.TASK_CREATED,
         {

@@ -97,3 +97,61 @@ def test_no_token_for_a_run_that_ends_or_is_not_ours(net: Network):
         headers=node["headers"],
     )
     assert r.status_code == 403
+
+
+def _capture_emits(app) -> list[tuple[str, dict, str]]:
+    """Record what the app's socket.io hub emits (and emit it as before)."""
+    hub = app.extensions["v6nb"].hub
+    seen: list[tuple[str, dict, str]] = []
+    original = hub.emit
+
+    def emit(event: str, data: dict, room: str) -> None:
+        seen.append((event, data, room))
+        original(event, data, room)
+
+    hub.emit = emit
+    return seen
+
+
+def test_new_task_event_carries_the_run_and_its_task(app, net: Network):
+    seen = _capture_emits(app)
+    task = net.task("alice", "ab", ["a", "b"], databases=[{"label": "default"}])
+    news = {room: data for event, data, room in seen if event == "new_task"}
+    node_a = net.nodes["a@ab"]
+    data = news[f"node_{node_a['id']}"]
+    run_a = _run_of(task, net.orgs["a"])
+    assert data["task_id"] == task["id"] and data["run_ids"] == [run_a["id"]]
+    assert data["runs"] == [
+        {
+            "id": run_a["id"],
+            "task_id": task["id"],
+            "organization_id": net.orgs["a"],
+            "status": "pending",
+            "input": '{"method": "m"}',
+        }
+    ]
+    listed = net.client.get(
+        "/api/run",
+        query_string={"node_id": node_a["id"], "status": "open", "include": "task"},
+        headers=node_a["headers"],
+    ).json["data"]
+    assert data["task"] == next(r["task"] for r in listed if r["id"] == run_a["id"])
+    # each node hears of its own run only
+    assert [r["id"] for r in news[f"node_{net.nodes['b@ab']['id']}"]["runs"]] == [
+        _run_of(task, net.orgs["b"])["id"]
+    ]
+
+
+def test_new_task_event_leaves_a_large_input_to_the_listing(app, net: Network):
+    seen = _capture_emits(app)
+    body = {
+        "collaboration_id": net.collabs["ab"],
+        "organizations": [{"id": net.orgs["a"], "input": "x" * (64 * 1024 + 1)}],
+        "image": "img:1",
+        "method": "m",
+    }
+    r = net.client.post("/api/task", json=body, headers=net.users["alice"])
+    assert r.status_code == 201, r.json
+    (data,) = [d for event, d, _ in seen if event == "new_task"]
+    assert data["run_ids"] == [r.json["runs"][0]["id"]]
+    assert "runs" not in data and "task" not in data

@@ -58,6 +58,7 @@ class EventStream:
         self._sio: socketio.Client | None = None
         self._ever_connected = False
         self._up = False
+        self.generation = 0  # counts connections: equal values mean no event was missed between
         self._auth_failed = False
         self.last_error: str | None = None
 
@@ -174,6 +175,7 @@ class EventStream:
 
     def _on_connect(self) -> None:
         self.last_error = None
+        self.generation += 1
         self._up = True
         again = self._ever_connected
         self._ever_connected = True

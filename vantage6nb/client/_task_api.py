@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..common.contract import make_input
 from ..common.errors import NotFound, V6Error, ValidationError
+from ..common.events import RUN_STATUS
 from . import _frames
 from ._task import Task
 
@@ -131,10 +132,26 @@ class TaskAPI:
             body["description"] = description
         if databases is not None:
             body["databases"] = _databases(databases)
-        data = client._transport.request("POST", "/task", json=body)
+        # Events of the new task may arrive before the answer: catch them from before the POST
+        # (when connected), so waiting needs no first re-read of the runs.
+        events = client.events
+        generation = events.generation if events.connected else None
+        early: list[Any] = []
+        stop_early = (
+            events.on(RUN_STATUS, early.append, connect=False) if generation is not None else None
+        )
+        try:
+            data = client._transport.request("POST", "/task", json=body)
+        except BaseException:
+            if stop_early is not None:
+                stop_early()
+            raise
         data.setdefault("uid", uid)
         data.setdefault("organization_ids", org_ids)
-        return Task(client, data)
+        task = Task(client, data)
+        if stop_early is not None and generation is not None:
+            task._follow(early, stop_early, generation)
+        return task
 
     def get(self, task_id: int) -> Task:
         """The task with this id (with its current run status).
