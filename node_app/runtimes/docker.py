@@ -35,7 +35,6 @@ LABEL_NODE = "v6nb.node"
 LABEL_RUN = "v6nb.run"
 LABEL_ROLE = "v6nb.role"
 _RELAY_READY_S = 3.0
-_STDERR_TAIL_LINES = 40
 
 
 def engine_answers(*, base_url: str | None = None, timeout: float = 2.0) -> bool:
@@ -145,12 +144,13 @@ class DockerRuntime(Runtime):
     def cleanup(self) -> list[str]:
         """Remove every container labelled with this node's name (leftovers of a previous life)."""
         removed = []
+        # sparse: no inspect per container, so one that disappears meanwhile is no error
         for c in self.client.containers.list(
-            all=True, filters={"label": f"{LABEL_NODE}={self.instance}"}
+            all=True, sparse=True, filters={"label": f"{LABEL_NODE}={self.instance}"}
         ):
             with contextlib.suppress(Exception):  # already gone: nothing to clean
                 c.remove(force=True)
-                removed.append(c.name)
+                removed.append((c.attrs.get("Names") or [c.short_id])[0].lstrip("/"))
         if removed:
             log.info("removed %d leftover container(s): %s", len(removed), ", ".join(removed))
         return removed
@@ -264,8 +264,10 @@ class DockerRuntime(Runtime):
                     return RunOutcome(RunStatus.KILLED, "killed on request")
                 # Attach before start: the attach stream ends only once all output is delivered,
                 # whereas `docker logs` right after exit may miss the last lines (the crash).
-                captured = bytearray()
-                stream = container.attach(stdout=True, stderr=True, stream=True, logs=True)
+                captured = _Captured()
+                stream = container.attach(
+                    stdout=True, stderr=True, stream=True, logs=True, demux=True
+                )
                 reader = threading.Thread(target=_drain, args=(stream, captured), daemon=True)
                 reader.start()
                 if sidecar is not None:
@@ -283,7 +285,7 @@ class DockerRuntime(Runtime):
                 )
             timed_out = self._wait(container, spec.limits.timeout_s)
             reader.join(timeout=10)
-            output = _complete_output(container, bytes(captured))
+            output = captured.output()
             return self._outcome(spec, container, files, output, timed_out=timed_out)
         finally:
             with self._lock:
@@ -553,30 +555,38 @@ def _remove_started(spare: Future[Any]) -> None:
         _remove([spare.result(timeout=60)])
 
 
-def _complete_output(container: Any, captured: bytes) -> bytes:
-    """The attached output, ending with the container's last stderr lines (the traceback).
+class _Captured:
+    """A container's stdout and stderr, each kept as a bounded tail.
 
-    Docker copies stdout and stderr through separate pipes, so under load a crash's traceback can
-    arrive before the last lines of stdout and fall out of the log tail. When the last stderr line
-    is not among the tail's lines, the stderr tail is appended after a marker line.
+    Docker copies the two through separate pipes, so their relative order is not reliable; a
+    crash's traceback (stderr) must not be pushed out of the log tail by stdout that arrives after
+    it. The log is the stdout tail, then the stderr tail after a marker line.
     """
-    try:
-        stderr = container.logs(stdout=False, stderr=True, tail=_STDERR_TAIL_LINES)
-    except Exception:  # the container is gone: keep what was attached
-        return captured
-    last = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), b"")
-    if not last or last.decode("utf-8", "replace") in log_tail(captured):
-        return captured
-    return captured.rstrip(b"\n") + b"\n--- last lines of stderr ---\n" + stderr
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.err = bytearray()
+
+    def add(self, buffer: bytearray, chunk: bytes | None) -> None:
+        if chunk:
+            buffer.extend(chunk)
+            if len(buffer) > 2 * LOG_TAIL_BYTES:
+                del buffer[: len(buffer) - LOG_TAIL_BYTES]
+
+    def output(self) -> bytes:
+        if not self.err:
+            return bytes(self.out)
+        if not self.out:
+            return bytes(self.err)
+        return bytes(self.out).rstrip(b"\n") + b"\n--- stderr ---\n" + bytes(self.err)
 
 
-def _drain(stream: Any, captured: bytearray) -> None:
-    """Collect a container's output, keeping only a bounded tail."""
+def _drain(stream: Any, captured: _Captured) -> None:
+    """Collect a container's (demultiplexed) output until the container's streams close."""
     try:
-        for chunk in stream:
-            captured.extend(chunk)
-            if len(captured) > 2 * LOG_TAIL_BYTES:
-                del captured[: len(captured) - LOG_TAIL_BYTES]
+        for out, err in stream:
+            captured.add(captured.out, out)
+            captured.add(captured.err, err)
     except Exception:  # the container went away mid-stream: keep what arrived
         pass
 

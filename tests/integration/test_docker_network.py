@@ -43,10 +43,11 @@ def _containers(client, net, run_id: int | None = None) -> list:
     """Containers of this demo network (its nodes label them with their data folder), any state."""
     filters = {"label": "v6nb.node"} if run_id is None else {"label": f"v6nb.run={run_id}"}
     root = str(Path(net.workdir).resolve())
+    # sparse: a container removed while listing is simply not there (no inspect that can 404)
     return [
         c
-        for c in client.containers.list(all=True, filters=filters)
-        if root in c.labels.get("v6nb.node", "")
+        for c in client.containers.list(all=True, sparse=True, filters=filters)
+        if root in (c.attrs.get("Labels") or {}).get("v6nb.node", "")
     ]
 
 

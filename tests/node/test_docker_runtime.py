@@ -322,7 +322,7 @@ def test_finished_runs_leave_no_containers(
     )
     assert outcome.status == RunStatus.COMPLETED
     left = docker_client.containers.list(
-        all=True, filters={"label": f"{LABEL_NODE}={docker_runtime.node_name}"}
+        all=True, sparse=True, filters={"label": f"{LABEL_NODE}={docker_runtime.node_name}"}
     )
     assert left == []
 
@@ -345,7 +345,7 @@ def test_cleanup_removes_a_previous_lifes_containers(docker_client, test_images,
     try:
         rt = DockerRuntime(node_name=node_name, sidecar_image=SIDECAR_IMAGE)
         assert rt.cleanup() == [mine.name]
-        ids = {c.id for c in docker_client.containers.list(all=True)}
+        ids = {c.id for c in docker_client.containers.list(all=True, sparse=True)}
         assert mine.id not in ids and other.id in ids
         rt.close()
     finally:

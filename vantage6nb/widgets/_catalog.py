@@ -283,6 +283,7 @@ def register_algorithm(algorithm: Algorithm) -> Algorithm:
     >>> algo = register_algorithm(Algorithm("me/hello", "hello", (Method("hello"),)))
     >>> get_algorithm("me/hello").name
     'hello'
+    >>> _ = _REGISTRY.pop("me/hello")
     """
     _REGISTRY[algorithm.image] = algorithm
     return algorithm
@@ -293,7 +294,8 @@ def known_algorithms() -> dict[str, Algorithm]:
     from . import _shipped
 
     _shipped.register_shipped()
-    return dict(_REGISTRY)
+    shipped = {k: v for k, v in _REGISTRY.items() if k.startswith("v6nb/")}
+    return {**shipped, **{k: v for k, v in _REGISTRY.items() if k not in shipped}}
 
 
 def get_algorithm(image: str) -> Algorithm:
