@@ -76,7 +76,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Per-run limits: `memory_mb`, `cpus`, `pids`, `timeout_s` (null: no limit).",
         dict,
     ),
-    Setting("max_parallel_runs", 2, "How many runs execute at once; the rest wait. A run that creates subtasks gives its slot back while it waits for them.", int),
+    Setting(
+        "max_parallel_runs",
+        2,
+        "How many runs execute at once; the rest wait. A run that creates subtasks gives its slot back while it waits for them.",
+        int,
+    ),
     Setting("proxy_port", 0, "Loopback port of the algorithm proxy (0: pick a free port).", int),
     Setting(
         "sync_interval_s",

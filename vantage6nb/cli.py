@@ -17,7 +17,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     lines = ["usage: v6nb <command> [options]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["  version    print the version", "", "Run 'v6nb <command> --help' for a command's options."]
+    lines += [
+        "  version    print the version",
+        "",
+        "Run 'v6nb <command> --help' for a command's options.",
+    ]
     return "\n".join(lines)
 
 

@@ -39,21 +39,39 @@ def test_vantage6nb_import_is_light():
 
 @pytest.mark.parametrize(
     "module",
-    ["vantage6nb", "vantage6nb.common", "vantage6nb.common.errors", "vantage6nb.common.events",
-     "vantage6nb.common.schemas", "vantage6nb.common.contract", "vantage6nb.common.settings",
-     "vantage6nb.common.crypto", "vantage6nb.common.keys", "vantage6nb.algorithm", "vantage6nb.errors",
-     "vantage6nb.client", "vantage6nb.demo", "vantage6nb.widgets", "vantage6nb.algorithms",
-     "server_app", "node_app"],
+    [
+        "vantage6nb",
+        "vantage6nb.common",
+        "vantage6nb.common.errors",
+        "vantage6nb.common.events",
+        "vantage6nb.common.schemas",
+        "vantage6nb.common.contract",
+        "vantage6nb.common.settings",
+        "vantage6nb.common.crypto",
+        "vantage6nb.common.keys",
+        "vantage6nb.algorithm",
+        "vantage6nb.errors",
+        "vantage6nb.client",
+        "vantage6nb.demo",
+        "vantage6nb.widgets",
+        "vantage6nb.algorithms",
+        "server_app",
+        "node_app",
+    ],
 )
 def test_all_is_sorted_and_resolves(module):
     mod = importlib.import_module(module)
     names = list(mod.__all__)
-    assert names == sorted(names, key=lambda n: (n.lstrip("_").lower(), n)) or names == sorted(names)
+    assert names == sorted(names, key=lambda n: (n.lstrip("_").lower(), n)) or names == sorted(
+        names
+    )
     for name in names:
         assert getattr(mod, name) is not None, f"{module}.{name} does not resolve"
 
 
-@pytest.mark.parametrize("cls", [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, V6Error)])
+@pytest.mark.parametrize(
+    "cls", [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, V6Error)]
+)
 def test_every_error_round_trips_through_json(cls):
     err = cls("something went wrong", errors={"field": "why"})
     back = error_from_payload(cls.status, json.loads(json.dumps(err.to_dict())))
@@ -67,7 +85,9 @@ def test_error_from_unknown_payload_falls_back_on_status():
     assert issubclass(DecryptionError, ValueError) and issubclass(TaskTimeout, TimeoutError)
 
 
-@pytest.mark.parametrize("value", ["", "a", "/data/x.csv", "postgresql://u:p@h/db?x=1", "ünïcode ✓", "=" * 7])
+@pytest.mark.parametrize(
+    "value", ["", "a", "/data/x.csv", "postgresql://u:p@h/db?x=1", "ünïcode ✓", "=" * 7]
+)
 def test_env_encoding_round_trips_and_matches_vantage6(value):
     import base64
 
@@ -80,8 +100,14 @@ def test_env_encoding_round_trips_and_matches_vantage6(value):
 
 def test_build_environment_names_databases_and_marks_encoding():
     env = contract.build_environment(
-        input_file="/in", output_file="/out", token_file="/tok", temporary_folder="/tmp/x",
-        host="http://127.0.0.1", port=1234, api_path="", databases={"default": ("/d.csv", "csv"), "Extra": ("sqlite:///x", "sql")},
+        input_file="/in",
+        output_file="/out",
+        token_file="/tok",
+        temporary_folder="/tmp/x",
+        host="http://127.0.0.1",
+        port=1234,
+        api_path="",
+        databases={"default": ("/d.csv", "csv"), "Extra": ("sqlite:///x", "sql")},
     )
     assert env[contract.ENCODED_MARKER] == "1"
     read = lambda n: contract.read_environment(env, n)  # noqa: E731
@@ -90,7 +116,9 @@ def test_build_environment_names_databases_and_marks_encoding():
     assert read("PORT") == "1234"
 
 
-@pytest.mark.parametrize("bad", [b"[]", b"{}", b'{"method": 1}', b'{"method": "m", "args": {}}', b"not json"])
+@pytest.mark.parametrize(
+    "bad", [b"[]", b"{}", b'{"method": 1}', b'{"method": "m", "args": {}}', b"not json"]
+)
 def test_parse_input_rejects_malformed(bad):
     with pytest.raises(ValueError):
         contract.parse_input(bad)
@@ -109,11 +137,18 @@ def test_run_status_final_and_open_partition():
 
 
 def test_settings_layering_and_type_errors():
-    decl = [settings.Setting("port", 7601, "port", int), settings.Setting("debug", False, "dbg", bool),
-            settings.Setting("names", [], "names", list)]
-    out = settings.resolve_settings(decl, prefix="server", file_values={"port": 8000},
-                                    environ={"V6NB_SERVER_DEBUG": "yes", "V6NB_SERVER_NAMES": '["a"]'},
-                                    overrides={"port": 9000})
+    decl = [
+        settings.Setting("port", 7601, "port", int),
+        settings.Setting("debug", False, "dbg", bool),
+        settings.Setting("names", [], "names", list),
+    ]
+    out = settings.resolve_settings(
+        decl,
+        prefix="server",
+        file_values={"port": 8000},
+        environ={"V6NB_SERVER_DEBUG": "yes", "V6NB_SERVER_NAMES": '["a"]'},
+        overrides={"port": 9000},
+    )
     assert out == {"port": 9000, "debug": True, "names": ["a"]}
     with pytest.raises(errors.ConfigurationError, match="V6NB_SERVER_PORT"):
         settings.resolve_settings(decl, prefix="server", environ={"V6NB_SERVER_PORT": "eighty"})

@@ -13,7 +13,11 @@ def test_running_is_none_without_an_info_file(tmp_path):
 
 def test_running_is_none_when_the_network_is_gone(tmp_path):
     info = tmp_path / "demo.json"
-    info.write_text(json.dumps({"url": f"http://127.0.0.1:{demo.free_port()}", "username": "u", "password": "p"}))
+    info.write_text(
+        json.dumps(
+            {"url": f"http://127.0.0.1:{demo.free_port()}", "username": "u", "password": "p"}
+        )
+    )
     assert demo.running(info) is None
 
 

@@ -33,7 +33,9 @@ def _org_name(client, org_id):
 
 
 def test_round_trip_on_three_nodes(client, org_ids):
-    task = client.task.create(organizations=org_ids, image=DIAG, method="echo", kwargs={"greeting": "hi"})
+    task = client.task.create(
+        organizations=org_ids, image=DIAG, method="echo", kwargs={"greeting": "hi"}
+    )
     task.wait(timeout=60)
     status = task.status()
     assert len(status) == 3
@@ -53,19 +55,27 @@ def test_summary_and_crosstab_equal_pandas_on_pooled_data(net, client):
         col = numeric[column]
         row = summary.loc[column]
         assert row["count"] == col.count() and row["missing"] == col.isna().sum()
-        for stat, expected in (("mean", col.mean()), ("std", col.std(ddof=1)), ("min", col.min()), ("max", col.max())):
+        for stat, expected in (
+            ("mean", col.mean()),
+            ("std", col.std(ddof=1)),
+            ("min", col.min()),
+            ("max", col.max()),
+        ):
             assert row[stat] == pytest.approx(expected, rel=1e-9), (column, stat)
     table = analysis.crosstab(client, "species", "island")
     expected = pd.crosstab(pooled["species"], pooled["island"])
     pd.testing.assert_frame_equal(
-        table.loc[expected.index, expected.columns].astype("int64"), expected.astype("int64"),
+        table.loc[expected.index, expected.columns].astype("int64"),
+        expected.astype("int64"),
         check_names=False,
     )
     assert table.attrs["task_id"] and table.attrs["image"] == "v6nb/crosstab"
 
 
 def test_algorithm_crash_is_reported_with_log_tail(client, org_ids):
-    task = client.task.create(organizations=org_ids[:1], image=DIAG, method="crash", kwargs={"message": "boom-42"})
+    task = client.task.create(
+        organizations=org_ids[:1], image=DIAG, method="crash", kwargs={"message": "boom-42"}
+    )
     with pytest.raises(TaskFailed, match="boom-42"):
         task.wait(timeout=60)
     assert task.status().iloc[0]["status"] == "crashed"
@@ -76,7 +86,9 @@ def test_missing_data_file_fails_that_run_only(net, client, org_ids):
     path = net.datasets[name]
     os.rename(path, path + ".moved")
     try:
-        task = client.task.create(organizations=org_ids, image=DIAG, method="shape", databases=["default"])
+        task = client.task.create(
+            organizations=org_ids, image=DIAG, method="shape", databases=["default"]
+        )
         task.wait(timeout=60, raise_on_failure=False)
     finally:
         os.rename(path + ".moved", path)
@@ -88,7 +100,9 @@ def test_missing_data_file_fails_that_run_only(net, client, org_ids):
 
 
 def test_kill_running_task(client, org_ids):
-    task = client.task.create(organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 60})
+    task = client.task.create(
+        organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 60}
+    )
     _wait_for(lambda: set(task.status()["status"]) == {"active"}, what="all runs active")
     task.kill()
     task.wait(timeout=30, raise_on_failure=False)
@@ -99,8 +113,13 @@ def test_kill_running_task(client, org_ids):
 
 def test_node_restarted_mid_task(net, client, org_ids):
     name = _org_name(client, org_ids[0])
-    task = client.task.create(organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 3})
-    _wait_for(lambda: task.status().set_index("organization").loc[name, "status"] == "active", what="run active")
+    task = client.task.create(
+        organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 3}
+    )
+    _wait_for(
+        lambda: task.status().set_index("organization").loc[name, "status"] == "active",
+        what="run active",
+    )
     net.stop_node(name, kill=True)
     net.start_node(name)
     task.wait(timeout=90)
@@ -108,7 +127,9 @@ def test_node_restarted_mid_task(net, client, org_ids):
 
 
 def test_server_restarted_mid_task(net, client, org_ids):
-    task = client.task.create(organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 3})
+    task = client.task.create(
+        organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 3}
+    )
     _wait_for(lambda: "active" in set(task.status()["status"]), what="a run active")
     net.restart_server()
     task.wait(timeout=90)
@@ -120,8 +141,10 @@ def test_offline_node_is_named_and_its_run_completes_when_it_returns(net, client
     name = _org_name(client, org_ids[2])
     net.stop_node(name)
     try:
-        _wait_for(lambda: (client.nodes().set_index("organization").loc[name, "status"] == "offline"),
-                  what="node offline")
+        _wait_for(
+            lambda: client.nodes().set_index("organization").loc[name, "status"] == "offline",
+            what="node offline",
+        )
         task = client.task.create(organizations=org_ids, image=DIAG, method="echo")
         with pytest.raises(TaskTimeout) as info:
             task.wait(timeout=5)
@@ -144,7 +167,9 @@ def test_status_changes_arrive_as_events(client, org_ids):
         if event["status"] == "completed":
             done.set()
 
-    task = client.task.create(organizations=org_ids[:1], image=DIAG, method="sleep", kwargs={"seconds": 1})
+    task = client.task.create(
+        organizations=org_ids[:1], image=DIAG, method="sleep", kwargs={"seconds": 1}
+    )
     task.on_change(on_status)
     task.wait(timeout=60)
     assert done.wait(5)
@@ -152,14 +177,19 @@ def test_status_changes_arrive_as_events(client, org_ids):
 
 
 def test_logs_and_subtasks_are_public(client, org_ids):
-    crashed = client.task.create(organizations=org_ids[:1], image=DIAG, method="crash", kwargs={"message": "log-me"})
+    crashed = client.task.create(
+        organizations=org_ids[:1], image=DIAG, method="crash", kwargs={"message": "log-me"}
+    )
     crashed.wait(timeout=60, raise_on_failure=False)
     (log,) = crashed.logs().values()
     assert "about to crash" in log and "log-me" in log
 
     central = client.task.create(
-        organizations=org_ids[:1], image="v6nb/summary", method="summary",
-        kwargs={"organizations": org_ids}, databases=["default"],
+        organizations=org_ids[:1],
+        image="v6nb/summary",
+        method="summary",
+        kwargs={"organizations": org_ids},
+        databases=["default"],
     )
     central.wait(timeout=90)
     (sub,) = central.subtasks()
@@ -172,8 +202,11 @@ def test_concurrent_central_tasks_do_not_starve_their_partials(client, org_ids):
     # gives its slot back once it has created its subtasks, so the partials on that node can run
     tasks = [
         client.task.create(
-            organizations=org_ids[:1], image="v6nb/summary", method="summary",
-            kwargs={"organizations": org_ids}, databases=["default"],
+            organizations=org_ids[:1],
+            image="v6nb/summary",
+            method="summary",
+            kwargs={"organizations": org_ids},
+            databases=["default"],
         )
         for _ in range(4)
     ]

@@ -68,7 +68,9 @@ def test_start_script_runs_command_and_demo_network(tmp_path):
         assert client.whoami["username"] == info["username"]
         assert len(client.nodes()) == 3
         assert set(info["datasets"]) == set(client.organizations()["name"])
-        from vantage6nb import demo  # the quickstart attaches to this network instead of starting one
+        from vantage6nb import (
+            demo,  # the quickstart attaches to this network instead of starting one
+        )
 
         attached = demo.running(info_file)
         assert attached is not None and attached.url == info["url"]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.mark.parametrize("resource,body", [
-    ("organization", {"name": "Gone"}),
-    ("collaboration", {"name": "Gone", "organization_ids": []}),
-])
+@pytest.mark.parametrize(
+    "resource,body",
+    [
+        ("organization", {"name": "Gone"}),
+        ("collaboration", {"name": "Gone", "organization_ids": []}),
+    ],
+)
 def test_deleted_ids_are_not_reused(client, root, resource, body):
     first = client.post(f"/api/{resource}", json=body, headers=root)
     assert first.status_code == 201, first.json

@@ -104,7 +104,9 @@ def database_sources() -> list[DatabaseSource]:
             )
         typ = (get_env(type_name) or _type_from_uri(uri)).lower()
         # the node passes database parameters the vantage6 way: <LABEL>_DB_PARAM_<KEY>
-        query = get_env(f"{label.upper()}_DB_PARAM_QUERY") or get_env(f"{label.upper()}_DATABASE_QUERY")
+        query = get_env(f"{label.upper()}_DB_PARAM_QUERY") or get_env(
+            f"{label.upper()}_DATABASE_QUERY"
+        )
         out.append(DatabaseSource(label=label, uri=uri, type=typ, query=query))
     return out
 

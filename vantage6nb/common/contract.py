@@ -106,7 +106,9 @@ def build_environment(
     return env
 
 
-def read_environment(environ: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+def read_environment(
+    environ: Mapping[str, str], name: str, default: str | None = None
+) -> str | None:
     """Read one contract variable, decoding it when the node encoded the environment."""
     if name not in environ:
         return default
@@ -119,7 +121,9 @@ def read_environment(environ: Mapping[str, str], name: str, default: str | None 
         return raw
 
 
-def make_input(method: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+def make_input(
+    method: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The input object every algorithm receives: ``{"method", "args", "kwargs"}``."""
     return {"method": method, "args": list(args or []), "kwargs": dict(kwargs or {})}
 

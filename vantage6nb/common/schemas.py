@@ -43,7 +43,12 @@ OPEN_STATUSES = frozenset({RunStatus.PENDING, RunStatus.INITIALIZING, RunStatus.
 FINAL_STATUSES = frozenset(set(RunStatus) - OPEN_STATUSES)
 
 
-def require_fields(body: Any, spec: dict[str, type | tuple[type, ...]], *, optional: dict[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:
+def require_fields(
+    body: Any,
+    spec: dict[str, type | tuple[type, ...]],
+    *,
+    optional: dict[str, type | tuple[type, ...]] | None = None,
+) -> dict[str, Any]:
     """Check a JSON object against ``{field: type}``; raise ValidationError naming every bad field.
 
     Examples
@@ -52,7 +57,9 @@ def require_fields(body: Any, spec: dict[str, type | tuple[type, ...]], *, optio
     {'name': 'x'}
     """
     if not isinstance(body, dict):
-        raise ValidationError("Request body must be a JSON object.", errors={"body": "expected an object"})
+        raise ValidationError(
+            "Request body must be a JSON object.", errors={"body": "expected an object"}
+        )
     errors: dict[str, str] = {}
     out: dict[str, Any] = {}
     for name, typ in spec.items():

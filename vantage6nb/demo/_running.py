@@ -17,7 +17,10 @@ class RunningDemo:
 
     def __init__(self, info: dict[str, Any]) -> None:
         self.url: str = info["url"]
-        self.credentials: dict[str, str] = {"username": info["username"], "password": info["password"]}
+        self.credentials: dict[str, str] = {
+            "username": info["username"],
+            "password": info["password"],
+        }
         self.datasets: dict[str, str] = dict(info.get("datasets") or {})
         self._clients: list[Any] = []
 

@@ -90,7 +90,9 @@ def _banner(net: Any) -> str:
         f"    client = vantage6nb.Client({net.url!r}).login({c['username']!r}, {c['password']!r})",
     ]
     if getattr(net, "encrypted", False) and getattr(net, "researcher_key", None) is not None:
-        lines.append(f"    client.setup_encryption({str(net.researcher_key)!r})  # end-to-end encrypted")
+        lines.append(
+            f"    client.setup_encryption({str(net.researcher_key)!r})  # end-to-end encrypted"
+        )
     lines.append("    from vantage6nb import analysis; analysis.summary(client)")
     return "\n".join(lines)
 

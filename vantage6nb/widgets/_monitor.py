@@ -232,7 +232,9 @@ class TaskMonitor(widgets.VBox):
 def _read_log(task: Any, client: Any, row: RunRow) -> str:
     """The log of one run (main task or subtask), read through what the client offers; '' when it cannot."""
     try:
-        if row.run_id is not None and int(row.run_id) in {int(r["id"]) for r in getattr(task, "runs", [])}:
+        if row.run_id is not None and int(row.run_id) in {
+            int(r["id"]) for r in getattr(task, "runs", [])
+        }:
             return str(task.logs().get(str(row.organization), ""))
         for sub in task.subtasks():
             for run in sub.runs:
