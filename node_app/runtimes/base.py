@@ -18,6 +18,7 @@ __all__ = [
     "Runtime",
     "RuntimeRefusal",
     "crashed_outcome",
+    "timed_out_outcome",
 ]
 
 
@@ -92,6 +93,20 @@ def crashed_outcome(how: str, log: str, exit_code: int | None) -> RunOutcome:
     last = _MODULE_PREFIX.sub("", last)  # "pkg.mod.ValueError: x" reads as "ValueError: x"
     reason = f"algorithm crashed ({how})" + (f": {last[:300]}" if last else "")
     return RunOutcome(RunStatus.CRASHED, reason, log, exit_code)
+
+
+def timed_out_outcome(limits: Limits, log: str, exit_code: int | None) -> RunOutcome:
+    """The FAILED outcome of a run that ran past ``limits.timeout_s``.
+
+    Examples
+    --------
+    >>> timed_out_outcome(Limits(timeout_s=5.0), "", None).reason
+    'timed out after 5 s (limits.timeout_s in node.yaml)'
+    """
+    t = limits.timeout_s
+    shown = int(t) if t is not None and float(t).is_integer() else t
+    reason = f"timed out after {shown} s (limits.timeout_s in node.yaml)"
+    return RunOutcome(RunStatus.FAILED, reason, log, exit_code)
 
 
 class RuntimeRefusal(Exception):

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from vantage6nb.common.schemas import RunStatus
 
 from ..policy import ImageRef, parse_image
-from .base import DatabaseMount, RunOutcome, RunSpec, Runtime, RuntimeRefusal, crashed_outcome
+from .base import (
+    DatabaseMount,
+    RunOutcome,
+    RunSpec,
+    Runtime,
+    RuntimeRefusal,
+    crashed_outcome,
+    timed_out_outcome,
+)
 from .docker_mounts import ContainerFiles, container_files
 from .process import LOG_TAIL_BYTES, algorithm_environment, log_tail
 
@@ -498,14 +506,7 @@ class DockerRuntime(Runtime):
         if killed:
             return RunOutcome(RunStatus.KILLED, "killed on request", tail, code)
         if timed_out:
-            t = spec.limits.timeout_s
-            shown = int(t) if t is not None and float(t).is_integer() else t
-            return RunOutcome(
-                RunStatus.FAILED,
-                f"timed out after {shown} s (limits.timeout_s in node.yaml)",
-                tail,
-                code,
-            )
+            return timed_out_outcome(spec.limits, tail, code)
         if state.get("OOMKilled"):
             return RunOutcome(
                 RunStatus.CRASHED,

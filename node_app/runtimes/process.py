@@ -20,7 +20,7 @@ from vantage6nb.common.contract import build_environment
 from vantage6nb.common.schemas import RunStatus
 
 from ..policy import parse_image
-from .base import RunOutcome, RunSpec, Runtime, RuntimeRefusal, crashed_outcome
+from .base import RunOutcome, RunSpec, Runtime, RuntimeRefusal, crashed_outcome, timed_out_outcome
 
 __all__ = [
     "LOG_TAIL_BYTES",
@@ -260,14 +260,7 @@ class ProcessRuntime(Runtime):
         if killed:
             return RunOutcome(RunStatus.KILLED, "killed on request", tail, code)
         if timed_out:
-            t = spec.limits.timeout_s
-            shown = int(t) if t is not None and float(t).is_integer() else t
-            return RunOutcome(
-                RunStatus.FAILED,
-                f"timed out after {shown} s (limits.timeout_s in node.yaml)",
-                tail,
-                code,
-            )
+            return timed_out_outcome(spec.limits, tail, code)
         if code != 0:
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             return crashed_outcome(how, tail, code)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from vantage6nb import analysis, demo
+from tests.integration.helpers import assert_federated_equals_pooled, wait_for
+from vantage6nb import demo
 from vantage6nb.errors import TaskFailed
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -51,16 +51,6 @@ def _containers(client, net, run_id: int | None = None) -> list:
     ]
 
 
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def docker_net(docker_client):
     with demo.start(nodes=3, runtime="docker") as network:
@@ -91,26 +81,7 @@ def test_nodes_pin_the_registry_digests(docker_net):
 
 def test_summary_and_crosstab_equal_pandas_on_pooled_data(docker_net, client):
     pooled = pd.concat([pd.read_csv(p) for p in docker_net.datasets.values()], ignore_index=True)
-    summary = analysis.summary(client)
-    numeric = pooled.select_dtypes("number")
-    assert list(summary.index) == list(numeric.columns)
-    for column in numeric.columns:
-        col, row = numeric[column], summary.loc[column]
-        assert row["count"] == col.count() and row["missing"] == col.isna().sum()
-        for stat, expected in (
-            ("mean", col.mean()),
-            ("std", col.std(ddof=1)),
-            ("min", col.min()),
-            ("max", col.max()),
-        ):
-            assert row[stat] == pytest.approx(expected, rel=1e-9), (column, stat)
-    table = analysis.crosstab(client, "species", "island")
-    expected = pd.crosstab(pooled["species"], pooled["island"])
-    pd.testing.assert_frame_equal(
-        table.loc[expected.index, expected.columns].astype("int64"),
-        expected.astype("int64"),
-        check_names=False,
-    )
+    assert_federated_equals_pooled(client, pooled)
 
 
 def test_algorithm_sees_a_non_root_user_and_only_loopback(client, org_ids):
@@ -125,10 +96,10 @@ def test_kill_stops_the_containers(docker_client, docker_net, client, org_ids):
     task = client.task.create(
         organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 120}
     )
-    _wait_for(lambda: set(task.status()["status"]) == {"active"}, 120, "all runs active")
+    wait_for(lambda: set(task.status()["status"]) == {"active"}, 120, "all runs active")
     run_ids = [int(r) for r in task.status()["run_id"]]
     # a run turns active just before its container starts
-    _wait_for(
+    wait_for(
         lambda: all(_containers(docker_client, docker_net, rid) for rid in run_ids),
         60,
         "a container per run",
@@ -136,7 +107,7 @@ def test_kill_stops_the_containers(docker_client, docker_net, client, org_ids):
     task.kill()
     task.wait(timeout=60, raise_on_failure=False)
     assert set(task.status()["status"]) == {"killed"}
-    _wait_for(
+    wait_for(
         lambda: not any(_containers(docker_client, docker_net, rid) for rid in run_ids),
         60,
         "the killed runs' containers to be removed",

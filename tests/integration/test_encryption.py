@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from tests.integration.helpers import wait_for
 from vantage6nb import Client, analysis, demo
 from vantage6nb.common import crypto
 from vantage6nb.common.keys import OrgKey
@@ -42,16 +42,6 @@ def client(net):
     return net.client()
 
 
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _runs(db, task_id: int) -> list[dict]:
     with db.connect() as conn:
         rows = conn.execute(
@@ -77,7 +67,7 @@ def _final_run(db, run_id: int) -> dict:
             ).one()
         return dict(row._mapping) if row.status in ("completed", "failed", "crashed") else None
 
-    return _wait_for(final, what=f"run {run_id} to end")
+    return wait_for(final, what=f"run {run_id} to end")
 
 
 def _flip_last_byte(text: str) -> str:

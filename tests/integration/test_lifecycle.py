@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pandas as pd
 import pytest
 
-from vantage6nb import analysis
+from tests.integration.helpers import assert_federated_equals_pooled, wait_for
 from vantage6nb.errors import TaskFailed, TaskTimeout
 
 pytestmark = pytest.mark.integration
 
 DIAG = "v6nb/diagnostics"
-
-
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _org_name(client, org_id):
@@ -48,28 +37,7 @@ def test_round_trip_on_three_nodes(client, org_ids):
 
 def test_summary_and_crosstab_equal_pandas_on_pooled_data(net, client):
     pooled = pd.concat([pd.read_csv(path) for path in net.datasets.values()], ignore_index=True)
-    summary = analysis.summary(client)
-    numeric = pooled.select_dtypes("number")
-    assert list(summary.index) == list(numeric.columns)
-    for column in numeric.columns:
-        col = numeric[column]
-        row = summary.loc[column]
-        assert row["count"] == col.count() and row["missing"] == col.isna().sum()
-        for stat, expected in (
-            ("mean", col.mean()),
-            ("std", col.std(ddof=1)),
-            ("min", col.min()),
-            ("max", col.max()),
-        ):
-            assert row[stat] == pytest.approx(expected, rel=1e-9), (column, stat)
-    table = analysis.crosstab(client, "species", "island")
-    expected = pd.crosstab(pooled["species"], pooled["island"])
-    pd.testing.assert_frame_equal(
-        table.loc[expected.index, expected.columns].astype("int64"),
-        expected.astype("int64"),
-        check_names=False,
-    )
-    assert table.attrs["task_id"] and table.attrs["image"] == "v6nb/crosstab"
+    assert_federated_equals_pooled(client, pooled)
 
 
 def test_algorithm_crash_is_reported_with_log_tail(client, org_ids):
@@ -103,7 +71,7 @@ def test_kill_running_task(client, org_ids):
     task = client.task.create(
         organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 60}
     )
-    _wait_for(lambda: set(task.status()["status"]) == {"active"}, what="all runs active")
+    wait_for(lambda: set(task.status()["status"]) == {"active"}, what="all runs active")
     task.kill()
     task.wait(timeout=30, raise_on_failure=False)
     assert set(task.status()["status"]) == {"killed"}
@@ -116,7 +84,7 @@ def test_node_restarted_mid_task(net, client, org_ids):
     task = client.task.create(
         organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 3}
     )
-    _wait_for(
+    wait_for(
         lambda: task.status().set_index("organization").loc[name, "status"] == "active",
         what="run active",
     )
@@ -130,7 +98,7 @@ def test_server_restarted_mid_task(net, client, org_ids):
     task = client.task.create(
         organizations=org_ids, image=DIAG, method="sleep", kwargs={"seconds": 3}
     )
-    _wait_for(lambda: "active" in set(task.status()["status"]), what="a run active")
+    wait_for(lambda: "active" in set(task.status()["status"]), what="a run active")
     net.restart_server()
     task.wait(timeout=90)
     assert set(task.status()["status"]) == {"completed"}
@@ -141,7 +109,7 @@ def test_offline_node_is_named_and_its_run_completes_when_it_returns(net, client
     name = _org_name(client, org_ids[2])
     net.stop_node(name)
     try:
-        _wait_for(
+        wait_for(
             lambda: client.nodes().set_index("organization").loc[name, "status"] == "offline",
             what="node offline",
         )
