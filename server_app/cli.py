@@ -100,8 +100,12 @@ def _check_port_free(host: str, port: int) -> None:
 def _import(cfg: dict[str, Any], entities_path: str) -> int:
     from .entities_import import import_entities
 
+    created = 0
     for line in import_entities(cfg, entities_path):
         print(line)
+        created += 1
+    if not created:
+        print(f"nothing to create: everything in {entities_path} already exists (names are kept)")
     return 0
 
 

@@ -49,3 +49,11 @@ def test_results_of_a_failed_task_raise_unless_failures_were_accepted(client: Cl
         task.results()
     assert task.wait(timeout=5, raise_on_failure=False) is task
     assert task.results() == [None, None]
+
+
+def test_setup_encryption_with_bytes_says_what_to_pass():
+    from vantage6nb import Client
+    from vantage6nb.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="OrgKey.from_bytes"):
+        Client("http://127.0.0.1:9").setup_encryption(b"not a path")

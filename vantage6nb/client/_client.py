@@ -208,6 +208,13 @@ class Client:
         >>> client.setup_encryption("leiden.key")  # doctest: +SKIP
         'SHA256:...'
         """
+        if not isinstance(path_or_key, (OrgKey, str, os.PathLike)):
+            raise ValidationError(
+                f"setup_encryption takes the path of a key file or an OrgKey, not "
+                f"{type(path_or_key).__name__}: for key bytes use "
+                "OrgKey.from_bytes(data, passphrase=...).",
+                errors={"path_or_key": "expected a path or an OrgKey"},
+            )
         key = (
             path_or_key
             if isinstance(path_or_key, OrgKey)
