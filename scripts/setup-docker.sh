@@ -15,6 +15,9 @@ start_ts=$(date +%s)
 
 log() { printf '[setup-docker] %s\n' "$*" >&2; }
 
+# shellcheck source=lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
         log "must run as root (installs packages and starts dockerd); try: sudo $0"
@@ -33,29 +36,7 @@ install_packages() {
     fi
     need_root
     log "installing ${missing[*]}"
-    # No init system here: keep package scripts from trying to start services.
-    local policy=/usr/sbin/policy-rc.d created_policy=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod +x "$policy"
-        created_policy=1
-    fi
-    # Another apt run may hold the dpkg lock: wait for it rather than fail.
-    local apt_opts=(-y --no-install-recommends -o DPkg::Lock::Timeout=900)
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "${missing[@]}" \
-        >"$LOG_DIR/apt-install.log" 2>&1; then
-        # A stale package index is the usual cause on a fresh machine: refresh once and retry.
-        log "apt-get install failed; running apt-get update and retrying"
-        apt-get -o DPkg::Lock::Timeout=900 update >>"$LOG_DIR/apt-install.log" 2>&1 || true
-        if ! DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "${missing[@]}" \
-            >>"$LOG_DIR/apt-install.log" 2>&1; then
-            log "apt-get install ${missing[*]} failed; see $LOG_DIR/apt-install.log:"
-            tail -n 20 "$LOG_DIR/apt-install.log" >&2
-            exit 1
-        fi
-    fi
-    [ "$created_policy" -eq 1 ] && rm -f "$policy"
-    return 0
+    apt_install "$LOG_DIR/apt-install.log" "${missing[@]}" || exit 1
 }
 
 engine_answers() { docker info >/dev/null 2>&1; }

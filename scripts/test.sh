@@ -21,14 +21,18 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 echo "== docker engine, registry and images"
-if [ "$(id -u)" = 0 ] || command -v docker >/dev/null 2>&1; then
+if [ "$(id -u)" = 0 ]; then
   bash scripts/setup-docker.sh
   bash scripts/build-images.sh
+else
+  echo "not root: leaving Docker as it is (run scripts/setup-docker.sh and scripts/build-images.sh as root)"
 fi
 
 echo "== postgresql and rabbitmq"
 if [ "$(id -u)" = 0 ]; then
   bash scripts/setup-services.sh
+else
+  echo "not root: leaving PostgreSQL and RabbitMQ as they are (run scripts/setup-services.sh as root)"
 fi
 
 echo "== tests"
