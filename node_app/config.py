@@ -72,8 +72,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "limits",
-        {"memory_mb": 1024, "cpus": 1.0, "pids": 256, "timeout_s": 3600},
-        "Per-run limits: `memory_mb`, `cpus`, `pids`, `timeout_s` (null: no limit).",
+        {
+            "memory_mb": 1024,
+            "cpus": 1.0,
+            "pids": 256,
+            "timeout_s": 3600,
+            "output_mb": 256,
+            "scratch_mb": 256,
+            "shm_mb": 16,
+        },
+        "Per-run limits: `memory_mb`, `cpus`, `pids`, `timeout_s` (null: no limit); `output_mb` (the run's writable output folder, and the most the node reads back from `OUTPUT_FILE`), `scratch_mb` (`/tmp`) and `shm_mb` (`/dev/shm`) cap what an algorithm can write (always set; in Docker they are memory and count against `memory_mb`).",
         dict,
     ),
     Setting(
@@ -118,7 +126,16 @@ SETTINGS: tuple[Setting, ...] = (
 
 _RUNTIMES = ("process", "docker", "auto")
 _DEFAULT_LIMITS: dict[str, Any] = next(s.default for s in SETTINGS if s.name == "limits")
-_LIMIT_KEYS = {"memory_mb": int, "cpus": float, "pids": int, "timeout_s": float}
+_LIMIT_KEYS = {
+    "memory_mb": int,
+    "cpus": float,
+    "pids": int,
+    "timeout_s": float,
+    "output_mb": int,
+    "scratch_mb": int,
+    "shm_mb": int,
+}
+_ALWAYS_SET = ("output_mb", "scratch_mb", "shm_mb")  # caps on what an algorithm writes: never off
 
 
 @dataclass(frozen=True)
@@ -310,12 +327,14 @@ def _limits(raw: dict[str, Any]) -> Limits:
     out: dict[str, Any] = {}
     for key, typ in _LIMIT_KEYS.items():
         value = raw.get(key)
-        if value is None:
+        if value is None and key not in _ALWAYS_SET:
             out[key] = None
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigurationError(
-                f"limits.{key} must be a positive number or null, got {value!r}.",
+                f"limits.{key} must be a positive number"
+                + ("" if key in _ALWAYS_SET else " or null")
+                + f", got {value!r}.",
                 errors={"limits": key},
             )
         out[key] = typ(value)

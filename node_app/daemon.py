@@ -38,6 +38,14 @@ __all__ = ["NodeDaemon"]
 log = logging.getLogger(__name__)
 
 _RESTART_NOTE = "the node restarted while this run was in progress; it was run again"
+_FINISHED_KEPT = 100_000
+
+
+def _fields(exc: V6Error) -> str:
+    """What the server said was wrong: the fields it named, else its message."""
+    if exc.errors:
+        return "; ".join(f"{k}: {v}" for k, v in exc.errors.items())[:300]
+    return exc.msg[:300]
 
 
 def _now() -> str:
@@ -91,6 +99,7 @@ class NodeDaemon:
         self.node: dict[str, Any] = {}
         self._active: set[int] = set()
         self._cancelled: set[int] = set()
+        self._finished: dict[int, None] = {}  # runs this life ended, oldest first
         self._lock = threading.Lock()
         self._sync_wanted = threading.Event()
         self._stopped = False
@@ -188,7 +197,14 @@ class NodeDaemon:
         for run in runs:
             rid = int(run["id"])
             with self._lock:
-                if rid in self._active or self.outbox.has(rid) or self.stopping.is_set():
+                # _finished: a listing taken before this life's final update went out still
+                # shows the run open; it is never run twice in one life (docs/security.md)
+                if (
+                    rid in self._active
+                    or rid in self._finished
+                    or self.outbox.has(rid)
+                    or self.stopping.is_set()
+                ):
                     continue
                 self._active.add(rid)
             restarted = run.get("status") in (RunStatus.INITIALIZING.value, RunStatus.ACTIVE.value)
@@ -248,9 +264,16 @@ class NodeDaemon:
         finally:
             self._release_slot(rid)
             with self._lock:
+                self._remember_finished(rid)
                 self._active.discard(rid)
                 self._cancelled.discard(rid)
             shutil.rmtree(self.workroot / f"run-{rid}", ignore_errors=True)
+
+    def _remember_finished(self, rid: int) -> None:
+        """Record (under the lock) that this life ran ``rid`` to its end; bounded memory."""
+        self._finished[rid] = None
+        if len(self._finished) > _FINISHED_KEPT:
+            del self._finished[next(iter(self._finished))]
 
     def _killed_on_request(self, rid: int) -> bool:
         with self._lock:
@@ -497,8 +520,29 @@ class NodeDaemon:
             return False
         except V6Error as exc:
             log.error("run %s: the server rejected the final update: %s", rid, exc)
+            self._report_refused(rid, body, exc)
         self.outbox.done(rid)
         return True
+
+    def _report_refused(self, rid: int, body: dict[str, Any], exc: V6Error) -> None:
+        """End a run whose final update the server refused for its content: failed, saying why.
+
+        Without this the run stays active on the server and nothing tells the researcher; it is
+        never run again in this life either way (``_finished``).
+        """
+        failed = {
+            "status": RunStatus.FAILED.value,
+            "reason": f"the server refused this run's final update ({_fields(exc)}): "
+            f"its {'result' if 'result' in body else 'report'} was not stored",
+            "finished_at": body.get("finished_at") or _now(),
+        }
+        try:
+            self.client.request("PATCH", f"/run/{rid}", json=failed, retries=None)
+            log.info("run %s: reported as failed: %s", rid, failed["reason"])
+        except (Conflict, NotFound, ServerUnavailable) as again:
+            log.info("run %s: failure not reported (%s)", rid, again)
+        except V6Error as again:
+            log.error("run %s: the server refused the failure report too: %s", rid, again)
 
     def _put_result(self, rid: int, body: dict[str, Any], path: Path) -> None:
         """PUT a staged result; when the server refuses it, the final update says why instead."""

@@ -34,12 +34,26 @@ class DatabaseMount:
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits from node configuration (None: no limit)."""
+    """Resource limits from node configuration (None: no limit).
+
+    The three sizes are always set: they cap what an algorithm can write (``output_mb``: its
+    writable output folder, and the most the node reads back from ``OUTPUT_FILE``; ``scratch_mb``:
+    ``/tmp``; ``shm_mb``: ``/dev/shm``). In the Docker runtime all three are memory-backed and
+    count against ``memory_mb``; the process runtime has no isolation and caps only what it reads.
+    """
 
     memory_mb: int | None = None
     cpus: float | None = None
     pids: int | None = None
     timeout_s: float | None = None  # wall clock
+    output_mb: int = 256
+    scratch_mb: int = 256
+    shm_mb: int = 16
+
+    @property
+    def output_bytes(self) -> int:
+        """The most the node reads back from ``OUTPUT_FILE``, in bytes."""
+        return int(self.output_mb) * 2**20
 
 
 @dataclass

@@ -8,18 +8,16 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vantage6nb.common.schemas import RunStatus
 
-from ..policy import ImageRef, parse_image
 from .base import (
     DatabaseMount,
+    Limits,
     RunOutcome,
     RunSpec,
     Runtime,
@@ -27,22 +25,24 @@ from .base import (
     crashed_outcome,
     timed_out_outcome,
 )
-from .docker_mounts import ContainerFiles, container_files
-from .process import LOG_TAIL_BYTES, algorithm_environment, log_tail
+from .docker_images import explain, find_image
+from .docker_mounts import ContainerFiles, RunVolume, container_files
+from .docker_sidecar import RELAY_PORT, RELAY_UID, Sidecar, remove, remove_started, start_sidecar
+from .logs import Captured, drain, log_tail
+from .output import MISSING_OUTPUT
+from .process import algorithm_environment
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
 
-__all__ = ["ALGORITHM_UID", "RELAY_PORT", "DockerRuntime", "engine_answers"]
+__all__ = ["ALGORITHM_UID", "RELAY_PORT", "RELAY_UID", "DockerRuntime", "engine_answers"]
 
 log = logging.getLogger(__name__)
 
 ALGORITHM_UID = 10001  # the non-root user algorithm containers run as when the node runs as root
-RELAY_PORT = 7601  # where the side-car relay listens, on the loopback the algorithm shares with it
 LABEL_NODE = "v6nb.node"
 LABEL_RUN = "v6nb.run"
 LABEL_ROLE = "v6nb.role"
-_RELAY_READY_S = 3.0
 
 
 def engine_answers(*, base_url: str | None = None, timeout: float = 2.0) -> bool:
@@ -72,12 +72,16 @@ def engine_answers(*, base_url: str | None = None, timeout: float = 2.0) -> bool
 class DockerRuntime(Runtime):
     """Runs each algorithm in a container with no network but a relay to the node's proxy.
 
-    Per run, a side-car container (``network_mode="none"``) runs ``socat``, listening on
-    ``127.0.0.1:RELAY_PORT`` in its own network namespace and forwarding to the node proxy's unix
-    socket (``RunSpec.proxy_socket``, bind-mounted). The algorithm container joins that namespace
-    (``network_mode="container:<side-car>"``): its only interface is ``lo`` and the only thing it can
-    reach is the proxy. It runs with a read-only root, a tmpfs ``/tmp`` scratch, a non-root user, all
+    Per run, a side-car container (``network_mode="none"``, a non-root user) runs ``socat``,
+    listening on ``127.0.0.1:RELAY_PORT`` in its own network namespace and forwarding to the node
+    proxy's unix socket (``RunSpec.proxy_socket``, bind-mounted). The algorithm container joins that
+    namespace (``network_mode="container:<side-car>"``): its only interface is ``lo`` and the only
+    thing it can reach is the proxy. It runs with a read-only root, a non-root user, all
     capabilities dropped, no-new-privileges and the memory/CPU/pids limits of ``RunSpec.limits``.
+    What it can write is capped: ``/tmp`` (``limits.scratch_mb``), ``/dev/shm`` (``limits.shm_mb``)
+    and the run folder holding input, token and output (a tmpfs volume of ``limits.output_mb``,
+    :class:`~.docker_mounts.RunVolume`), which the side-car keeps mounted until the node has read
+    the output; without a proxy socket the side-car only does that. Its log is capped too.
 
     Parameters
     ----------
@@ -91,8 +95,6 @@ class DockerRuntime(Runtime):
         An image with ``socat`` (the base image built by ``scripts/build-images.sh``).
     client
         A ``docker.DockerClient``; by default ``docker.from_env()``.
-    tmpfs_mb
-        Size of the ``/tmp`` scratch (it counts against the memory limit).
     warm
         Keep the critical path short: start the next run's relay side-car ahead of time (one
         spare per proxy socket, each still used by exactly one run, so no two runs ever share a
@@ -120,7 +122,6 @@ class DockerRuntime(Runtime):
         instance: str | None = None,
         sidecar_image: str = "v6nb/base:latest",
         client: docker.DockerClient | None = None,
-        tmpfs_mb: int = 256,
         registry: str | None = None,
         warm: bool = False,
     ) -> None:
@@ -133,7 +134,6 @@ class DockerRuntime(Runtime):
         self.instance = instance or node_name
         self._slug = re.sub(r"[^a-zA-Z0-9_.-]", "-", node_name).strip("-._") or "node"
         self.sidecar_image = sidecar_image
-        self.tmpfs_mb = tmpfs_mb
         self.registry = registry
         self._images: dict[int, str] = {}  # run id -> verified image id, from prepare()
         self._containers: dict[int, Any] = {}
@@ -150,7 +150,7 @@ class DockerRuntime(Runtime):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def cleanup(self) -> list[str]:
-        """Remove every container labelled with this node's name (leftovers of a previous life)."""
+        """Remove every container and run volume labelled with this node's name (a previous life's)."""
         removed = []
         # sparse: no inspect per container, so one that disappears meanwhile is no error
         for c in self.client.containers.list(
@@ -159,8 +159,12 @@ class DockerRuntime(Runtime):
             with contextlib.suppress(Exception):  # already gone: nothing to clean
                 c.remove(force=True)
                 removed.append((c.attrs.get("Names") or [c.short_id])[0].lstrip("/"))
+        for v in self.client.volumes.list(filters={"label": f"{LABEL_NODE}={self.instance}"}):
+            with contextlib.suppress(Exception):  # in use by a container going away, or gone
+                v.remove(force=True)
+                removed.append(f"volume {v.name[:12]}")
         if removed:
-            log.info("removed %d leftover container(s): %s", len(removed), ", ".join(removed))
+            log.info("removed %d leftover(s): %s", len(removed), ", ".join(removed))
         return removed
 
     def close(self) -> None:
@@ -173,7 +177,7 @@ class DockerRuntime(Runtime):
             self.kill(rid)
         self._starter.shutdown(wait=True)
         for spare in spares:
-            _remove_started(spare)
+            remove_started(spare)
         self._removals.shutdown(wait=True)  # queued removals finish before the node exits
         self.client.close()
 
@@ -181,67 +185,12 @@ class DockerRuntime(Runtime):
 
     def prepare(self, spec: RunSpec) -> None:
         """Pull (by digest when pinned) and verify the image; remember its id for :meth:`run`."""
-        import docker.errors
-
-        ref = parse_image(spec.image)
-        pinned = spec.digest or ref.digest
-        if spec.digest and ref.digest and spec.digest != ref.digest:
-            raise RuntimeRefusal(
-                RunStatus.NOT_ALLOWED,
-                f"digest mismatch: expected {spec.digest}, got {ref.digest} (in the image name)",
-            )
-        if not ref.registry and self.registry:
-            ref = dataclasses.replace(ref, registry=self.registry)
-        if ref.registry:
-            image = self._pull(ref, pinned)
-        else:
-            local = spec.image.split("@", 1)[0]
-            try:
-                image = self.client.images.get(local if ref.tag else f"{local}:latest")
-            except docker.errors.ImageNotFound as exc:
-                raise RuntimeRefusal(
-                    RunStatus.FAILED,
-                    f"image '{spec.image}' is not on this node's Docker engine: build it with "
-                    "`v6nb algorithm build`, or name it with its registry (e.g. 127.0.0.1:5000/...) "
-                    "so the node pulls it",
-                ) from exc
-        if pinned:
-            have = image_digests(image, ref.repository)
-            if pinned not in have:
-                got = have[0]  # the registry digest when there is one, else the image id
-                raise RuntimeRefusal(
-                    RunStatus.NOT_ALLOWED, f"digest mismatch: expected {pinned}, got {got}"
-                )
+        image = find_image(self.client, spec, self.registry)
         with self._lock:
             self._images[spec.run_id] = image.id
         if self.warm and spec.proxy_socket is not None:
-            self._prestart(spec.proxy_socket)  # starts while the node fetches the token and reports
-
-    def _pull(self, ref: ImageRef, pinned: str | None) -> Any:
-        """The image from its registry: by the pinned digest when there is one, else by tag."""
-        import docker.errors
-
-        if pinned:
-            # Content addressed: an image already here under that digest is that image; no round trip.
-            with contextlib.suppress(docker.errors.APIError):  # not here, or not a valid digest
-                return self.client.images.get(f"{ref.repository}@{pinned}")
-        tag = ref.tag or "latest"
-        attempts = [pinned, tag] if pinned and not ref.digest else [pinned or tag]
-        for i, attempt in enumerate(attempts):
-            what = f"{ref.repository}{'@' if attempt.startswith('sha256:') else ':'}{attempt}"
-            try:
-                return self.client.images.pull(ref.repository, tag=attempt)
-            except docker.errors.APIError as exc:
-                if i + 1 < len(attempts):
-                    # The registry does not hold the pinned digest: pull the tag to report which
-                    # digest it serves instead (prepare() then refuses it as a digest mismatch).
-                    continue
-                raise RuntimeRefusal(
-                    RunStatus.FAILED, f"pull failed: {what}: {_explain(exc)}"
-                ) from exc
-            except Exception as exc:  # connection reset, timeout
-                raise RuntimeRefusal(RunStatus.FAILED, f"pull failed: {what}: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+            # starts while the node fetches the token and reports
+            self._prestart(spec.proxy_socket, spec.limits)
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -257,12 +206,19 @@ class DockerRuntime(Runtime):
                 return RunOutcome(refusal.status, refusal.reason)
             with self._lock:
                 image_id = self._images.pop(spec.run_id)
-        files = container_files(spec, outdir_owner=self._user_ids())
-        sidecar = None
+        files = container_files(spec)
+        sidecar: Sidecar | None = None
         container = None
         try:
             try:
-                sidecar = self._take_sidecar(spec) if spec.proxy_socket else None
+                inputs = {
+                    "input": spec.input_file.read_bytes(),
+                    "token": spec.token_file.read_bytes(),
+                }
+                # the output's cap, plus room for what the node puts in (rounded up to MiB)
+                size_mb = spec.limits.output_mb + -(-sum(map(len, inputs.values())) // 2**20)
+                sidecar = self._take_sidecar(spec, size_mb)
+                sidecar.volume.write_inputs(sidecar.container, inputs)
                 container = self._create_algorithm(spec, image_id, files, sidecar)
                 with self._lock:
                     self._containers[spec.run_id] = container
@@ -272,14 +228,13 @@ class DockerRuntime(Runtime):
                     return RunOutcome(RunStatus.KILLED, "killed on request")
                 # Attach before start: the attach stream ends only once all output is delivered,
                 # whereas `docker logs` right after exit may miss the last lines (the crash).
-                captured = _Captured()
+                captured = Captured()
                 stream = container.attach(
                     stdout=True, stderr=True, stream=True, logs=True, demux=True
                 )
-                reader = threading.Thread(target=_drain, args=(stream, captured), daemon=True)
+                reader = threading.Thread(target=drain, args=(stream, captured), daemon=True)
                 reader.start()
-                if sidecar is not None:
-                    self._wait_relay(sidecar)
+                sidecar.wait_listening()
                 container.start()
                 with self._lock:
                     if self._closing:
@@ -287,28 +242,29 @@ class DockerRuntime(Runtime):
                     killed_now = spec.run_id in self._killed
                 if killed_now:  # a kill that came between create and start
                     container.kill()
+            except RuntimeRefusal as refusal:
+                return RunOutcome(refusal.status, refusal.reason)
             except (docker.errors.DockerException, OSError) as exc:
                 return RunOutcome(
-                    RunStatus.FAILED, f"could not start the container: {_explain(exc)}"
+                    RunStatus.FAILED, f"could not start the container: {explain(exc)}"
                 )
             timed_out = self._wait(container, spec.limits.timeout_s)
             reader.join(timeout=10)
             output = captured.output()
-            return self._outcome(spec, container, files, output, timed_out=timed_out)
+            return self._outcome(spec, container, files, sidecar, output, timed_out=timed_out)
         finally:
             with self._lock:
                 self._containers.pop(spec.run_id, None)
                 self._killed.discard(spec.run_id)
                 self._suffixes.pop(spec.run_id, None)
-            shutil.rmtree(files.outdir, ignore_errors=True)
             done = [c for c in (container, sidecar) if c is not None]
             if self.warm and not self._closing:
                 # The outcome does not wait for removal: the result is uploaded meanwhile.
-                self._removals.submit(_remove, done)
+                self._removals.submit(remove, done)
                 if spec.proxy_socket is not None:
-                    self._prestart(spec.proxy_socket)
+                    self._prestart(spec.proxy_socket, spec.limits)
             else:
-                _remove(done)
+                remove(done)
 
     def kill(self, run_id: int) -> bool:
         with self._lock:
@@ -361,76 +317,63 @@ class DockerRuntime(Runtime):
             "security_opt": ["no-new-privileges"],
             "ipc_mode": "private",
             "detach": True,
+            # the engine's copy of the output is a file on the node's disk: keep it small
+            "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}},
         }
 
-    def _take_sidecar(self, spec: RunSpec) -> Any:
-        """This run's relay: the spare started ahead of time when there is a healthy one, else a new one."""
-        assert spec.proxy_socket is not None
-        with self._lock:
-            spare = self._spares.pop(str(spec.proxy_socket), None)
+    def _start_sidecar(
+        self, proxy_socket: Path | None, name: str, spec: RunSpec | None, size_mb: int
+    ) -> Sidecar:
+        """The run's volume and the side-car that holds it (and relays to ``proxy_socket``, if any)."""
+        volume = RunVolume(
+            self.client,
+            labels=self._labels(spec, "volume"),
+            size_mb=size_mb,
+            owner=self._user_ids(),
+        )
+        return start_sidecar(
+            self.client,
+            self.sidecar_image,
+            name=name,
+            proxy_socket=proxy_socket,
+            volume=volume,
+            options=self._locked_down(spec, "relay"),
+        )
+
+    def _take_sidecar(self, spec: RunSpec, size_mb: int) -> Sidecar:
+        """This run's side-car: the spare started ahead of time when there is a healthy one, else a new one."""
+        spare = None
+        if spec.proxy_socket is not None:
+            with self._lock:
+                spare = self._spares.pop(str(spec.proxy_socket), None)
         if spare is not None:
             try:
-                sidecar = spare.result(timeout=60)
-                sidecar.reload()
-                if sidecar.status == "running":
+                sidecar: Sidecar = spare.result(timeout=60)
+                sidecar.container.reload()
+                if sidecar.container.status == "running" and sidecar.volume.size_mb == size_mb:
                     return sidecar
-                self._removals.submit(_remove, [sidecar])
+                self._removals.submit(remove, [sidecar])
             except Exception as exc:  # the spare failed to start: start one the ordinary way
                 log.warning("spare relay unusable (%s); starting a new one", exc)
-        return self._start_sidecar(spec.proxy_socket, f"{self._container_name(spec)}-relay", spec)
+        return self._start_sidecar(
+            spec.proxy_socket, f"{self._container_name(spec)}-relay", spec, size_mb
+        )
 
-    def _prestart(self, proxy_socket: Path) -> None:
+    def _prestart(self, proxy_socket: Path, limits: Limits) -> None:
         """Queue the start of a spare relay for the next run on ``proxy_socket`` (if none is queued)."""
         key = str(proxy_socket)
         with self._lock:
             if self._closing or key in self._spares:
                 return
             name = f"v6nb-{self._slug}-relay-{secrets.token_hex(4)}"
-            self._spares[key] = self._starter.submit(self._start_sidecar, proxy_socket, name, None)
-
-    def _start_sidecar(self, proxy_socket: Path, name: str, spec: RunSpec | None) -> Any:
-        sock = "/run/v6nb/proxy.sock"
-        # The relay runs as the node's own uid (without capabilities) so it may open the node's socket.
-        sidecar = self.client.containers.create(
-            self.sidecar_image,
-            command=[
-                "socat",
-                f"TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,fork,reuseaddr",
-                f"UNIX-CONNECT:{sock}",
-            ],
-            name=name,
-            network_mode="none",
-            user=f"{os.geteuid()}:{os.getegid()}",
-            volumes={str(proxy_socket): {"bind": sock, "mode": "rw"}},
-            mem_limit="64m",
-            pids_limit=64,
-            **self._locked_down(spec, "relay"),
-        )
-        sidecar.start()
-        return sidecar
-
-    def _wait_relay(self, sidecar: Any) -> None:
-        """Wait until socat listens, so the algorithm's first request cannot race it."""
-        sidecar.reload()
-        pid = sidecar.attrs.get("State", {}).get("Pid") or 0
-        want = f"0100007F:{RELAY_PORT:04X}"
-        deadline = time.monotonic() + _RELAY_READY_S
-        while time.monotonic() < deadline:
-            try:
-                table = Path(f"/proc/{pid}/net/tcp").read_text()
-            except OSError:  # not allowed to look (node not root) or gone: give it a moment instead
-                time.sleep(0.05)
-                return
-            if any(
-                line.split()[1] == want and line.split()[3] == "0A"
-                for line in table.splitlines()[1:]
-            ):
-                return
-            time.sleep(0.005)
-        log.warning("relay %s did not listen within %.0f s", sidecar.name, _RELAY_READY_S)
+            # sized for inputs up to 1 MiB (most are a few KiB); a larger one gets its own
+            size_mb = limits.output_mb + 1
+            self._spares[key] = self._starter.submit(
+                self._start_sidecar, proxy_socket, name, None, size_mb
+            )
 
     def _create_algorithm(
-        self, spec: RunSpec, image_id: str, files: ContainerFiles, sidecar: Any
+        self, spec: RunSpec, image_id: str, files: ContainerFiles, sidecar: Sidecar
     ) -> Any:
         uid, gid = self._user_ids()
         inside = dataclasses.replace(
@@ -443,8 +386,8 @@ class DockerRuntime(Runtime):
                 DatabaseMount(d.label, files.database_uris[d.label], d.type, d.query)
                 for d in spec.databases
             ],
-            proxy_host="http://127.0.0.1" if sidecar is not None else spec.proxy_host,
-            proxy_port=RELAY_PORT if sidecar is not None else spec.proxy_port,
+            proxy_host="http://127.0.0.1" if sidecar.relays else spec.proxy_host,
+            proxy_port=RELAY_PORT if sidecar.relays else spec.proxy_port,
         )
         env = algorithm_environment(
             inside, base={"TMPDIR": "/tmp", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
@@ -460,14 +403,19 @@ class DockerRuntime(Runtime):
             opts["nano_cpus"] = int(limits.cpus * 1e9)
         if limits.pids:
             opts["pids_limit"] = int(limits.pids)
+        volumes: dict[str, dict[str, str]] = sidecar.volume.bind()
+        for entry in files.volumes:
+            host, inside_path, mode = entry.rsplit(":", 2)
+            volumes[host] = {"bind": inside_path, "mode": mode}
         return self.client.containers.create(
             image_id,
             name=self._container_name(spec),
-            network_mode=f"container:{sidecar.id}" if sidecar is not None else "none",
+            network_mode=f"container:{sidecar.container.id}" if sidecar.relays else "none",
             user=f"{uid}:{gid}",
             environment=env,
-            volumes=files.volumes,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mb}m,mode=1777"},
+            volumes=volumes,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={int(limits.scratch_mb)}m,mode=1777"},
+            shm_size=f"{int(limits.shm_mb)}m",
             working_dir="/tmp",
             **opts,
             **self._locked_down(spec, "algorithm"),
@@ -493,6 +441,7 @@ class DockerRuntime(Runtime):
         spec: RunSpec,
         container: Any,
         files: ContainerFiles,
+        sidecar: Sidecar,
         captured: bytes,
         *,
         timed_out: bool,
@@ -516,82 +465,26 @@ class DockerRuntime(Runtime):
             )
         if code != 0:
             how = f"killed by signal {code - 128}" if code and code > 128 else f"exit code {code}"
-            return crashed_outcome(how, tail, code)
-        produced = Path(files.outdir) / Path(files.output_file).name
-        if not produced.is_file():
-            return RunOutcome(
-                RunStatus.CRASHED,
-                "algorithm exited without writing its output (OUTPUT_FILE is missing)",
-                tail,
-                code,
-            )
+            outcome = crashed_outcome(how, tail, code)
+            if "No space left on device" in tail:
+                outcome.reason += (
+                    f" (the run may write {spec.limits.output_mb} MB next to its output and "
+                    f"{spec.limits.scratch_mb} MB in /tmp: limits.output_mb and limits.scratch_mb "
+                    "in node.yaml)"
+                )
+            return outcome
         spec.output_file.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(produced), str(spec.output_file))
+        spec.output_file.unlink(missing_ok=True)
+        try:
+            sidecar.volume.take_output(
+                sidecar.container,
+                Path(files.output_file).name,
+                spec.output_file,
+                limit=spec.limits.output_bytes,
+            )
+        except FileNotFoundError:
+            return RunOutcome(RunStatus.CRASHED, MISSING_OUTPUT, tail, code)
+        except RuntimeRefusal as refusal:
+            log.warning("run %s: %s", spec.run_id, refusal.reason)
+            return RunOutcome(refusal.status, refusal.reason, tail, code)
         return RunOutcome(RunStatus.COMPLETED, "", tail, code)
-
-
-def image_digests(image: Any, repository: str | None = None) -> list[str]:
-    """The digests an image is known by: its registry digests (for ``repository`` first) and its id."""
-    digests: list[str] = []
-    for rd in image.attrs.get("RepoDigests") or []:
-        repo, _, digest = rd.partition("@")
-        if (
-            repository is None
-            or repo == repository
-            or parse_image(repo).name == parse_image(repository).name
-        ):
-            digests.append(digest)
-    digests.append(image.id)
-    return list(dict.fromkeys(digests))
-
-
-def _remove(containers: list[Any]) -> None:
-    for c in containers:
-        with contextlib.suppress(Exception):  # already gone
-            c.remove(force=True)
-
-
-def _remove_started(spare: Future[Any]) -> None:
-    with contextlib.suppress(Exception):  # it never started: nothing to remove
-        _remove([spare.result(timeout=60)])
-
-
-class _Captured:
-    """A container's stdout and stderr, each kept as a bounded tail.
-
-    Docker copies the two through separate pipes, so their relative order is not reliable; a
-    crash's traceback (stderr) must not be pushed out of the log tail by stdout that arrives after
-    it. The log is the stdout tail, then the stderr tail after a marker line.
-    """
-
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.err = bytearray()
-
-    def add(self, buffer: bytearray, chunk: bytes | None) -> None:
-        if chunk:
-            buffer.extend(chunk)
-            if len(buffer) > 2 * LOG_TAIL_BYTES:
-                del buffer[: len(buffer) - LOG_TAIL_BYTES]
-
-    def output(self) -> bytes:
-        if not self.err:
-            return bytes(self.out)
-        if not self.out:
-            return bytes(self.err)
-        return bytes(self.out).rstrip(b"\n") + b"\n--- stderr ---\n" + bytes(self.err)
-
-
-def _drain(stream: Any, captured: _Captured) -> None:
-    """Collect a container's (demultiplexed) output until the container's streams close."""
-    try:
-        for out, err in stream:
-            captured.add(captured.out, out)
-            captured.add(captured.err, err)
-    except Exception:  # the container went away mid-stream: keep what arrived
-        pass
-
-
-def _explain(exc: BaseException) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)

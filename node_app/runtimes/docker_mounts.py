@@ -1,39 +1,47 @@
-"""Where a run's files appear inside its container: bind mounts and the in-container paths."""
+"""Where a run's files appear inside its container: a capped run folder, and the data mounts."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .base import RunSpec
+from vantage6nb.common.schemas import RunStatus
 
-__all__ = ["DATA_DIR", "ContainerFiles", "container_files"]
+from .base import RunSpec, RuntimeRefusal
+from .output import copy_output, extract_output
+
+__all__ = ["DATA_DIR", "IO_DIR", "ContainerFiles", "RunVolume", "container_files"]
 
 RUN_DIR = "/v6nb"
 DATA_DIR = f"{RUN_DIR}/data"
+IO_DIR = f"{RUN_DIR}/io"  # the run volume: input, token and the output folder
+OUTPUT_SUBDIR = "output"
 _SQLITE = re.compile(r"^(sqlite(?:\+\w+)?):///(.+)$")
 
 
 @dataclass
 class ContainerFiles:
-    """The in-container paths of one run's files and the bind mounts that put them there.
+    """The in-container paths of one run's files and the read-only data mounts.
 
-    ``outdir`` is a fresh host folder, the only writable mount; the runtime moves the output from
-    there to ``RunSpec.output_file`` when the run completes.
+    Input, token and output live in the run's :class:`RunVolume` (mounted at ``IO_DIR``), so the
+    container sees neutral paths for them and no host folder it could fill.
     """
 
     input_file: str
     token_file: str
     output_file: str
-    outdir: Path
-    volumes: list[str] = field(default_factory=list)  # "host:container:mode", the SDK's list form
+    volumes: list[str] = field(default_factory=list)  # "host:container:ro", the SDK's list form
     database_uris: dict[str, str] = field(default_factory=dict)
 
 
-def container_files(spec: RunSpec, *, outdir_owner: tuple[int, int]) -> ContainerFiles:
-    """Plan the mounts for ``spec``: input and token read-only, data read-only, one writable output folder.
+def container_files(spec: RunSpec) -> ContainerFiles:
+    """Plan the paths for ``spec``: run files in the run volume, data read-only under ``/v6nb/data``.
 
     Files given by path (csv, parquet, excel, an ``sqlite:///`` URL) are mounted read-only under
     ``/v6nb/data`` and their URIs rewritten; other SQL URLs pass unchanged (the container has no
@@ -42,30 +50,15 @@ def container_files(spec: RunSpec, *, outdir_owner: tuple[int, int]) -> Containe
     Examples
     --------
     >>> from node_app.runtimes.base import DatabaseMount, RunSpec  # doctest: +SKIP
-    >>> files = container_files(spec, outdir_owner=(10001, 10001))  # doctest: +SKIP
+    >>> files = container_files(spec)  # doctest: +SKIP
     >>> files.database_uris["default"]  # doctest: +SKIP
-    '/v6nb/data/default.csv'
+    '/v6nb/data/0-default.csv'
     """
-    outdir = spec.workdir / f".v6nb-output-{spec.run_id}"
-    outdir.mkdir(parents=True, exist_ok=True)
-    os.chmod(outdir, 0o700)
     files = ContainerFiles(
-        input_file=f"{RUN_DIR}/input",
-        token_file=f"{RUN_DIR}/token",
-        output_file=f"{RUN_DIR}/output/{spec.output_file.name or 'output'}",
-        outdir=outdir,
+        input_file=f"{IO_DIR}/input",
+        token_file=f"{IO_DIR}/token",
+        output_file=f"{IO_DIR}/{OUTPUT_SUBDIR}/{spec.output_file.name or 'output'}",
     )
-    if os.geteuid() == 0:
-        # The algorithm's uid must read its input and token and write its output; nobody else may.
-        uid, gid = outdir_owner
-        os.chown(outdir, uid, gid)
-        for path in (spec.input_file, spec.token_file):
-            if path.exists():
-                os.chown(path, uid, gid)
-                os.chmod(path, 0o400)
-    files.volumes.append(f"{spec.input_file.resolve()}:{files.input_file}:ro")
-    files.volumes.append(f"{spec.token_file.resolve()}:{files.token_file}:ro")
-    files.volumes.append(f"{outdir.resolve()}:{RUN_DIR}/output:rw")
     for i, db in enumerate(spec.databases):
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", db.label) or f"db{i}"
         sqlite = _SQLITE.match(db.uri)
@@ -79,3 +72,113 @@ def container_files(spec: RunSpec, *, outdir_owner: tuple[int, int]) -> Containe
         files.volumes.append(f"{host_path}:{inside}:ro")
         files.database_uris[db.label] = f"{sqlite.group(1)}:///{inside}" if sqlite else inside
     return files
+
+
+class RunVolume:
+    """A run's only writable folder besides its scratch: a tmpfs volume of ``size_mb``, owned by the
+    algorithm's uid, mode 0700.
+
+    The engine mounts it (so a node without root gets the cap too); the run's side-car keeps it
+    mounted from before the algorithm starts until the node has read the output. The node writes the
+    input and token into it and reads the output out of it through the volume's mount point when it
+    may (a root node sharing the engine's mount namespace), else through the side-car's archive API.
+    Either way links are not followed and the read is bounded (:mod:`.output`).
+    """
+
+    def __init__(
+        self, client: Any, *, labels: dict[str, str], size_mb: int, owner: tuple[int, int]
+    ) -> None:
+        uid, gid = owner
+        self.owner = owner
+        self.size_mb = int(size_mb)
+        self.volume = client.volumes.create(
+            driver="local",
+            driver_opts={
+                "type": "tmpfs",
+                "device": "tmpfs",
+                "o": f"size={self.size_mb}m,uid={uid},gid={gid},mode=0700,nosuid,nodev",
+            },
+            labels=labels,
+        )
+        self.name: str = self.volume.name
+
+    def bind(self) -> dict[str, dict[str, str]]:
+        """The ``volumes=`` entry that mounts the volume at ``IO_DIR``."""
+        return {self.name: {"bind": IO_DIR, "mode": "rw"}}
+
+    def _host_dir(self) -> Path | None:
+        """The volume's mount point on this host when the node may use it directly, else None."""
+        if os.geteuid() != 0:
+            return None
+        with contextlib.suppress(Exception):
+            self.volume.reload()
+            mp = Path(self.volume.attrs.get("Mountpoint") or "")
+            # Only a mounted tmpfs (another device than its parent): else the engine lives in
+            # another mount namespace and the folder here is not the one the container sees.
+            if mp.is_absolute() and os.stat(mp).st_dev != os.stat(mp.parent).st_dev:
+                return mp
+        return None
+
+    def write_inputs(self, holder: Any, files: dict[str, bytes]) -> None:
+        """Put ``files`` (read-only for the algorithm) and an empty output folder into the volume."""
+        uid, gid = self.owner
+        host = self._host_dir()
+        try:
+            if host is not None:
+                dfd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                try:
+                    for name, data in files.items():
+                        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400, dir_fd=dfd)
+                        with os.fdopen(fd, "wb") as fh:
+                            fh.write(data)
+                            os.fchown(fh.fileno(), uid, gid)
+                    os.mkdir(OUTPUT_SUBDIR, 0o700, dir_fd=dfd)
+                    os.chown(OUTPUT_SUBDIR, uid, gid, dir_fd=dfd)
+                finally:
+                    os.close(dfd)
+                return
+            holder.put_archive(IO_DIR, _tar(files, uid, gid))
+        except OSError as exc:
+            raise RuntimeRefusal(RunStatus.FAILED, self._full(exc, "the run's input")) from exc
+
+    def _full(self, exc: BaseException, what: str) -> str:
+        if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
+            return (
+                f"{what} does not fit in the run's folder (limits.output_mb = {self.size_mb} "
+                "in node.yaml)"
+            )
+        return f"could not write {what} for the algorithm: {exc}"
+
+    def take_output(self, holder: Any, name: str, dest: Path, *, limit: int) -> None:
+        """Copy the output ``name`` to ``dest`` (see :func:`.output.copy_output`)."""
+        host = self._host_dir()
+        if host is not None:
+            out = host / OUTPUT_SUBDIR
+            if out.is_symlink() or not out.is_dir():  # the algorithm replaced its output folder
+                raise FileNotFoundError(str(out))
+            copy_output(out, name, dest, limit=limit)
+            return
+        import docker.errors
+
+        try:
+            chunks, header = holder.get_archive(f"{IO_DIR}/{OUTPUT_SUBDIR}/{name}")
+        except docker.errors.NotFound as exc:
+            raise FileNotFoundError(name) from exc
+        extract_output(header, chunks, dest, limit=limit)
+
+    def remove(self) -> None:
+        with contextlib.suppress(Exception):  # already gone
+            self.volume.remove(force=True)
+
+
+def _tar(files: dict[str, bytes], uid: int, gid: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.uid, info.gid, info.mode = len(data), uid, gid, 0o400
+            tar.addfile(info, io.BytesIO(data))
+        folder = tarfile.TarInfo(OUTPUT_SUBDIR)
+        folder.type, folder.uid, folder.gid, folder.mode = tarfile.DIRTYPE, uid, gid, 0o700
+        tar.addfile(folder)
+    return buf.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import logging
 import math
@@ -21,6 +22,8 @@ from vantage6nb.common.schemas import RunStatus
 
 from ..policy import parse_image
 from .base import RunOutcome, RunSpec, Runtime, RuntimeRefusal, crashed_outcome, timed_out_outcome
+from .logs import LOG_TAIL_BYTES, LOG_TAIL_LINES, log_tail
+from .output import MISSING_OUTPUT, copy_output
 
 __all__ = [
     "LOG_TAIL_BYTES",
@@ -32,26 +35,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LOG_TAIL_LINES = 200
-LOG_TAIL_BYTES = 64 * 1024
 _KILL_GRACE_S = 2.0
 # What a child inherits from the node's environment; everything else (API key, secrets) stays out.
 _PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "SYSTEMROOT", "HOME")
 _PR_SET_PDEATHSIG = 1
-
-
-def log_tail(data: bytes, *, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> str:
-    """The last ``lines`` lines (at most ``max_bytes``) of captured output, decoded leniently.
-
-    Examples
-    --------
-    >>> log_tail(b"a\\nb\\nc\\n", lines=2)
-    'b\\nc\\n'
-    """
-    data = data[-max_bytes:]
-    text = data.decode("utf-8", errors="replace")
-    parts = text.splitlines(keepends=True)
-    return "".join(parts[-lines:])
+_OUTPUT_DIR = "algorithm-output"
 
 
 def algorithm_environment(
@@ -206,7 +194,16 @@ class ProcessRuntime(Runtime):
         if module is None:  # prepare() was skipped
             self.prepare(spec)
         spec.tmp_dir.mkdir(parents=True, exist_ok=True)
-        env = algorithm_environment(spec, base=self._base_env(spec))
+        # The algorithm writes into a folder of its own; the node copies the output out of it
+        # (no links followed, bounded) into ``spec.output_file``, which the algorithm never names.
+        outdir = spec.workdir / _OUTPUT_DIR
+        shutil.rmtree(outdir, ignore_errors=True)
+        outdir.mkdir(mode=0o700)
+        spec.output_file.unlink(missing_ok=True)
+        name = spec.output_file.name or "output"
+        env = algorithm_environment(
+            dataclasses.replace(spec, output_file=outdir / name), base=self._base_env(spec)
+        )
         cmd = [sys.executable, "-m", "vantage6nb.algorithm", str(module)]
         prefix = _pdeathsig_prefix()  # the child dies with the node, even on SIGKILL
         try:
@@ -239,9 +236,21 @@ class ProcessRuntime(Runtime):
             self._procs.pop(spec.run_id, None)
             killed = spec.run_id in self._killed
             self._killed.discard(spec.run_id)
-        return self._outcome(
+        outcome = self._outcome(
             spec, proc.returncode, bytes(captured), killed=killed, timed_out=timed_out
         )
+        if outcome.status == RunStatus.COMPLETED:
+            try:
+                copy_output(outdir, name, spec.output_file, limit=spec.limits.output_bytes)
+            except FileNotFoundError:
+                outcome = RunOutcome(
+                    RunStatus.CRASHED, MISSING_OUTPUT, outcome.log, outcome.exit_code
+                )
+            except RuntimeRefusal as refusal:
+                log.warning("run %s: %s", spec.run_id, refusal.reason)
+                outcome = RunOutcome(refusal.status, refusal.reason, outcome.log, outcome.exit_code)
+        shutil.rmtree(outdir, ignore_errors=True)
+        return outcome
 
     @staticmethod
     def _drain(proc: subprocess.Popen[bytes], captured: bytearray) -> None:
@@ -264,14 +273,7 @@ class ProcessRuntime(Runtime):
         if code != 0:
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             return crashed_outcome(how, tail, code)
-        if not spec.output_file.is_file():
-            return RunOutcome(
-                RunStatus.CRASHED,
-                "algorithm exited without writing its output (OUTPUT_FILE is missing)",
-                tail,
-                code,
-            )
-        return RunOutcome(RunStatus.COMPLETED, "", tail, code)
+        return RunOutcome(RunStatus.COMPLETED, "", tail, code)  # the output is checked next
 
     @staticmethod
     def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

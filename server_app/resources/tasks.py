@@ -277,6 +277,11 @@ def visible_task(ident: Identity, task_id: int) -> Task:
     s = session()
     task = get_or_404(s, Task, task_id)
     if not can_see_task(s, ident, task):
+        if ident.type == "container":  # same collaboration maybe, but another job
+            raise PermissionDenied(
+                f"Task {task_id} is not part of this algorithm's job: an algorithm sees only "
+                "its own task and the subtasks of its job."
+            )
         raise PermissionDenied(
             f"Task {task_id} is in a collaboration your organization is not part of."
         )

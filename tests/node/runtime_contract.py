@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -158,3 +159,43 @@ class RuntimeContract:
         outcome = self.execute(runtime, spec)
         assert outcome.status == RunStatus.CRASHED
         assert "does_not_exist" in outcome.log
+
+    # -- the way back out: the node reads only a regular file, bounded (docs/security.md) ----------
+
+    def test_output_symlinked_to_a_node_file_is_refused(
+        self, runtime: Runtime, probe_image: str, tmp_path: Path
+    ) -> None:
+        secret = tmp_path / "node-secret.yaml"
+        secret.write_text("api_key: the-node-secret-3f9\n")
+        spec = self.make_spec(
+            tmp_path, probe_image, "symlink_output", kwargs={"target": str(secret)}
+        )
+        outcome = self.execute(runtime, spec)
+        assert outcome.status == RunStatus.FAILED, outcome
+        assert "symbolic link" in outcome.reason and "nothing was uploaded" in outcome.reason
+        assert not spec.output_file.exists()
+        assert "the-node-secret-3f9" not in outcome.reason + outcome.log
+        assert (
+            str(secret) not in outcome.reason
+        )  # says what the algorithm did, not where it pointed
+
+    def test_sparse_output_beyond_the_limit_is_refused_unread(
+        self, runtime: Runtime, probe_image: str, tmp_path: Path
+    ) -> None:
+        spec = self.make_spec(tmp_path, probe_image, "sparse_output", kwargs={"gib": 8})
+        spec.limits = dataclasses.replace(spec.limits, output_mb=4)
+        outcome = self.execute(runtime, spec)
+        assert outcome.status == RunStatus.FAILED, outcome
+        assert "8192.0 MiB" in outcome.reason and "limits.output_mb = 4" in outcome.reason
+        assert not spec.output_file.exists()
+        assert not list(spec.output_file.parent.glob("*.partial"))
+
+    def test_output_up_to_the_limit_is_returned(
+        self, runtime: Runtime, probe_image: str, tmp_path: Path
+    ) -> None:
+        text = '{"pad": "' + "p" * (1 << 20) + '"}'
+        spec = self.make_spec(tmp_path, probe_image, "raw_output", kwargs={"text": text})
+        spec.limits = dataclasses.replace(spec.limits, output_mb=2)
+        outcome = self.execute(runtime, spec)
+        assert outcome.status == RunStatus.COMPLETED, outcome
+        assert spec.output_file.read_text() == text

@@ -16,30 +16,26 @@ import pytest
 
 from node_app.runtimes.base import DatabaseMount, Limits, RunSpec, RuntimeRefusal
 from node_app.runtimes.docker import LABEL_NODE, DockerRuntime, engine_answers
+from tests.docker_images import (
+    ISOLATION_IMAGE,
+    PROBE_IMAGE,
+    SIDECAR_IMAGE,
+    build_test_images,
+    unavailable,
+)
 from vantage6nb.common.schemas import RunStatus
 
 from .runtime_contract import RuntimeContract
 
 pytestmark = pytest.mark.docker
 
-REPO = Path(__file__).resolve().parents[2]
 REGISTRY = "127.0.0.1:5000"
-PARENT_IMAGE = "v6nb/python:latest"
-SIDECAR_IMAGE = "v6nb/base:latest"
-PROBE_IMAGE = "v6nb-test/probe:latest"
-ISOLATION_IMAGE = "v6nb-test/isolation:latest"
-
-
-def _unavailable(why: str) -> None:
-    if os.environ.get("V6NB_REQUIRE_ALL") == "1":
-        pytest.fail(f"{why} (V6NB_REQUIRE_ALL=1)")
-    pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
 def docker_client():
     if not engine_answers():
-        _unavailable("no Docker engine answers: run scripts/setup-docker.sh")
+        unavailable("no Docker engine answers: run scripts/setup-docker.sh")
     import docker
 
     client = docker.from_env(timeout=300)
@@ -50,36 +46,7 @@ def docker_client():
 @pytest.fixture(scope="session")
 def test_images(docker_client, tmp_path_factory) -> dict[str, str]:
     """Images with the test algorithms, built offline on the project's algorithm parent image."""
-    import docker.errors
-
-    for needed in (PARENT_IMAGE, SIDECAR_IMAGE):
-        try:
-            docker_client.images.get(needed)
-        except docker.errors.ImageNotFound:
-            _unavailable(f"image {needed} is missing: run scripts/build-images.sh")
-    ctx = tmp_path_factory.mktemp("docker-test-image")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    # The current source of the kit, so the test image never runs a stale vantage6nb.
-    shutil.copytree(REPO / "vantage6nb", ctx / "src" / "vantage6nb", ignore=ignore)
-    shutil.copytree(
-        REPO / "tests" / "node" / "algorithms",
-        ctx / "src" / "tests" / "node" / "algorithms",
-        ignore=ignore,
-    )
-    for init in ("tests/__init__.py", "tests/node/__init__.py"):
-        (ctx / "src" / init).write_text("")
-    (ctx / "Dockerfile").write_text(
-        f"FROM {PARENT_IMAGE}\nCOPY src /opt/v6nb-test\n"
-        "ENV PYTHONPATH=/opt/v6nb-test PKG_NAME=tests.node.algorithms.probe\n"
-    )
-    docker_client.images.build(path=str(ctx), tag=PROBE_IMAGE, network_mode="none", rm=True)
-    iso = tmp_path_factory.mktemp("docker-isolation-image")
-    (iso / "Dockerfile").write_text(
-        # USER 0: the image asks for root, so only the runtime's own user setting keeps it non-root.
-        f"FROM {PROBE_IMAGE}\nUSER 0:0\nENV PKG_NAME=tests.node.algorithms.isolation\n"
-    )
-    docker_client.images.build(path=str(iso), tag=ISOLATION_IMAGE, network_mode="none", rm=True)
-    return {"probe": PROBE_IMAGE, "isolation": ISOLATION_IMAGE}
+    return build_test_images(docker_client, tmp_path_factory.mktemp("docker-test-images"))
 
 
 @pytest.fixture
@@ -130,6 +97,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 def proxy_socket(tmp_path_factory):
     path = tmp_path_factory.mktemp("proxy") / "proxy.sock"
     server = _UnixHTTPServer(str(path), _ProxyHandler)
+    os.chmod(path, 0o666)  # as the node's proxy does: the relay runs as another user
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield path
@@ -309,6 +277,95 @@ def test_data_is_mounted_read_only(docker_runtime, proxy_socket, tmp_path) -> No
     assert data.read_text() == "x\n1\n"
 
 
+# -- what the algorithm can write, and what the node reads back ------------------------------------
+
+CAP_MB = 8
+
+
+@pytest.mark.parametrize(
+    ("folder", "limit"),
+    [("", "output_mb"), ("/tmp", "scratch_mb"), ("/dev/shm", "shm_mb")],
+    ids=["next-to-output", "scratch", "shm"],
+)
+def test_writable_folders_are_capped(docker_runtime, proxy_socket, tmp_path, folder, limit) -> None:
+    limits = Limits(
+        memory_mb=512, pids=64, timeout_s=120, output_mb=CAP_MB, scratch_mb=CAP_MB, shm_mb=CAP_MB
+    )
+    spec = probe_spec(
+        tmp_path,
+        "fill",
+        proxy_socket=proxy_socket,
+        kwargs={"folder": folder, "mb": 8 * CAP_MB},
+        limits=limits,
+    )
+    before = shutil.disk_usage(tmp_path).used
+    outcome, seen = run_probe(docker_runtime, spec)
+    assert outcome.status == RunStatus.COMPLETED, outcome
+    assert seen["written_mb"] <= CAP_MB + 1 < 8 * CAP_MB, seen  # +1: the input's room
+    assert "No space left on device" in seen["error"], seen
+    assert seen["size_mb"] <= CAP_MB + 1, seen
+    # what it wrote was memory, never the node's disk (other tests may write meanwhile: margin)
+    assert shutil.disk_usage(tmp_path).used - before < 4 * CAP_MB * 2**20
+
+
+def test_side_file_beyond_the_cap_crashes_the_run_saying_which_limit(
+    docker_runtime, proxy_socket, tmp_path
+) -> None:
+    """An algorithm that does not catch the full disk crashes with a reason naming the settings."""
+    spec = probe_spec(
+        tmp_path,
+        "fill",
+        proxy_socket=proxy_socket,
+        kwargs={"mb": 3 * CAP_MB, "catch": False},
+        limits=Limits(memory_mb=512, pids=64, timeout_s=120, output_mb=CAP_MB),
+    )
+    outcome, _ = run_probe(docker_runtime, spec)
+    assert outcome.status == RunStatus.CRASHED, outcome
+    assert "No space left on device" in outcome.reason
+    assert "limits.output_mb" in outcome.reason
+    assert not spec.output_file.exists()
+
+
+def test_container_sees_no_host_folders_of_the_node(docker_runtime, proxy_socket, tmp_path) -> None:
+    outcome, seen = run_probe(
+        docker_runtime, probe_spec(tmp_path, "mountinfo", proxy_socket=proxy_socket)
+    )
+    assert outcome.status == RunStatus.COMPLETED, outcome
+    # input, token and output come from the run volume: no path of the node's work folder
+    assert str(tmp_path) not in seen["mountinfo"]
+    assert " /v6nb/io " in seen["mountinfo"]
+
+
+def test_relay_side_car_runs_as_a_non_root_user(
+    docker_runtime, docker_client, proxy_socket, tmp_path
+) -> None:
+    spec = probe_spec(
+        tmp_path, "sleep", proxy_socket=proxy_socket, kwargs={"seconds": 60}, run_id=31
+    )
+    docker_runtime.prepare(spec)
+    worker = threading.Thread(target=docker_runtime.run, args=(spec,))
+    worker.start()
+    try:
+        relays = []
+        for _ in range(600):  # until the run's containers exist (bounded: 60 s)
+            relays = docker_client.containers.list(
+                filters={"label": ["v6nb.run=31", "v6nb.role=relay"]}
+            )
+            if relays and 31 in docker_runtime.running():
+                break
+            worker.join(0.1)
+        assert relays, "the run never got its relay"
+        relay = relays[0]
+        relay.reload()
+        status = Path(f"/proc/{relay.attrs['State']['Pid']}/status").read_text()
+        uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+        assert "0" not in uids, status
+        assert relay.attrs["HostConfig"]["CapDrop"] == ["ALL"]
+    finally:
+        docker_runtime.kill(31)
+        worker.join(60)
+
+
 def test_engine_has_no_bridge_network(docker_client) -> None:
     drivers = {n.attrs["Driver"] for n in docker_client.networks.list()}
     assert drivers <= {"host", "null"}, drivers
@@ -364,7 +421,7 @@ def pushed_probe(docker_client, test_images) -> tuple[str, str]:
     try:
         urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).close()
     except OSError:
-        _unavailable(f"no registry answers on {REGISTRY}: run scripts/setup-docker.sh")
+        unavailable(f"no registry answers on {REGISTRY}: run scripts/setup-docker.sh")
     repo = f"{REGISTRY}/v6nb-test/probe"
     image = docker_client.images.get(PROBE_IMAGE)
     image.tag(repo, "latest")

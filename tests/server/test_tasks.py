@@ -187,7 +187,11 @@ def test_container_subtasks(net: Network):
     # reads within its job only
     other = net.task("bob", "ab", ["b"])
     assert c.get(f"/api/task/{sub['id']}", headers=ch).status_code == 200
-    assert c.get(f"/api/task/{other['id']}", headers=ch).status_code == 403
+    denied = c.get(f"/api/task/{other['id']}", headers=ch)
+    assert denied.status_code == 403
+    # the same collaboration, another job: the message says so (not "a collaboration ...")
+    assert "not part of this algorithm's job" in denied.json["msg"]
+    assert "collaboration" not in denied.json["msg"]
     assert {t["id"] for t in c.get("/api/task", headers=ch).json["data"]} == {
         parent["id"],
         sub["id"],

@@ -125,3 +125,43 @@ def proxy_get(path="/probe"):
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return {"url": url, "status": resp.status, "body": resp.read().decode("utf-8")}
+
+
+# -- the way back out: what the node reads from the run (docs/security.md) ------------------------
+
+
+def _output_path():
+    return contract.read_environment(os.environ, contract.OUTPUT_FILE)
+
+
+def fill(folder="", mb=64, catch=True):
+    """Write up to ``mb`` MiB into ``folder`` (default: next to OUTPUT_FILE); report how far it got.
+
+    ``catch=False``: a full folder is not caught, as most algorithms would not catch it.
+    """
+    folder = folder or os.path.dirname(_output_path())
+    written, error = 0, ""
+    try:
+        with open(os.path.join(folder, "side-file"), "wb") as fh:
+            block = b"\xa5" * (1 << 20)
+            for _ in range(int(mb)):
+                fh.write(block)
+                fh.flush()
+                written += 1
+    except OSError as exc:
+        if not catch:
+            raise
+        error = repr(exc)
+    finally:
+        try:
+            os.unlink(os.path.join(folder, "side-file"))
+        except OSError:
+            pass
+    vfs = os.statvfs(folder)
+    return {"written_mb": written, "error": error, "size_mb": vfs.f_blocks * vfs.f_frsize >> 20}
+
+
+def mountinfo():
+    """The container's mount table (what it can learn about the node's folders)."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+        return {"mountinfo": fh.read()}

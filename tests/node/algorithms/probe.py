@@ -124,3 +124,34 @@ def central(organization_ids, vantage6_style=False, **kwargs):
         "organizations": sorted(o["id"] for o in orgs["data"]),
         "nonsense_status": bad_status,
     }
+
+
+# -- outputs the node must refuse to read (docs/security.md) --------------------------------------
+
+
+def _output_path():
+    return contract.read_environment(os.environ, contract.OUTPUT_FILE)
+
+
+def symlink_output(target="/etc/shadow"):
+    """Leave OUTPUT_FILE as a symbolic link to ``target`` and exit before the wrapper writes it."""
+    out = _output_path()
+    if os.path.lexists(out):
+        os.unlink(out)
+    os.symlink(target, out)
+    os._exit(0)
+
+
+def sparse_output(gib=8):
+    """Leave OUTPUT_FILE as a sparse file claiming ``gib`` GiB (4 KiB on disk)."""
+    with open(_output_path(), "wb") as fh:
+        fh.write(b'{"x": 1}')
+        fh.truncate(int(gib) << 30)
+    os._exit(0)
+
+
+def raw_output(text="{}"):
+    """Write ``text`` (latin-1 bytes, NUL bytes included) as OUTPUT_FILE and exit."""
+    with open(_output_path(), "wb") as fh:
+        fh.write(str(text).encode("latin-1"))
+    os._exit(0)
