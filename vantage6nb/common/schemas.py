@@ -8,11 +8,16 @@ from typing import Any
 from .errors import ValidationError
 
 __all__ = [
+    "FAILED_VALUES",
     "FINAL_STATUSES",
+    "FINAL_VALUES",
     "MAX_PAYLOAD_BYTES",
+    "OPEN_ORDER",
     "OPEN_STATUSES",
+    "OPEN_VALUES",
     "RunStatus",
     "require_fields",
+    "status_rank",
 ]
 
 # Largest JSON body the server accepts (inputs and results travel as strings inside JSON).
@@ -41,6 +46,28 @@ class RunStatus(str, Enum):
 
 OPEN_STATUSES = frozenset({RunStatus.PENDING, RunStatus.INITIALIZING, RunStatus.ACTIVE})
 FINAL_STATUSES = frozenset(set(RunStatus) - OPEN_STATUSES)
+#: The same sets as plain strings, as they travel in JSON and sit in the database.
+OPEN_VALUES = frozenset(s.value for s in OPEN_STATUSES)
+FINAL_VALUES = frozenset(s.value for s in FINAL_STATUSES)
+FAILED_VALUES = FINAL_VALUES - {RunStatus.COMPLETED.value}  # every way a run ends without result
+#: The open statuses in the order a run passes through them.
+OPEN_ORDER = (RunStatus.PENDING.value, RunStatus.INITIALIZING.value, RunStatus.ACTIVE.value)
+
+
+def status_rank(status: object) -> int:
+    """How far a run has come: 0 pending, 1 initializing, 2 active, 3 final; -1 unknown.
+
+    A status may only move up this rank (a late event never moves a run back).
+
+    Examples
+    --------
+    >>> status_rank("active"), status_rank(RunStatus.KILLED), status_rank("nonsense")
+    (2, 3, -1)
+    """
+    text = str(status)
+    if text in FINAL_VALUES:
+        return 3
+    return OPEN_ORDER.index(text) if text in OPEN_ORDER else -1
 
 
 def require_fields(
