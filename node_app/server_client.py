@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import requests
 
@@ -16,12 +17,14 @@ from vantage6nb.common.errors import (
     error_from_payload,
 )
 
-__all__ = ["ServerClient", "backoff_delays"]
+__all__ = ["UNTIL_STOPPED", "RetryPolicy", "ServerClient", "backoff_delays"]
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = (502, 503, 504)
 _DOWNLOAD_CHUNK = 1024 * 1024
+
+T = TypeVar("T")
 
 
 def _json_or_text(resp: requests.Response) -> Any:
@@ -31,7 +34,7 @@ def _json_or_text(resp: requests.Response) -> Any:
         return resp.text[:500]
 
 
-def backoff_delays(first: float = 0.2, cap: float = 5.0):
+def backoff_delays(first: float = 0.2, cap: float = 5.0) -> Iterator[float]:
     """Endless delays for retries: ``first``, doubling, capped at ``cap``.
 
     Examples
@@ -44,6 +47,46 @@ def backoff_delays(first: float = 0.2, cap: float = 5.0):
     while True:
         yield delay
         delay = min(cap, delay * 2)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a call is retried while the server is away (unreachable, or answering 502/503/504).
+
+    Parameters
+    ----------
+    retries
+        Retries after the first try; ``None`` retries until the client's ``stop`` is set.
+    first_delay, max_delay
+        The backoff: ``first_delay`` seconds, doubling, capped at ``max_delay``.
+
+    Examples
+    --------
+    >>> RetryPolicy(retries=2).gives_up(3), UNTIL_STOPPED.gives_up(1000)
+    (True, False)
+    >>> RetryPolicy.of(None) == UNTIL_STOPPED, RetryPolicy.of(5).retries
+    (True, 5)
+    """
+
+    retries: int | None = 3
+    first_delay: float = 0.2
+    max_delay: float = 5.0
+
+    @classmethod
+    def of(cls, retries: int | None | RetryPolicy) -> RetryPolicy:
+        """The policy a ``retries=`` argument names: a count, ``None`` (until stopped) or a policy."""
+        return retries if isinstance(retries, RetryPolicy) else cls(retries=retries)
+
+    def gives_up(self, failures: int) -> bool:
+        """Whether ``failures`` failed tries in a row are too many to try again."""
+        return self.retries is not None and failures > self.retries
+
+    def delays(self) -> Iterator[float]:
+        """The waits between tries."""
+        return backoff_delays(self.first_delay, self.max_delay)
+
+
+UNTIL_STOPPED = RetryPolicy(retries=None)
 
 
 class ServerClient:
@@ -117,11 +160,7 @@ class ServerClient:
             raise ServerUnavailable(
                 f"server {self.url} unreachable: {exc.__class__.__name__}"
             ) from exc
-        try:
-            body = resp.json() if resp.content else None
-        except ValueError:
-            body = resp.text[:500]
-        return resp.status_code, body
+        return resp.status_code, _json_or_text(resp)
 
     # -- authentication --------------------------------------------------------------------------
     def login(self) -> dict[str, Any]:
@@ -159,6 +198,61 @@ class ServerClient:
     def access_token(self) -> str | None:
         return self._access
 
+    # -- retrying -----------------------------------------------------------------------------------
+    def _retrying(
+        self,
+        call: Callable[[], T],
+        policy: RetryPolicy,
+        on_retry: Callable[[Exception, float], None],
+    ) -> T:
+        """The one retry loop: ``call`` again while it raises ServerUnavailable, as ``policy`` says.
+
+        Stops retrying (re-raising) when :attr:`stop` is set, also during a wait.
+        """
+        delays = policy.delays()
+        failures = 0
+        while True:
+            try:
+                return call()
+            except ServerUnavailable as exc:
+                failures += 1
+                if self.stop.is_set() or policy.gives_up(failures):
+                    raise
+                delay = next(delays)
+                on_retry(exc, delay)
+                if self.stop.wait(delay):
+                    raise
+
+    def _as_node(
+        self,
+        once: Callable[[], tuple[int, Any]],
+        method: str,
+        path: str,
+        retries: int | None | RetryPolicy,
+    ) -> Any:
+        """Send ``once`` as the node: one token refresh on 401, retries while the server is away."""
+        refreshed = False
+
+        def attempt() -> tuple[int, Any]:
+            nonlocal refreshed
+            while True:
+                status, body = once()
+                if status == 401 and not refreshed:
+                    refreshed = True
+                    self.refresh()
+                    continue
+                if status in _RETRY_STATUSES:
+                    raise ServerUnavailable(f"server answered {status} for {method} {path}")
+                return status, body
+
+        def on_retry(exc: Exception, delay: float) -> None:
+            log.warning("%s; retrying %s %s in %.1f s", exc, method, path, delay)
+
+        status, body = self._retrying(attempt, RetryPolicy.of(retries), on_retry)
+        if 200 <= status < 300:
+            return body
+        raise error_from_payload(status, body)
+
     # -- requests as the node ----------------------------------------------------------------------
     def request(
         self,
@@ -167,82 +261,42 @@ class ServerClient:
         *,
         json: Any = None,
         params: dict[str, Any] | None = None,
-        retries: int | None = 3,
+        retries: int | None | RetryPolicy = 3,
     ) -> Any:
         """A request as the node; refreshes an expired token, retries while the server is away.
 
-        ``retries=None`` retries until :attr:`stop` is set. Raises the typed error the server sent.
+        ``retries=None`` retries until :attr:`stop` is set (a :class:`RetryPolicy` also serves).
+        Raises the typed error the server sent.
         """
-        delays = backoff_delays()
-        attempt = 0
-        refreshed = False
-        while True:
-            try:
-                status, body = self.send(method, path, token=self._access, json=json, params=params)
-                if status == 401 and not refreshed:
-                    refreshed = True
-                    self.refresh()
-                    continue
-                if status in _RETRY_STATUSES:
-                    raise ServerUnavailable(f"server answered {status} for {method} {path}")
-            except ServerUnavailable as exc:
-                attempt += 1
-                if self.stop.is_set() or (retries is not None and attempt > retries):
-                    raise
-                delay = next(delays)
-                log.warning("%s; retrying %s %s in %.1f s", exc, method, path, delay)
-                if self.stop.wait(delay):
-                    raise
-                continue
-            if 200 <= status < 300:
-                return body
-            raise error_from_payload(status, body)
+        return self._as_node(
+            lambda: self.send(method, path, token=self._access, json=json, params=params),
+            method,
+            path,
+            retries,
+        )
 
-    def put_file(self, path: str, file: Path, *, retries: int | None = 3) -> Any:
+    def put_file(self, path: str, file: Path, *, retries: int | None | RetryPolicy = 3) -> Any:
         """Stream ``file`` as the ``application/octet-stream`` body of a PUT, as the node.
 
         Retries like :meth:`request` (the whole file again: the server replaces a partial upload).
         """
-        delays = backoff_delays()
-        attempt = 0
-        refreshed = False
-        while True:
-            try:
-                resp = self._put_once(path, file)
-                if resp.status_code == 401 and not refreshed:
-                    refreshed = True
-                    self.refresh()
-                    continue
-                if resp.status_code in _RETRY_STATUSES:
-                    raise ServerUnavailable(f"server answered {resp.status_code} for PUT {path}")
-            except ServerUnavailable as exc:
-                attempt += 1
-                if self.stop.is_set() or (retries is not None and attempt > retries):
-                    raise
-                delay = next(delays)
-                log.warning("%s; retrying PUT %s in %.1f s", exc, path, delay)
-                if self.stop.wait(delay):
-                    raise
-                continue
-            body = _json_or_text(resp)
-            if 200 <= resp.status_code < 300:
-                return body
-            raise error_from_payload(resp.status_code, body)
+        return self._as_node(lambda: self._put_once(path, file), "PUT", path, retries)
 
-    def _put_once(self, path: str, file: Path) -> requests.Response:
+    def _put_once(self, path: str, file: Path) -> tuple[int, Any]:
         headers = {
             "Authorization": f"Bearer {self._access}",
             "Content-Type": "application/octet-stream",
         }
         try:
             with file.open("rb") as fh:  # requests sends it in chunks, with Content-Length
-                return self._session.put(
+                resp = self._session.put(
                     self.api(path), data=fh, headers=headers, timeout=self._long_timeout
                 )
         except requests.RequestException as exc:
             raise ServerUnavailable(
                 f"server {self.url} unreachable: {exc.__class__.__name__}"
             ) from exc
+        return resp.status_code, _json_or_text(resp)
 
     def download(self, path: str, dst: BinaryIO, *, token: str | None = None) -> int:
         """GET ``path`` as bytes into ``dst``, chunk by chunk (``token``: e.g. a container's).
@@ -272,7 +326,7 @@ class ServerClient:
         return (self.timeout, max(self.timeout, 600.0))
 
     def paged(
-        self, path: str, params: dict[str, Any], *, retries: int | None = 3
+        self, path: str, params: dict[str, Any], *, retries: int | None | RetryPolicy = 3
     ) -> list[dict[str, Any]]:
         """Every item of a paginated list endpoint."""
         items: list[dict[str, Any]] = []
@@ -288,22 +342,16 @@ class ServerClient:
                 return items
             page += 1
 
-    def until_ok(self, fn: Callable[[], Any], what: str) -> Any:
+    def until_ok(self, fn: Callable[[], T], what: str) -> T:
         """Call ``fn`` until it stops raising ServerUnavailable (or the node stops)."""
-        delays = backoff_delays()
-        while True:
-            try:
-                return fn()
-            except ServerUnavailable as exc:
-                if self.stop.is_set():
-                    raise
-                delay = next(delays)
-                log.warning(
-                    "%s: %s; retrying in %.1f s (is the server running, and is `server_url` "
-                    "in node.yaml right?)",
-                    what,
-                    exc,
-                    delay,
-                )
-                if self.stop.wait(delay):
-                    raise
+
+        def on_retry(exc: Exception, delay: float) -> None:
+            log.warning(
+                "%s: %s; retrying in %.1f s (is the server running, and is `server_url` "
+                "in node.yaml right?)",
+                what,
+                exc,
+                delay,
+            )
+
+        return self._retrying(fn, UNTIL_STOPPED, on_retry)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import socketio
 
@@ -12,9 +13,6 @@ from vantage6nb.common import events
 from vantage6nb.common.errors import V6Error
 
 from .server_client import backoff_delays
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .daemon import NodeDaemon
 
 __all__ = ["SocketLink"]
 
@@ -28,10 +26,57 @@ class SocketLink:
 
     Reconnection is done here rather than by python-socketio so that each attempt uses a freshly
     refreshed token and a refused connection (expired token) is retried too.
+
+    Parameters
+    ----------
+    server_url
+        The server to connect to.
+    stopping
+        Set when the node shuts down: the link stops reconnecting.
+    access_token, refresh_token
+        The node's current access token (for the first connect), and a fresh one (for every
+        reconnect; may raise a V6Error while the server is away).
+    on_new_runs
+        Called with the open runs a ``new_task`` event carries (each with its ``task``).
+    on_kill
+        Called with the run ids a ``kill`` event names.
+    request_sync
+        Asks for a listing of open runs: on every (re)connect, and for events without runs.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> link = SocketLink(
+    ...     "http://127.0.0.1:7601",
+    ...     stopping=threading.Event(),
+    ...     access_token=lambda: None,
+    ...     refresh_token=lambda: "t",
+    ...     on_new_runs=seen.append,
+    ...     on_kill=seen.append,
+    ...     request_sync=lambda: seen.append("sync"),
+    ... )
+    >>> link._on_kill({"run_ids": [3, "x"]}); link._on_new_task({"task_id": 1}); seen
+    [[3], 'sync']
     """
 
-    def __init__(self, daemon: NodeDaemon) -> None:
-        self.daemon = daemon
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        stopping: threading.Event,
+        access_token: Callable[[], str | None],
+        refresh_token: Callable[[], str],
+        on_new_runs: Callable[[list[dict[str, Any]]], object],
+        on_kill: Callable[[list[int]], object],
+        request_sync: Callable[[], object],
+    ) -> None:
+        self.server_url = server_url
+        self.stopping = stopping
+        self._access_token = access_token
+        self._refresh_token = refresh_token
+        self._new_runs = on_new_runs
+        self._kill_runs = on_kill
+        self._request_sync = request_sync
         self.connected = threading.Event()
         self.ever_connected = threading.Event()
         self._wake = threading.Event()
@@ -59,14 +104,12 @@ class SocketLink:
     def _on_connect(self) -> None:
         self.connected.set()
         self.ever_connected.set()
-        log.info("connected to %s over socket.io", self.daemon.config.server_url)
-        self.daemon.request_sync()
+        log.info("connected to %s over socket.io", self.server_url)
+        self._request_sync()
 
     def _on_disconnect(self, *args: Any) -> None:
         if self.connected.is_set():
-            log.warning(
-                "socket.io connection to %s lost; reconnecting", self.daemon.config.server_url
-            )
+            log.warning("socket.io connection to %s lost; reconnecting", self.server_url)
         self.connected.clear()
         self._wake.set()
 
@@ -74,33 +117,31 @@ class SocketLink:
         log.debug("new_task: %s", payload.get("task_id") if isinstance(payload, dict) else None)
         runs = _runs_in(payload)
         if runs is None:  # no runs in the event (a large input): list them
-            self.daemon.request_sync()
+            self._request_sync()
             return
         try:
-            self.daemon.start_runs(runs)
+            self._new_runs(runs)
         except Exception:  # never lose a run to a bad event: the listing picks it up
             log.exception("could not start the runs of a new_task event; listing open runs")
-            self.daemon.request_sync()
+            self._request_sync()
 
     def _on_kill(self, payload: Any = None) -> None:
         run_ids = payload.get("run_ids") if isinstance(payload, dict) else None
         if isinstance(run_ids, list):
-            self.daemon.kill_runs([int(r) for r in run_ids if isinstance(r, int)])
+            self._kill_runs([int(r) for r in run_ids if isinstance(r, int)])
 
     # -- connection upkeep -------------------------------------------------------------------------
     def _supervise(self) -> None:
-        stop = self.daemon.stopping
+        stop = self.stopping
         delays = backoff_delays(0.2, 5.0)
         first = True
         while not stop.is_set():
             if not self.sio.connected:
                 try:
-                    token = (
-                        self.daemon.client.access_token if first else self.daemon.client.refresh()
-                    )
+                    token = self._access_token() if first else self._refresh_token()
                     first = False
                     self.sio.connect(
-                        self.daemon.config.server_url,
+                        self.server_url,
                         auth={"token": token},
                         transports=["websocket"],
                         wait_timeout=10,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -18,25 +17,6 @@ DIAG = "v6nb/diagnostics"
 WRONG_DIGEST = "sha256:" + "0" * 64
 # Under this limit the diagnostics wrapper runs, while importing pandas (summary) does not fit.
 TINY_MEMORY_MB = 32
-
-
-def _unavailable(why: str) -> None:
-    if os.environ.get("V6NB_REQUIRE_ALL") == "1":
-        pytest.fail(f"{why} (V6NB_REQUIRE_ALL=1)")
-    pytest.skip(why)
-
-
-@pytest.fixture(scope="module")
-def docker_client():
-    try:
-        import docker
-
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except Exception as exc:  # no engine: skip, unless every test must run
-        _unavailable(f"no Docker engine answers ({exc}): run scripts/setup-docker.sh")
-    yield client
-    client.close()
 
 
 def _containers(client, net, run_id: int | None = None) -> list:

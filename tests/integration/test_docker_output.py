@@ -14,26 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.docker_images import build_test_images, unavailable
+from tests.docker_images import build_test_images
 from vantage6nb import demo
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 CAP_MB = 8
 SYNC_S = 1.0  # the node re-syncs open runs this often: a wedged run would be started again
-
-
-@pytest.fixture(scope="module")
-def docker_client():
-    try:
-        import docker
-
-        client = docker.from_env(timeout=300)
-        client.ping()
-    except Exception as exc:  # no engine: skip, unless every test must run
-        unavailable(f"no Docker engine answers ({exc}): run scripts/setup-docker.sh")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -110,9 +110,9 @@ def test_a_refused_move_to_active_marks_the_run_cancelled(node) -> None:
     api.call("POST", f"/task/{task['id']}/kill")
     assert api.wait_runs(task["id"])[0]["status"] == "killed"
     rid = int(run["id"])
-    with daemon._lock:
-        daemon._cancelled.discard(rid)
-    assert daemon._report_active(rid, {"status": "active"}).result(timeout=30) is False
-    with daemon._lock:
-        assert rid in daemon._cancelled or rid not in daemon._active
+    state = daemon.state
+    with state._lock:
+        state._cancelled.discard(rid)
+    assert daemon.execution._report_active(rid, {"status": "active"}).result(timeout=30) is False
+    assert state.killed_on_request(rid) or not state.holds(rid)
     assert api.runs(task["id"])[0]["status"] == "killed"  # the server's word stands

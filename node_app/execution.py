@@ -1,0 +1,309 @@
+"""One run on this node: policy and data checks, input, container token, the algorithm, its outcome."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vantage6nb.common.errors import Conflict, CryptoError, NotFound, ServerUnavailable
+from vantage6nb.common.schemas import RunStatus
+
+from .config import NodeConfig
+from .datasources import DataSourceError, requested_labels, resolve_databases
+from .nodestate import NodeState
+from .payloads import PayloadCodec
+from .policy import ImagePolicy
+from .proxy import AlgorithmProxy, RunContext
+from .reporting import Reporter, utc_now
+from .runtimes.base import RunOutcome, RunSpec, Runtime, RuntimeRefusal
+from .server_client import UNTIL_STOPPED, ServerClient
+
+__all__ = ["RunExecution"]
+
+log = logging.getLogger(__name__)
+
+_RESTART_NOTE = "the node restarted while this run was in progress; it was run again"
+
+# The server's answer to the move to initializing: None when the run is already final there.
+_Moving = Future[dict[str, Any] | None]
+
+
+@dataclass
+class _Prepared:
+    """A run ready for its algorithm: the runtime's spec and the binding of its ciphertexts."""
+
+    spec: RunSpec
+    binding: dict[str, Any]
+
+
+class RunExecution:
+    """Carries one open run to its final update (through :class:`~node_app.reporting.Reporter`).
+
+    ``node`` (the node's record) and ``proxy_socket`` are set by the daemon once it is logged in
+    and its proxy listens.
+
+    Parameters
+    ----------
+    config
+        The node's settings (databases, limits).
+    client, runtime, policy, proxy
+        The node's server client, algorithm runtime, image policy and algorithm proxy.
+    state
+        The node's runs: asked whether a run was killed, told when the server says it is final.
+    reporter
+        Ends runs on the server.
+    codec
+        Decodes (opens) run inputs.
+    stopping
+        Set when the node shuts down.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        client: ServerClient,
+        runtime: Runtime,
+        policy: ImagePolicy,
+        proxy: AlgorithmProxy,
+        state: NodeState,
+        reporter: Reporter,
+        codec: PayloadCodec,
+        stopping: threading.Event,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.runtime = runtime
+        self.policy = policy
+        self.proxy = proxy
+        self.state = state
+        self.reporter = reporter
+        self.codec = codec
+        self.stopping = stopping
+        self.workroot = config.data_dir / "runs"
+        self.node: dict[str, Any] = {}
+        self.proxy_socket: Path | None = None
+        # status updates sent while an algorithm starts (one at a time per run, so a few threads)
+        self.status_pool = ThreadPoolExecutor(
+            max_workers=min(4, config.max_parallel_runs), thread_name_prefix="v6nb-status"
+        )
+
+    def shutdown(self) -> None:
+        """Wait for the status updates under way."""
+        self.status_pool.shutdown(wait=True)
+
+    def clear(self, rid: int) -> None:
+        """Remove a run's work folder."""
+        shutil.rmtree(self.workroot / f"run-{rid}", ignore_errors=True)
+
+    # -- the pipeline ------------------------------------------------------------------------------
+    def execute(self, run: dict[str, Any], restarted: bool) -> None:
+        """Run one open run (with its ``task`` when the caller has it) and report how it ended.
+
+        ``restarted``: a previous life of this node had started it; it is run again, saying so.
+        """
+        rid = int(run["id"])
+        note = _RESTART_NOTE if restarted else ""
+        # The move to initializing brings the container token (one request less per run) and is
+        # sent while the run is prepared here; a run left active by a previous life is not moved
+        # back (it turns active again below).
+        moving = None
+        if not restarted:
+            moving = self.status_pool.submit(
+                self._patch, rid, {"status": RunStatus.INITIALIZING.value, "container_token": True}
+            )
+        task = run.get("task") or self.client.until_ok(  # sync asks for it with the run
+            lambda: self.client.request("GET", f"/task/{run['task_id']}"),
+            f"run {rid}: fetching task",
+        )
+        prepared = self._prepare(run, task, moving)
+        if prepared is None:
+            return
+        token = self._container_token(rid, moving)
+        if token is None:
+            return
+        outcome = self._run_algorithm(run, task, prepared.spec, token, note)
+        if outcome is not None:
+            self._report(rid, outcome, prepared, note)
+
+    def _prepare(
+        self, run: dict[str, Any], task: dict[str, Any], moving: _Moving | None
+    ) -> _Prepared | None:
+        """Check the image and the databases, open the input, prepare the runtime.
+
+        Returns None when the run cannot start (it is ended, unless the server had it final).
+        """
+        rid = int(run["id"])
+        image = str(task.get("image") or "")
+        decision = self.policy.check(image)
+        if not decision.allowed:
+            log.warning("run %s refused: %s", rid, decision.reason)
+            self._refuse(rid, RunOutcome(RunStatus.NOT_ALLOWED, decision.reason), moving)
+            return None
+        try:
+            mounts = resolve_databases(
+                requested_labels(task.get("databases")), self.config.databases
+            )
+        except DataSourceError as exc:
+            log.warning("run %s failed: %s", rid, exc)
+            self._refuse(rid, RunOutcome(RunStatus.FAILED, str(exc)), moving)
+            return None
+        workdir = self.workroot / f"run-{rid}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        (workdir / "tmp").mkdir(parents=True)
+        binding = {
+            "task_id": task["id"],
+            "task_uid": task.get("uid"),
+            "run_id": rid,
+            "collaboration_id": task.get("collaboration_id"),
+            "init_org_id": task.get("init_org_id"),
+            "org_id": run.get("organization_id"),
+        }
+        try:
+            data = self.codec.decode_input(run.get("input"), binding)
+        except CryptoError as exc:
+            self._refuse(
+                rid, RunOutcome(RunStatus.FAILED, f"could not read the run's input: {exc}"), moving
+            )
+            return None
+        spec = RunSpec(
+            run_id=rid,
+            task_id=int(task["id"]),
+            image=image,
+            workdir=workdir,
+            input_file=workdir / "input.json",
+            output_file=workdir / "output.json",
+            token_file=workdir / "token",
+            tmp_dir=workdir / "tmp",
+            databases=mounts,
+            proxy_host="http://127.0.0.1",
+            proxy_port=self.proxy.port,
+            proxy_socket=self.proxy_socket,
+            limits=self.config.limits,
+            digest=decision.digest,
+        )
+        spec.input_file.write_bytes(data)
+        try:
+            self.runtime.prepare(spec)
+        except RuntimeRefusal as refusal:
+            self._refuse(rid, RunOutcome(refusal.status, refusal.reason), moving)
+            return None
+        return _Prepared(spec, binding)
+
+    def _container_token(self, rid: int, moving: _Moving | None) -> str | None:
+        """The run's container token (brought by the move to initializing, else asked for);
+        None when the run is no longer open."""
+        token: str | None = None
+        if moving is not None:
+            answer = moving.result()
+            if answer is None:  # killed or deleted meanwhile: not running it
+                return None
+            token = answer.get("container_token")
+        try:
+            if token is None:  # a run from a previous life, or the PATCH went unanswered
+                token = self.client.request(
+                    "POST", "/token/container", json={"run_id": rid}, retries=UNTIL_STOPPED
+                )["container_token"]
+        except (Conflict, NotFound) as exc:
+            log.info("run %s: no longer open (%s); not running it", rid, exc.msg)
+            return None
+        assert token is not None
+        return token
+
+    def _run_algorithm(
+        self, run: dict[str, Any], task: dict[str, Any], spec: RunSpec, token: str, note: str
+    ) -> RunOutcome | None:
+        """Start the algorithm and wait for it; None when there is nothing (more) to report."""
+        rid = spec.run_id
+        spec.token_file.write_text(token, encoding="utf-8")
+        spec.token_file.chmod(0o600)
+        if self.state.killed_on_request(rid):
+            self.reporter.finish(rid, RunOutcome(RunStatus.KILLED, "killed before it started"))
+            return None
+        if self.stopping.is_set():  # shutting down: the next start picks the run up
+            return None
+        # reported while the algorithm starts (not before): the final update waits for it
+        activated = self._report_active(
+            rid, {"status": RunStatus.ACTIVE.value, "started_at": utc_now(), "reason": note}
+        )
+        ctx = RunContext(
+            run_id=rid,
+            task_id=int(task["id"]),
+            collaboration_id=int(task["collaboration_id"]),
+            organization_id=int(run.get("organization_id") or self.node.get("organization_id")),
+            image=spec.image,
+            databases=list(task.get("databases") or []),
+            node_id=self.node.get("id"),
+        )
+        self.proxy.register(token, ctx)
+        try:
+            log.info(
+                "run %s (task %s, %s) started on the %s runtime",
+                rid,
+                task["id"],
+                spec.image,
+                self.runtime.name,
+            )
+            outcome = self.runtime.run(spec)
+        finally:
+            self.proxy.unregister(token)
+            active = activated.result()
+        if not active:  # killed or deleted on the server meanwhile: its word stands
+            return None
+        return outcome
+
+    def _report(self, rid: int, outcome: RunOutcome, prepared: _Prepared, note: str) -> None:
+        """End the run as its algorithm ended, unless a node shutdown interrupted it."""
+        if (
+            outcome.status == RunStatus.KILLED
+            and self.stopping.is_set()
+            and not self.state.killed_on_request(rid)
+        ):
+            # the node is shutting down: leave the run open; the next start runs it again
+            log.warning("run %s interrupted by node shutdown; it runs again at the next start", rid)
+            return
+        if outcome.status == RunStatus.COMPLETED:
+            outcome.reason = note
+            self.reporter.return_output(rid, outcome, prepared.spec.output_file, prepared.binding)
+            return
+        if note:
+            outcome.reason = f"{outcome.reason} ({note})"
+        self.reporter.finish(rid, outcome)
+
+    # -- status updates on the way ---------------------------------------------------------------
+    def _patch(self, rid: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        """An intermediate status update: the server's answer ({} when the server is away for
+        now); None when the run is already final on the server."""
+        try:
+            answer = self.client.request("PATCH", f"/run/{rid}", json=body, retries=5)
+            return answer if isinstance(answer, dict) else {}
+        except (Conflict, NotFound) as exc:
+            log.info("run %s: not updating (%s)", rid, exc.msg)
+            return None
+        except ServerUnavailable as exc:
+            log.warning("run %s: status update postponed: %s", rid, exc)
+            return {}
+
+    def _refuse(self, rid: int, outcome: RunOutcome, moving: _Moving | None) -> None:
+        """End a run that cannot start, after its move to initializing (if one is under way)."""
+        if moving is not None and moving.result() is None:
+            return  # already final on the server
+        self.reporter.finish(rid, outcome)
+
+    def _report_active(self, rid: int, body: dict[str, Any]) -> Future[bool]:
+        """PATCH ``body`` (the move to active) in the background; the future says whether the run
+        is still open. When it is not (killed meanwhile), the algorithm is stopped."""
+
+        def report() -> bool:
+            if self._patch(rid, body) is not None:
+                return True
+            self.state.mark_cancelled(rid)
+            self.runtime.kill(rid)
+            return False
+
+        return self.status_pool.submit(report)
