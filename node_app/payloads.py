@@ -1,28 +1,25 @@
-"""How the node turns inputs and results into wire strings: plain JSON, or sealed for one organization."""
+"""The node's side of the envelope: its peer-key lookup, replay memory, key loading and codec choice.
+
+The codecs themselves are :mod:`vantage6nb.common.envelope`'s, shared with the researcher's client.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from vantage6nb.common import crypto
-from vantage6nb.common.errors import (
-    ConfigurationError,
-    CryptoError,
-    DecryptionError,
-    KeyMismatch,
-    MissingKey,
-)
+from vantage6nb.common import envelope
+from vantage6nb.common.envelope import SealedCodec
+from vantage6nb.common.errors import ConfigurationError, CryptoError, KeyMismatch, MissingKey
 from vantage6nb.common.keys import KeyRing, OrgKey
+from vantage6nb.common.keys import load_private_key as read_private_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import NodeConfig
@@ -41,36 +38,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-
-class PayloadCodec(Protocol):
-    """Serialises (and, in an encrypted collaboration, encrypts) what travels through the server.
-
-    ``binding`` names what the ciphertext belongs to (collaboration, task, run, sender and receiver
-    organization ids, as far as they are known) so an encrypting implementation can bind to it.
-    Every method raises :class:`~vantage6nb.common.errors.CryptoError` subclasses on bad input.
-    """
-
-    def encode_input(self, org_id: int, obj: Any, binding: Mapping[str, Any]) -> str:
-        """A subtask's input for organization ``org_id`` (the proxy sends this)."""
-
-    def decode_result(self, org_id: int, s: str, binding: Mapping[str, Any]) -> Any:
-        """A subtask's result produced by organization ``org_id`` (the proxy returns this)."""
-
-    def decode_input(self, s: str, binding: Mapping[str, Any]) -> bytes:
-        """This node's run input, as the JSON bytes written to ``INPUT_FILE``."""
-
-    def encode_result(self, data: bytes, binding: Mapping[str, Any]) -> str:
-        """This node's run output (the JSON bytes of ``OUTPUT_FILE``) for the initiating organization."""
-
-    def encode_result_file(self, src: Path, dst: Path, binding: Mapping[str, Any]) -> None:
-        """Like :meth:`encode_result`, file to file in the binary wire form (large outputs)."""
-
-    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
-        """Like :meth:`decode_result`, from a file in the binary wire form (large results)."""
+PayloadCodec = envelope.Codec  # every codec, plain or sealed, has the file methods too
 
 
-class PlainJsonCodec:
-    """The unencrypted codec: inputs and results are JSON text.
+class PlainJsonCodec(envelope.PlainCodec):
+    """The unencrypted codec, whose errors say what to check on a node.
 
     Examples
     --------
@@ -80,40 +52,7 @@ class PlainJsonCodec:
     {'method': 'm'}
     """
 
-    def encode_input(self, org_id: int, obj: Any, binding: Mapping[str, Any]) -> str:
-        return json.dumps(obj, allow_nan=True)
-
-    def decode_result(self, org_id: int, s: str, binding: Mapping[str, Any]) -> Any:
-        if s is None:
-            return None
-        try:
-            return json.loads(s)
-        except (TypeError, ValueError) as exc:
-            raise DecryptionError(
-                f"result of organization {org_id} is not JSON; is the collaboration encrypted "
-                "while this node runs without `encryption`?"
-            ) from exc
-
-    def decode_input(self, s: str, binding: Mapping[str, Any]) -> bytes:
-        if not isinstance(s, str):
-            raise DecryptionError("the run has no input text")
-        return s.encode("utf-8")
-
-    def encode_result(self, data: bytes, binding: Mapping[str, Any]) -> str:
-        return data.decode("utf-8")
-
-    def encode_result_file(self, src: Path, dst: Path, binding: Mapping[str, Any]) -> None:
-        shutil.copyfile(src, dst)
-
-    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
-        try:
-            with path.open("rb") as fh:
-                return json.load(fh)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DecryptionError(
-                f"result of organization {org_id} is not JSON; is the collaboration encrypted "
-                "while this node runs without `encryption`?"
-            ) from exc
+    hint = "is the collaboration encrypted while this node runs without `encryption`?"
 
 
 def decode_algorithm_input(value: Any) -> tuple[Any, bool]:
@@ -140,13 +79,9 @@ def decode_algorithm_input(value: Any) -> tuple[Any, bool]:
         raise ValueError("input must be a JSON object, JSON text, or base64 of JSON") from exc
 
 
-def _key_id(public_key: bytes) -> bytes:
-    # The 8-byte key id a sealed payload's header names its keys by (docs/security.md).
-    return hashlib.sha256(public_key).digest()[:8]
-
-
 class PeerKeys:
-    """Peer organizations' public keys as the server lists them, pinned by fingerprint.
+    """The node's :class:`~vantage6nb.common.envelope.KeyLookup`: peer organizations' public keys
+    as the server gives them, pinned by fingerprint.
 
     The pins (``{org_id: fingerprint}``) live in a JSON file, so a key that changes on the server
     raises :class:`KeyMismatch` naming the organization, also after a node restart. Accepting a
@@ -156,7 +91,7 @@ class PeerKeys:
     --------
     >>> key = OrgKey.generate()
     >>> peers = PeerKeys(lambda i: {"name": "Leiden", "public_key": key.public_key_b64})
-    >>> peers.get(1) == key.public_key
+    >>> peers.peer_key(1) == key.public_key
     True
     """
 
@@ -200,23 +135,29 @@ class PeerKeys:
                 self.ring.add(org_id, org["public_key"], name=name)
             except KeyMismatch as exc:
                 where = f" from {self._file}" if self._file else ""
-                raise KeyMismatch(
-                    exc.msg.split(". Confirm")[0] + ". Nothing is accepted from or sent to it "
-                    "until you confirm the new fingerprint with that organization and remove "
-                    f"its pin{where}",
-                    errors=exc.errors,
+                raise exc.with_hint(
+                    "Nothing is accepted from or sent to it until you confirm the new fingerprint "
+                    f"with that organization and remove its pin{where}"
                 ) from None
             if self.ring.pins() != before:
                 self._save()
             return self.ring.public_key(org_id)
 
-    def get(self, org_id: int, *, key_id: bytes | None = None, refresh: bool = False) -> bytes:
-        """The key of ``org_id``: cached, unless ``refresh`` or it is not the key ``key_id`` names."""
+    def peer_key(
+        self,
+        org_id: int,
+        binding: Mapping[str, Any] | None = None,
+        *,
+        fresh: bool = False,
+        key_id: bytes | None = None,
+    ) -> bytes:
+        """The key of ``org_id``: cached, unless ``fresh`` or it is not the key ``key_id`` names.
+
+        The node asks the server whenever ``fresh`` (each run's input: a rotated key shows up).
+        """
         with self._lock:
-            known = org_id in self.ring
-            raw = self.ring.public_key(org_id) if known else b""
-        if known and not refresh and (key_id is None or _key_id(raw) == key_id):
-            return raw
+            if not fresh and self.ring.has(org_id, key_id=key_id):
+                return self.ring.public_key(org_id)
         return self.refresh(org_id)
 
     def _save(self) -> None:
@@ -267,93 +208,6 @@ class TaskMemory:
                 )
 
 
-class SealedCodec:
-    """Seals results (and subtask inputs) for one organization and opens what was sealed for us.
-
-    ``org_id`` is this node's organization, ``key`` its private key; ``peers`` looks up and pins
-    the other organizations' public keys; ``memory`` (optional) refuses replayed task uids.
-    """
-
-    encrypted = True
-
-    def __init__(
-        self, key: OrgKey, org_id: int, peers: PeerKeys, memory: TaskMemory | None = None
-    ) -> None:
-        self.key, self.org_id, self.peers, self.memory = key, int(org_id), peers, memory
-
-    def _uid(self, binding: Mapping[str, Any]) -> str:
-        uid = binding.get("task_uid")
-        if not uid:
-            raise DecryptionError("the task has no uid to bind its ciphertexts to")
-        return str(uid)
-
-    def decode_input(self, s: str, binding: Mapping[str, Any]) -> bytes:
-        if not isinstance(s, str):
-            raise DecryptionError("the run has no input text")
-        sender = int(binding["init_org_id"])
-        crypto.read_header(s)  # not sealed at all: say so before asking the server for keys
-        sender_pk = self.peers.get(sender, refresh=True)  # a rotated key shows up here
-        expect = crypto.Binding("input", self._uid(binding), sender, self.org_id)
-        data = crypto.open_text(s, expect, self.key, sender_pk)
-        if self.memory is not None:
-            self.memory.claim(expect.task_uid, int(binding["run_id"]))
-        return data
-
-    def encode_result(self, data: bytes, binding: Mapping[str, Any]) -> str:
-        recipient = int(binding["init_org_id"])
-        bind = crypto.Binding(
-            "result", self._uid(binding), self.org_id, recipient, int(binding["run_id"])
-        )
-        return crypto.seal_text(data, bind, self.key, self.peers.get(recipient))
-
-    def encode_input(self, org_id: int, obj: Any, binding: Mapping[str, Any]) -> str:
-        bind = crypto.Binding("input", self._uid(binding), self.org_id, int(org_id))
-        data = json.dumps(obj, allow_nan=True).encode("utf-8")
-        return crypto.seal_text(data, bind, self.key, self.peers.get(int(org_id), refresh=True))
-
-    def encode_result_file(self, src: Path, dst: Path, binding: Mapping[str, Any]) -> None:
-        recipient = int(binding["init_org_id"])
-        bind = crypto.Binding(
-            "result", self._uid(binding), self.org_id, recipient, int(binding["run_id"])
-        )
-        with src.open("rb") as fin, dst.open("wb") as fout:
-            crypto.seal_stream(fin, fout, bind, self.key, self.peers.get(recipient))
-
-    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
-        with path.open("rb") as fh:
-            header = crypto.read_header(fh.read(2048))
-        sender_pk = self.peers.get(int(org_id), key_id=header.sender_key_id)
-        bind = crypto.Binding(
-            "result", self._uid(binding), int(org_id), self.org_id, int(binding["run_id"])
-        )
-        plain = path.with_name(path.name + ".plain")
-        try:  # decrypt to a file (every chunk checked), then parse: one decoded copy in memory
-            with path.open("rb") as fin, plain.open("wb") as fout:
-                crypto.open_stream(fin, fout, bind, self.key, sender_pk)
-            with plain.open("rb") as fh:
-                return json.load(fh)
-        except (ValueError, UnicodeDecodeError) as exc:
-            if isinstance(exc, CryptoError):
-                raise
-            raise DecryptionError(f"result of organization {org_id} is not JSON ({exc})") from None
-        finally:
-            plain.unlink(missing_ok=True)
-
-    def decode_result(self, org_id: int, s: str, binding: Mapping[str, Any]) -> Any:
-        if s is None:
-            return None
-        header = crypto.read_header(s)
-        sender_pk = self.peers.get(int(org_id), key_id=header.sender_key_id)
-        bind = crypto.Binding(
-            "result", self._uid(binding), int(org_id), self.org_id, int(binding["run_id"])
-        )
-        data = crypto.open_text(s, bind, self.key, sender_pk)
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise DecryptionError(f"result of organization {org_id} is not JSON ({exc})") from None
-
-
 def load_private_key(path: Path | None, passphrase_env: str = "") -> OrgKey:
     """Read the organization's private key file; the passphrase (if any) from ``$passphrase_env``.
 
@@ -380,13 +234,12 @@ def load_private_key(path: Path | None, passphrase_env: str = "") -> OrgKey:
                 "export the passphrase in that variable before starting the node",
                 errors={"private_key_passphrase_env": "unset variable"},
             )
-    try:
-        return OrgKey.from_bytes(path.read_bytes(), passphrase=passphrase)
-    except MissingKey:
-        raise MissingKey(
-            f"private key {path} is protected by a passphrase: set `private_key_passphrase_env` "
-            "to the name of an environment variable holding it"
-        ) from None
+    return read_private_key(
+        path,
+        passphrase,
+        passphrase_hint="set `private_key_passphrase_env` to the name of an environment variable "
+        "holding it",
+    )
 
 
 def select_codec(

@@ -254,7 +254,7 @@ class AlgorithmProxy:
         with self._lock:
             as_base64 = task_id in self._base64_tasks
             uid = self._task_uids.get(task_id)
-        if uid is None and getattr(self.codec, "encrypted", False):
+        if uid is None and self.codec.encrypted:
             st, task = self.client.send("GET", f"/task/{task_id}", token=token)
             uid = task.get("uid") if st < 300 and isinstance(task, dict) else None
         out = []
@@ -267,13 +267,7 @@ class AlgorithmProxy:
                 except CryptoError as exc:
                     return exc.status, exc.to_dict()
             elif raw is not None:
-                binding = {
-                    "task_id": task_id,
-                    "run_id": item.get("run_id"),
-                    "org_id": item.get("organization_id"),
-                    "receiver_org_id": ctx.organization_id,
-                    "task_uid": uid,
-                }
+                binding = _result_binding(item, task_id, uid, ctx)
                 try:
                     value = self.codec.decode_result(item.get("organization_id"), raw, binding)
                 except CryptoError as exc:
@@ -294,24 +288,31 @@ class AlgorithmProxy:
         as_base64: bool,
     ) -> Any:
         """Stream a stored result to a temporary file, then decode (and decrypt) it from there."""
-        binding = {
-            "task_id": task_id,
-            "run_id": item.get("run_id"),
-            "org_id": item.get("organization_id"),
-            "receiver_org_id": ctx.organization_id,
-            "task_uid": uid,
-        }
+        binding = _result_binding(item, task_id, uid, ctx)
         fd, name = tempfile.mkstemp(prefix="v6nb-result-", dir=self.scratch)
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as fh:
                 self.client.download(f"/run/{item.get('run_id')}/result", fh, token=token)
-            value = self.codec.decode_result_file(item.get("organization_id"), path, binding)  # type: ignore[attr-defined]
+            value = self.codec.decode_result_file(item.get("organization_id"), path, binding)
         finally:
             path.unlink(missing_ok=True)
         if as_base64:
             return base64.b64encode(json.dumps(value).encode("utf-8")).decode("ascii")
         return value
+
+
+def _result_binding(
+    item: dict[str, Any], task_id: int, uid: str | None, ctx: RunContext
+) -> dict[str, Any]:
+    """What the codec binds a subtask's result to (sent by the item's organization to this one)."""
+    return {
+        "task_id": task_id,
+        "run_id": item.get("run_id"),
+        "org_id": item.get("organization_id"),
+        "receiver_org_id": ctx.organization_id,
+        "task_uid": uid,
+    }
 
 
 class _ThreadingUnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -99,17 +99,15 @@ class Reporter:
         self.finish(rid, outcome, result=result)
 
     def _is_large(self, output: Path) -> bool:
-        """Whether an output goes by the binary path (the codec must support files)."""
-        return output.stat().st_size > self.binary_result_kb * 1024 and hasattr(
-            self.codec, "encode_result_file"
-        )
+        """Whether an output goes by the binary path (streamed, never held whole in memory)."""
+        return output.stat().st_size > self.binary_result_kb * 1024
 
     def _stage_result(self, output: Path, binding: dict[str, Any]) -> str:
         """Encode (seal) ``output`` into the outbox, fsynced, before any upload; returns its name."""
         final = self.outbox.result_path(int(binding["run_id"]))
         partial = final.with_name(final.name + ".partial")
         try:
-            self.codec.encode_result_file(output, partial, binding)  # type: ignore[attr-defined]
+            self.codec.encode_result_file(output, partial, binding)
             with partial.open("rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(partial, final)

@@ -13,7 +13,7 @@ import requests
 from node_app.payloads import PeerKeys
 from node_app.payloads import SealedCodec as NodeCodec
 from vantage6nb import Client
-from vantage6nb.client._codec import SealedCodec
+from vantage6nb.client._codec import PlainCodec, SealedCodec
 from vantage6nb.common import crypto
 from vantage6nb.common.keys import OrgKey
 from vantage6nb.errors import DecryptionError, KeyMismatch, MissingKey
@@ -115,12 +115,18 @@ def test_encrypted_collaboration_end_to_end_through_the_server(enc, tmp_path: Pa
     assert client.key_pins[enc["b"]["id"]] == new_b.fingerprint
 
 
-def test_client_and_node_codecs_interoperate(tmp_path: Path) -> None:
+def _codecs() -> tuple[SealedCodec, NodeCodec]:
+    """A researcher's codec (org 1) and a node's (org 2), each with its own key lookup."""
     researcher, node = OrgKey.generate(), OrgKey.generate()
     public = {1: researcher.public_key_b64, 2: node.public_key_b64}
     rows = [{"id": i, "name": f"org{i}", "public_key": k} for i, k in public.items()]
     client_codec = SealedCodec(researcher, 1, lambda cid: rows)
     node_codec = NodeCodec(node, 2, PeerKeys(lambda i: {"public_key": public[i]}))
+    return client_codec, node_codec
+
+
+def test_client_and_node_codecs_interoperate(tmp_path: Path) -> None:
+    client_codec, node_codec = _codecs()
     doc = {"method": "echo", "args": [], "kwargs": {"x": 1}}
     text = client_codec.encode_input(2, doc, {"collaboration_id": 9, "task_uid": "t9"})
     run = {"task_uid": "t9", "init_org_id": 1, "run_id": 5}
@@ -136,3 +142,43 @@ def test_client_and_node_codecs_interoperate(tmp_path: Path) -> None:
         client_codec.decode_result(2, result, {**binding, "receiver_org_id": 3})
     with pytest.raises(DecryptionError, match="not a sealed payload"):
         client_codec.decode_result(2, '{"n": 3}', binding)
+
+
+def test_large_results_interoperate_and_every_codec_has_the_file_methods(tmp_path: Path) -> None:
+    client_codec, node_codec = _codecs()
+    run = {"task_uid": "t9", "init_org_id": 1, "run_id": 5}
+    output, sealed = tmp_path / "output.json", tmp_path / "sealed.bin"
+    output.write_text('{"big": "' + "x" * 100_000 + '"}')
+    node_codec.encode_result_file(output, sealed, run)
+    binding = {"collaboration_id": 9, "task_uid": "t9", "run_id": 5, "receiver_org_id": 1}
+    assert client_codec.decode_result_file(2, sealed, binding) == {"big": "x" * 100_000}
+    for codec in (client_codec, PlainCodec()):
+        assert all(callable(getattr(codec, name)) for name in ("encode_input", "decode_result"))
+        assert callable(codec.decode_result_file) and callable(codec.encode_result_file)
+
+
+def test_client_fetches_keys_once_per_task_and_names_trust_key_on_a_change() -> None:
+    researcher, peer = OrgKey.generate(), OrgKey.generate()
+    rows = [
+        {"id": 1, "name": "Leiden", "public_key": researcher.public_key_b64},
+        {"id": 2, "name": "Utrecht", "public_key": peer.public_key_b64},
+    ]
+    fetched: list[int] = []
+
+    def fetch(cid: int) -> list[dict[str, Any]]:
+        fetched.append(cid)
+        return rows
+
+    codec = SealedCodec(researcher, 1, fetch)
+    doc = {"method": "m", "args": [], "kwargs": {}}
+    for org_id in (1, 2):
+        codec.encode_input(org_id, doc, {"collaboration_id": 9, "task_uid": "t1"})
+    assert fetched == [9]  # one listing for the whole task
+    codec.encode_input(2, doc, {"collaboration_id": 9, "task_uid": "t2"})
+    assert fetched == [9, 9] and codec.ring.pins()[2] == peer.fingerprint
+    rows[1] = {**rows[1], "public_key": OrgKey.generate().public_key_b64}
+    with pytest.raises(KeyMismatch) as info:
+        codec.encode_input(2, doc, {"collaboration_id": 9, "task_uid": "t3"})
+    assert str(info.value).startswith("the public key of organization 'Utrecht' (id 2) changed")
+    assert info.value.hint.endswith("call client.trust_key('Utrecht').")
+    assert "KeyRing.repin" not in str(info.value) and info.value.errors["organization_id"] == 2

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from node_app import payloads
 from node_app.cli import main
 from node_app.payloads import PeerKeys, SealedCodec, TaskMemory, load_private_key
 from vantage6nb.common import crypto
@@ -20,7 +21,7 @@ from vantage6nb.common.errors import (
     KeyMismatch,
     MissingKey,
 )
-from vantage6nb.common.keys import OrgKey
+from vantage6nb.common.keys import OrgKey, key_id
 
 from .harness import Api, Server
 
@@ -212,7 +213,39 @@ def test_peer_pins_survive_a_restart_and_a_changed_key_names_the_organization(
         tmp_path / "peer_keys.json",
     )
     with pytest.raises(KeyMismatch, match=r"organization 'Leiden' \(id 1\) changed") as info:
-        restarted.get(1)
+        restarted.peer_key(1)
     assert researcher.fingerprint in str(info.value) and "peer_keys.json" in str(info.value)
     with pytest.raises(MissingKey, match="has no public key"):
-        PeerKeys(lambda i: {"name": "Nokey", "public_key": None}).get(3)
+        PeerKeys(lambda i: {"name": "Nokey", "public_key": None}).peer_key(3)
+
+
+def test_peer_keys_ask_the_server_when_fresh_or_for_another_key_id(tmp_path: Path) -> None:
+    key = OrgKey.generate()
+    asked: list[int] = []
+
+    def fetch(org_id: int) -> dict:
+        asked.append(org_id)
+        return {"name": "Leiden", "public_key": key.public_key_b64}
+
+    peers = PeerKeys(fetch)
+    assert peers.peer_key(1, {}) == key.public_key and asked == [1]  # unknown: asked
+    assert peers.peer_key(1, {}, key_id=key_id(key.public_key)) == key.public_key
+    assert asked == [1]  # known, and the key the header names: not asked
+    peers.peer_key(1, {}, key_id=bytes(8))
+    peers.peer_key(1, {}, fresh=True)
+    assert asked == [1, 1, 1]
+
+
+@pytest.mark.parametrize("name", ["PlainJsonCodec", "SealedCodec"])
+def test_every_node_codec_has_the_file_methods(name: str, tmp_path: Path) -> None:
+    cls = getattr(payloads, name)
+    methods = ["decode_input", "encode_result", "encode_result_file", "encode_input"]
+    methods += ["decode_result", "decode_result_file"]
+    assert all(callable(getattr(cls, m, None)) for m in methods)
+    if name == "PlainJsonCodec":
+        src, dst = tmp_path / "output.json", tmp_path / "result.bin"
+        src.write_text('{"n": 1}')
+        cls().encode_result_file(src, dst, {})
+        assert cls().decode_result_file(2, dst, {}) == {"n": 1}
+        with pytest.raises(DecryptionError, match="without `encryption`"):
+            cls().decode_result(2, "v6nb1:AQE=", {})

@@ -1,27 +1,30 @@
-"""How task inputs and results travel as text: plain JSON, or sealed per organization (encryption).
+"""The client's side of the envelope: its codecs, its peer-key lookup, and its key files.
 
 The client keeps one codec in ``client._codec``. ``client.setup_encryption(...)`` replaces it with
-a :class:`SealedCodec` that encrypts each input for its receiving organization and decrypts and
-verifies each result; nothing else in the client changes.
+a :class:`SealedCodec` that seals each input for its receiving organization (bound to the task
+uid, this organization and the receiver) and opens and verifies each result (bound to the task
+uid, the run id, the run's organization and this one); nothing else in the client changes. The
+codecs are :mod:`vantage6nb.common.envelope`'s, shared with the node.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ..common import crypto
-from ..common.errors import DecryptionError, KeyMismatch, MissingKey
+from ..common import envelope
+from ..common.envelope import Codec
+from ..common.errors import KeyMismatch, MissingKey
 from ..common.keys import KeyRing, OrgKey
+from ..common.keys import load_private_key as read_private_key
 
 __all__ = [
     "Codec",
+    "CollaborationKeys",
     "PlainCodec",
     "SealedCodec",
     "check_own_key",
@@ -30,74 +33,30 @@ __all__ = [
 ]
 
 
-class Codec(Protocol):
-    """Turns an input object into the text one organization receives, and a result text back.
-
-    ``binding`` names what a ciphertext must be bound to. For inputs: ``collaboration_id``,
-    ``task_uid``, ``image``, ``method``, ``sender_org_id``, ``receiver_org_id``. For results:
-    ``collaboration_id``, ``task_id``, ``task_uid``, ``run_id``, ``sender_org_id`` (the run's
-    organization) and ``receiver_org_id`` (the task's initiating organization).
-    """
-
-    encrypted: bool
-
-    def encode_input(self, org_id: int, obj: Any, binding: Mapping[str, Any]) -> str: ...
-
-    def decode_result(self, org_id: int, text: str | None, binding: Mapping[str, Any]) -> Any: ...
-
-    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
-        """A result in its binary wire form (a file fetched from ``result_ref``)."""
-        ...
-
-
-class PlainCodec:
-    """JSON text in and out, for collaborations without encryption.
+class PlainCodec(envelope.PlainCodec):
+    """JSON text in and out, for collaborations without encryption; its errors name the fix.
 
     Examples
     --------
-    >>> codec = PlainCodec()
-    >>> codec.encode_input(1, {"method": "m", "args": [], "kwargs": {}}, {})
-    '{"method": "m", "args": [], "kwargs": {}}'
-    >>> codec.decode_result(1, '{"n": 3}', {})
-    {'n': 3}
+    >>> try:
+    ...     PlainCodec().decode_result(2, "v6nb1:AQE=", {})
+    ... except ValueError as exc:  # a DecryptionError
+    ...     print(str(exc).split("); ")[1])
+    if the collaboration is encrypted, set up your key with client.setup_encryption(...).
     """
 
-    encrypted = False
-
-    def encode_input(self, org_id: int, obj: Any, binding: Mapping[str, Any]) -> str:
-        return json.dumps(obj, allow_nan=True)
-
-    def decode_result(self, org_id: int, text: str | None, binding: Mapping[str, Any]) -> Any:
-        if text is None:
-            return None
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise DecryptionError(
-                f"The result of organization {org_id} is not JSON ({exc}); if the collaboration is "
-                "encrypted, set up your key with client.setup_encryption(...)."
-            ) from None
-
-    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
-        try:
-            with open(path, "rb") as fh:
-                return json.load(fh)
-        except ValueError as exc:
-            raise DecryptionError(
-                f"The result of organization {org_id} is not JSON ({exc}); if the collaboration is "
-                "encrypted, set up your key with client.setup_encryption(...)."
-            ) from None
+    hint = "if the collaboration is encrypted, set up your key with client.setup_encryption(...)."
 
 
-class SealedCodec:
-    """Seals each input for its receiving organization; opens and verifies results sent to us.
+class CollaborationKeys:
+    """The client's :class:`~vantage6nb.common.envelope.KeyLookup`: the public keys of a
+    collaboration's organizations, as ``fetch(collaboration_id)`` lists them (``id, name,
+    public_key``), pinned in ``ring`` on first sight.
 
-    ``fetch(collaboration_id)`` lists the collaboration's organizations (``id, name,
-    public_key``); their keys are pinned in ``ring`` on first sight, so a key that changes on the
-    server raises :class:`KeyMismatch` naming the organization.
+    A key that changes on the server raises :class:`KeyMismatch` naming the organization and
+    ``client.trust_key(...)``. Sealing inputs fetches the listing once per task uid; opening a
+    result fetches it when the sender's key is unknown or not the one the payload names.
     """
-
-    encrypted = True
 
     def __init__(
         self,
@@ -124,14 +83,29 @@ class SealedCodec:
                     try:
                         self.ring.add(int(org["id"]), org["public_key"], name=org.get("name"))
                     except KeyMismatch as exc:
-                        raise KeyMismatch(
-                            exc.msg.split(". Confirm")[0] + ". Nothing is encrypted for or "
-                            "accepted from it. Confirm the new fingerprint with that "
-                            f"organization, then call client.trust_key({org.get('name')!r}).",
-                            errors=exc.errors,
+                        raise exc.with_hint(
+                            "Nothing is encrypted for or accepted from it. Confirm the new "
+                            "fingerprint with that organization, then call "
+                            f"client.trust_key({org.get('name')!r})."
                         ) from None
 
-    def _public_key(self, org_id: int) -> bytes:
+    def peer_key(
+        self,
+        org_id: int,
+        binding: Mapping[str, Any],
+        *,
+        fresh: bool = False,
+        key_id: bytes | None = None,
+    ) -> bytes:
+        """The public key of ``org_id`` in ``binding["collaboration_id"]`` (this organization's own
+        without asking); :class:`MissingKey` names an organization without one."""
+        if fresh:
+            uid = str(binding.get("task_uid"))
+            if self._fresh_for != uid:  # once per task: one request, and key changes show up
+                self.refresh(int(binding["collaboration_id"]))
+                self._fresh_for = uid
+        elif org_id != self.org_id and not self.ring.has(org_id, key_id=key_id):
+            self.refresh(int(binding["collaboration_id"]))
         with self._lock:
             if org_id == self.org_id:
                 return self.key.public_key
@@ -143,75 +117,32 @@ class SealedCodec:
             "can be encrypted for it: its node creates one with `v6nb node create-private-key`."
         )
 
-    def encode_input(self, org_id: int, obj: Any, binding: Mapping[str, Any]) -> str:
-        uid = str(binding["task_uid"])
-        if self._fresh_for != uid:  # once per task: one request, and key changes show up
-            self.refresh(int(binding["collaboration_id"]))
-            self._fresh_for = uid
-        bind = crypto.Binding("input", uid, self.org_id, int(org_id))
-        data = json.dumps(obj, allow_nan=True).encode("utf-8")
-        return crypto.seal_text(data, bind, self.key, self._public_key(int(org_id)))
 
-    def decode_result(self, org_id: int, text: str | None, binding: Mapping[str, Any]) -> Any:
-        if text is None:
-            return None
-        receiver = binding.get("receiver_org_id")
-        if receiver is not None and int(receiver) != self.org_id:
-            raise DecryptionError(
-                f"This task was created by organization {receiver}: its results are encrypted "
-                "for that organization, and only its members can read them."
-            )
-        bind = self._result_binding(org_id, crypto.read_header(text), binding)
-        data = crypto.open_text(text, bind, self.key, self._public_key(bind.sender_org_id))
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise DecryptionError(
-                f"The result of organization {org_id} is not JSON ({exc})."
-            ) from None
+class SealedCodec(envelope.SealedCodec):
+    """The envelope's sealed codec with the client's key lookup (:class:`CollaborationKeys`).
 
-    def _result_binding(
-        self, org_id: int, header: crypto.Header, binding: Mapping[str, Any]
-    ) -> crypto.Binding:
-        receiver = binding.get("receiver_org_id")
-        if receiver is not None and int(receiver) != self.org_id:
-            raise DecryptionError(
-                f"This task was created by organization {receiver}: its results are encrypted "
-                "for that organization, and only its members can read them."
-            )
-        org_id = int(org_id)
-        if org_id != self.org_id and (
-            org_id not in self.ring
-            or hashlib.sha256(self._public_key(org_id)).digest()[:8] != header.sender_key_id
-        ):
-            self.refresh(int(binding["collaboration_id"]))
-        return crypto.Binding(
-            "result", str(binding["task_uid"]), org_id, self.org_id, int(binding["run_id"])
-        )
+    ``fetch(collaboration_id)`` lists the collaboration's organizations (``id, name,
+    public_key``); their keys are pinned in ``ring`` (``client.key_pins``) on first sight.
+    """
 
-    def decode_result_file(self, org_id: int, path: Path, binding: Mapping[str, Any]) -> Any:
-        """Decrypt a sealed result file chunk by chunk into a temporary file, then parse it.
+    def __init__(
+        self,
+        key: OrgKey,
+        org_id: int,
+        fetch: Callable[[int], list[Mapping[str, Any]]],
+        ring: KeyRing | None = None,
+    ) -> None:
+        self._keys = CollaborationKeys(key, org_id, fetch, ring)
+        super().__init__(key, org_id, self._keys)
 
-        Every chunk is authenticated before it is written; on failure the partial plaintext is
-        removed. Memory: the parsed value (one copy), not the ciphertext or its base64.
-        """
-        with open(path, "rb") as fh:
-            header = crypto.read_header(fh.read(2048))
-        bind = self._result_binding(org_id, header, binding)
-        plain = Path(str(path) + ".plain")
-        try:
-            with open(path, "rb") as src, open(plain, "wb") as dst:
-                crypto.open_stream(src, dst, bind, self.key, self._public_key(bind.sender_org_id))
-            with open(plain, "rb") as fh:
-                return json.load(fh)
-        except DecryptionError:
-            raise
-        except ValueError as exc:
-            raise DecryptionError(
-                f"The result of organization {bind.sender_org_id} is not JSON ({exc})."
-            ) from None
-        finally:
-            plain.unlink(missing_ok=True)
+    @property
+    def ring(self) -> KeyRing:
+        """The pinned peer keys (``client.trust_key`` re-pins one here)."""
+        return self._keys.ring
+
+    def refresh(self, collaboration_id: int) -> None:
+        """Fetch the collaboration's public keys; raises KeyMismatch for a changed pinned key."""
+        self._keys.refresh(collaboration_id)
 
 
 def load_private_key(path: str | os.PathLike[str], passphrase: str | None = None) -> OrgKey:
@@ -221,18 +152,7 @@ def load_private_key(path: str | os.PathLike[str], passphrase: str | None = None
     --------
     >>> key = load_private_key("leiden.key", passphrase="s3cret")  # doctest: +SKIP
     """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise MissingKey(
-            f"No private key file at {p}. Create one with "
-            "vantage6nb.Client.create_private_key(path) or `v6nb node create-private-key`."
-        )
-    try:
-        return OrgKey.from_bytes(p.read_bytes(), passphrase=passphrase)
-    except MissingKey:
-        raise MissingKey(
-            f"The private key {p} is protected by a passphrase: pass passphrase=..."
-        ) from None
+    return read_private_key(path, passphrase, passphrase_hint="pass passphrase=...")
 
 
 def create_private_key(

@@ -1,25 +1,26 @@
-"""End-to-end encryption between organizations (PyNaCl). See docs/security.md."""
+"""Sealed payloads between organizations (PyNaCl): the binding, the wire format, seal and open.
+
+See docs/security.md. Keys are in :mod:`.keys`, the ``v6nb1:`` text form in :mod:`.textform`,
+and what travels for a task input or result (plain or sealed) in :mod:`.envelope`.
+"""
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import io
 import struct
-import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 import nacl.bindings as sodium
 import nacl.exceptions
 import nacl.utils
 
 from .errors import DecryptionError, ValidationError
-
-if TYPE_CHECKING:
-    from .keys import KeyRing, OrgKey
+from .keys import KeyRing, OrgKey, fingerprint, key_id
+from .textform import TEXT_PREFIX, TextReader, TextWriter, from_text, is_sealed
 
 __all__ = [
     "Binding",
@@ -39,7 +40,6 @@ __all__ = [
 ]
 
 VERSION = 1
-TEXT_PREFIX = "v6nb1:"
 DEFAULT_CHUNK_SIZE = 64 * 1024
 Kind = Literal["input", "result"]
 
@@ -61,16 +61,6 @@ _TAG_FINAL = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
 _MIN_LOG2, _MAX_LOG2 = 10, 24
 
 
-def fingerprint(public_key: bytes) -> str:
-    """A short, stable fingerprint of a public key, shown to people: ``SHA256:<base64, no padding>``."""
-    digest = hashlib.sha256(public_key).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
-
-
-class _PublicKeys(Protocol):
-    def public_key(self, org_id: int) -> bytes: ...
-
-
 class Readable(Protocol):
     """Anything with ``read(n) -> bytes`` (files opened "rb", sockets' makefile, BytesIO)."""
 
@@ -87,8 +77,11 @@ class Writable(Protocol):
 class Binding:
     """What a payload belongs to; sealed into the header and checked on opening.
 
-    ``run_id`` is None for inputs (encrypted before the server assigns runs; the recipient
-    organization then identifies the run within the task) and set for results.
+    These five fields (with the key ids of both organizations) are all that is bound: not the
+    collaboration, the server's task id, the image or the method the server shows
+    (docs/security.md, "What is bound"). ``run_id`` is None for inputs (encrypted before the
+    server assigns runs; the recipient organization then identifies the run within the task)
+    and set for results.
 
     Examples
     --------
@@ -137,13 +130,8 @@ class Header:
     raw: bytes  # the header bytes that are authenticated
 
 
-def _key_id(public_key: bytes) -> bytes:
-    # The first 8 bytes of SHA-256 = the start of the human fingerprint.
-    return hashlib.sha256(public_key).digest()[:8]
-
-
-def _short(key_id: bytes) -> str:
-    return "SHA256:" + base64.b64encode(key_id).decode("ascii")[:10] + "…"
+def _short(kid: bytes) -> str:
+    return "SHA256:" + base64.b64encode(kid).decode("ascii")[:10] + "…"
 
 
 def _digest(header: bytes) -> bytes:
@@ -163,8 +151,8 @@ def _encode_header(b: Binding, chunk_size: int, sender_pk: bytes, recipient_pk: 
         b.sender_org_id,
         b.recipient_org_id,
         b.run_id or 0,
-        _key_id(sender_pk),
-        _key_id(recipient_pk),
+        key_id(sender_pk),
+        key_id(recipient_pk),
         len(uid),
     )
     return fixed + uid
@@ -229,7 +217,7 @@ def read_header(sealed: bytes | str) -> Header:
     >>> read_header(seal_text(b"{}", bind, a, b.public_key)).binding == bind
     True
     """
-    blob = _from_text(sealed) if isinstance(sealed, str) else sealed
+    blob = from_text(sealed) if isinstance(sealed, str) else sealed
     return _parse_header(io.BytesIO(blob))
 
 
@@ -290,7 +278,7 @@ def seal_stream(
         current = nxt
 
 
-def _lookup(sender_public_key: bytes | KeyRing | _PublicKeys, org_id: int) -> bytes:
+def _lookup(sender_public_key: bytes | KeyRing, org_id: int) -> bytes:
     if isinstance(sender_public_key, (bytes, bytearray)):
         return bytes(sender_public_key)
     return sender_public_key.public_key(org_id)
@@ -333,13 +321,13 @@ def open_stream(
         )
     sender_pk = _lookup(sender_public_key, expect.sender_org_id)
     own_pk = recipient_key.public_key
-    if header.recipient_key_id != _key_id(own_pk):
+    if header.recipient_key_id != key_id(own_pk):
         raise DecryptionError(
             f"payload was sealed for another key of org {got.recipient_org_id} "
             f"({_short(header.recipient_key_id)}), not the local key ({fingerprint(own_pk)}); "
             "was the organization's key replaced after the payload was made?"
         )
-    if header.sender_key_id != _key_id(sender_pk):
+    if header.sender_key_id != key_id(sender_pk):
         raise DecryptionError(
             f"payload claims a sender key of org {got.sender_org_id} ({_short(header.sender_key_id)}) "
             f"that is not the known key of that organization ({fingerprint(sender_pk)}); "
@@ -453,83 +441,6 @@ def open(  # noqa: A001 - mirrors seal/open; call it as crypto.open
     return b"".join(sink.parts)
 
 
-def is_sealed(text: str | bytes | None) -> bool:
-    """Cheap check whether a transport string is a sealed payload (by its prefix only).
-
-    Examples
-    --------
-    >>> is_sealed("v6nb1:AQE="), is_sealed('{"method": "m"}')
-    (True, False)
-    """
-    if isinstance(text, (bytes, bytearray)):
-        return bytes(text[: len(TEXT_PREFIX)]) == TEXT_PREFIX.encode("ascii")
-    return isinstance(text, str) and text.startswith(TEXT_PREFIX)
-
-
-def _check_text(text: str) -> None:
-    if not is_sealed(text):
-        raise DecryptionError(
-            f"not a sealed payload (expected text starting with {TEXT_PREFIX!r}); "
-            "was it sent to an encrypted collaboration without encryption?"
-        )
-
-
-def _a2b(text: str) -> bytes:
-    try:
-        if sys.version_info >= (3, 11):
-            return binascii.a2b_base64(text, strict_mode=True)
-        return binascii.a2b_base64(text)  # MACs still reject any change to the bytes
-    except (binascii.Error, ValueError):
-        raise DecryptionError("sealed payload text is not valid base64") from None
-
-
-def _from_text(text: str) -> bytes:
-    _check_text(text)
-    return _a2b(text[len(TEXT_PREFIX) :])
-
-
-class _TextReader:
-    """Decodes ``v6nb1:<base64>`` text window by window, so the binary form is never whole."""
-
-    _WINDOW = 4 * 32 * 1024  # characters; a multiple of 4 keeps windows independent
-
-    def __init__(self, text: str) -> None:
-        _check_text(text)
-        self._text, self._pos = text, len(TEXT_PREFIX)
-        self._buf = b""
-
-    def read(self, n: int) -> bytes:
-        while len(self._buf) < n and self._pos < len(self._text):
-            window = self._text[self._pos : self._pos + max(self._WINDOW, (n // 3 + 1) * 4)]
-            self._pos += len(window)
-            self._buf += _a2b(window)
-        out, self._buf = self._buf[:n], self._buf[n:]
-        return out
-
-
-class _TextSink:
-    """Base64-encodes sealed bytes as they are written; joined into one string at the end."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = [TEXT_PREFIX]
-        self._pending = b""
-
-    def write(self, data: bytes) -> int:
-        size = len(data)
-        data = self._pending + data if self._pending else data
-        cut = len(data) - len(data) % 3
-        if cut:
-            self.parts.append(binascii.b2a_base64(data[:cut], newline=False).decode("ascii"))
-        self._pending = data[cut:]
-        return size
-
-    def getvalue(self) -> str:
-        if self._pending:
-            self.parts.append(binascii.b2a_base64(self._pending, newline=False).decode("ascii"))
-            self._pending = b""
-        return "".join(self.parts)
-
-
 def seal_text(
     data: bytes,
     binding: Binding,
@@ -548,7 +459,7 @@ def seal_text(
     >>> is_sealed(seal_text(b"{}", bind, a, b.public_key))
     True
     """
-    sink = _TextSink()
+    sink = TextWriter()
     seal_stream(
         io.BytesIO(data), sink, binding, sender_key, recipient_public_key, chunk_size=chunk_size
     )
@@ -572,5 +483,5 @@ def open_text(
     b'{}'
     """
     sink = _Sink()
-    open_stream(_TextReader(text), sink, expect, recipient_key, sender_public_key)
+    open_stream(TextReader(text), sink, expect, recipient_key, sender_public_key)
     return b"".join(sink.parts)

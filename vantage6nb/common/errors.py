@@ -135,7 +135,28 @@ class DecryptionError(CryptoError, ValueError):
 
 
 class KeyMismatch(CryptoError):
+    """A public key is not the expected one. ``problem`` says what differs and ``hint`` what to do
+    next (joined with ". " into the message), so a caller can give its own hint (:meth:`with_hint`).
+
+    Examples
+    --------
+    >>> exc = KeyMismatch("the key of org 1 changed", hint="re-pin it")
+    >>> str(exc.with_hint("call client.trust_key(1)"))
+    'the key of org 1 changed. call client.trust_key(1)'
+    """
+
     status, code = 409, "key_mismatch"
+
+    def __init__(
+        self, msg: str = "", *, errors: dict[str, Any] | None = None, hint: str = ""
+    ) -> None:
+        super().__init__(f"{msg}. {hint}" if hint else msg, errors=errors)
+        self.problem = msg
+        self.hint = hint
+
+    def with_hint(self, hint: str) -> KeyMismatch:
+        """The same mismatch (message and ``errors``) with another hint."""
+        return KeyMismatch(self.problem, errors=self.errors, hint=hint)
 
 
 class MissingKey(CryptoError):

@@ -1,10 +1,13 @@
-"""Organization key pairs (X25519): creation, passphrase-protected export, public keys and pinning."""
+"""Organization key pairs (X25519): creation, passphrase-protected files, key ids, fingerprints, pins."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import nacl.exceptions
 import nacl.public
@@ -12,16 +15,46 @@ import nacl.pwhash
 import nacl.secret
 import nacl.utils
 
-from .crypto import fingerprint
 from .errors import DecryptionError, KeyMismatch, MissingKey, ValidationError
 
-__all__ = ["KeyRing", "OrgKey", "decode_public_key", "encode_public_key"]
+__all__ = [
+    "KeyRing",
+    "OrgKey",
+    "decode_public_key",
+    "encode_public_key",
+    "fingerprint",
+    "key_id",
+    "load_private_key",
+]
 
 PUBLIC_KEY_BYTES = 32
 _MAGIC = "v6nb-private-key-1"
 # Argon2id cost limits accepted from a key file, so a crafted file cannot make us allocate gigabytes.
 _MAX_MEMLIMIT = 1 << 30
 _MAX_OPSLIMIT = 16
+
+
+def fingerprint(public_key: bytes) -> str:
+    """A short, stable fingerprint of a public key, shown to people: ``SHA256:<base64, no padding>``.
+
+    Examples
+    --------
+    >>> fingerprint(bytes(32))
+    'SHA256:Zmh6rfhivXdsj8GLjp+OIAiXFIVu4jOzkCpZHQ1fKSU'
+    """
+    digest = hashlib.sha256(public_key).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def key_id(public_key: bytes) -> bytes:
+    """The 8-byte id a sealed payload's header names a key by: the start of its SHA-256.
+
+    Examples
+    --------
+    >>> key_id(bytes(32)).hex()
+    '66687aadf862bd77'
+    """
+    return hashlib.sha256(public_key).digest()[:8]
 
 
 def encode_public_key(public_key: bytes) -> str:
@@ -245,6 +278,7 @@ class KeyRing:
     ) -> None:
         self._pins: dict[int, str] = {int(k): v for k, v in (pins or {}).items()}
         self._keys: dict[int, bytes] = {}
+        self._ids: dict[int, bytes] = {}  # org id -> key id of its key in _keys
         self._names: dict[int, str] = {int(k): v for k, v in (names or {}).items()}
 
     def _label(self, org_id: int) -> str:
@@ -260,19 +294,21 @@ class KeyRing:
         pinned = self._pins.get(org_id)
         if pinned is not None and pinned != fp:
             raise KeyMismatch(
-                f"the public key of {self._label(org_id)} changed: pinned {pinned}, now {fp}. "
-                "Confirm the new fingerprint with that organization, then re-pin it explicitly "
-                "(KeyRing.repin); until then nothing is encrypted for or accepted from it",
+                f"the public key of {self._label(org_id)} changed: pinned {pinned}, now {fp}",
                 errors={"organization_id": org_id, "pinned": pinned, "presented": fp},
+                hint="Confirm the new fingerprint with that organization, then re-pin it "
+                "explicitly (KeyRing.repin); until then nothing is encrypted for or accepted from it",
             )
         self._pins[org_id] = fp
         self._keys[org_id] = raw
+        self._ids[org_id] = key_id(raw)
         return fp
 
     def repin(self, org_id: int, public_key: bytes | str, *, name: str | None = None) -> str | None:
         """Replace a pinned key on purpose; return the previous fingerprint (None if unpinned)."""
         previous = self._pins.pop(org_id, None)
         self._keys.pop(org_id, None)
+        self._ids.pop(org_id, None)
         self.add(org_id, public_key, name=name)
         return previous
 
@@ -290,6 +326,11 @@ class KeyRing:
                 "involve it"
             ) from None
 
+    def has(self, org_id: int, *, key_id: bytes | None = None) -> bool:
+        """Whether the ring holds a key of ``org_id`` (the one ``key_id`` names, when given)."""
+        known = self._ids.get(org_id)
+        return known is not None and (key_id is None or known == key_id)
+
     def fingerprint(self, org_id: int) -> str:
         """The pinned fingerprint of an organization."""
         if org_id not in self._pins:
@@ -305,6 +346,46 @@ class KeyRing:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+
+def load_private_key(
+    path: str | os.PathLike[str],
+    passphrase: str | bytes | None = None,
+    *,
+    passphrase_hint: str = "pass its passphrase",
+) -> OrgKey:
+    """Read a private key file written from :meth:`OrgKey.to_bytes` (by ``Client.create_private_key``
+    or ``v6nb node create-private-key``).
+
+    Raises
+    ------
+    MissingKey
+        There is no such file, or the key is passphrase-protected and no passphrase was given
+        (the message ends with ``passphrase_hint``, how the caller's user passes one).
+    DecryptionError
+        The passphrase is wrong (or the file was modified).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "org.key")
+    >>> key = OrgKey.generate()
+    >>> _ = open(path, "wb").write(key.to_bytes())
+    >>> load_private_key(path).fingerprint == key.fingerprint
+    True
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise MissingKey(
+            f"No private key file at {p}. Create one with "
+            "vantage6nb.Client.create_private_key(path) or `v6nb node create-private-key`."
+        )
+    try:
+        return OrgKey.from_bytes(p.read_bytes(), passphrase=passphrase)
+    except MissingKey:
+        raise MissingKey(
+            f"The private key {p} is protected by a passphrase: {passphrase_hint}"
+        ) from None
 
 
 def _b64(raw: bytes) -> str:

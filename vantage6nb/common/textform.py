@@ -1,0 +1,91 @@
+"""The text form of a sealed payload for JSON transport: ``v6nb1:`` + standard base64, streamed."""
+
+from __future__ import annotations
+
+import binascii
+import sys
+
+from .errors import DecryptionError
+
+__all__ = ["TEXT_PREFIX", "TextReader", "TextWriter", "check_text", "from_text", "is_sealed"]
+
+TEXT_PREFIX = "v6nb1:"
+
+
+def is_sealed(text: str | bytes | None) -> bool:
+    """Cheap check whether a transport string is a sealed payload (by its prefix only).
+
+    Examples
+    --------
+    >>> is_sealed("v6nb1:AQE="), is_sealed('{"method": "m"}')
+    (True, False)
+    """
+    if isinstance(text, (bytes, bytearray)):
+        return bytes(text[: len(TEXT_PREFIX)]) == TEXT_PREFIX.encode("ascii")
+    return isinstance(text, str) and text.startswith(TEXT_PREFIX)
+
+
+def check_text(text: str) -> None:
+    """Raise :class:`DecryptionError` (saying what was expected) unless ``text`` is sealed."""
+    if not is_sealed(text):
+        raise DecryptionError(
+            f"not a sealed payload (expected text starting with {TEXT_PREFIX!r}); "
+            "was it sent to an encrypted collaboration without encryption?"
+        )
+
+
+def _a2b(text: str) -> bytes:
+    try:
+        if sys.version_info >= (3, 11):
+            return binascii.a2b_base64(text, strict_mode=True)
+        return binascii.a2b_base64(text)  # MACs still reject any change to the bytes
+    except (binascii.Error, ValueError):
+        raise DecryptionError("sealed payload text is not valid base64") from None
+
+
+def from_text(text: str) -> bytes:
+    """The sealed bytes of a whole text form (checked prefix, strict base64)."""
+    check_text(text)
+    return _a2b(text[len(TEXT_PREFIX) :])
+
+
+class TextReader:
+    """Decodes ``v6nb1:<base64>`` text window by window, so the binary form is never whole."""
+
+    _WINDOW = 4 * 32 * 1024  # characters; a multiple of 4 keeps windows independent
+
+    def __init__(self, text: str) -> None:
+        check_text(text)
+        self._text, self._pos = text, len(TEXT_PREFIX)
+        self._buf = b""
+
+    def read(self, n: int) -> bytes:
+        while len(self._buf) < n and self._pos < len(self._text):
+            window = self._text[self._pos : self._pos + max(self._WINDOW, (n // 3 + 1) * 4)]
+            self._pos += len(window)
+            self._buf += _a2b(window)
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+class TextWriter:
+    """Base64-encodes sealed bytes as they are written; joined into one string at the end."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = [TEXT_PREFIX]
+        self._pending = b""
+
+    def write(self, data: bytes) -> int:
+        size = len(data)
+        data = self._pending + data if self._pending else data
+        cut = len(data) - len(data) % 3
+        if cut:
+            self.parts.append(binascii.b2a_base64(data[:cut], newline=False).decode("ascii"))
+        self._pending = data[cut:]
+        return size
+
+    def getvalue(self) -> str:
+        if self._pending:
+            self.parts.append(binascii.b2a_base64(self._pending, newline=False).decode("ascii"))
+            self._pending = b""
+        return "".join(self.parts)
