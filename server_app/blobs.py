@@ -11,14 +11,25 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
 from vantage6nb.common.errors import PayloadTooLarge
 
 from .models import PayloadBlob, Run
 
-__all__ = ["BlobStore", "blob_index", "blob_names_of_tasks", "blob_store", "result_ref"]
+__all__ = [
+    "RESULT_KIND",
+    "BlobStore",
+    "blob_index",
+    "blob_names_of_tasks",
+    "blob_store",
+    "drop_run_blobs",
+    "is_result_of",
+    "result_blob",
+    "result_fields",
+    "result_ref",
+]
 
 log = logging.getLogger("server_app.blobs")
 
@@ -26,6 +37,7 @@ _CHUNK = 1024 * 1024
 _SUFFIX = ".blob"
 _PARTIAL = ".partial"
 _GRACE_S = 3600  # a sweep leaves younger files alone: another instance may be mid-upload
+RESULT_KIND = "result"  # PayloadBlob.kind of a run's result (the only kind today)
 
 
 def result_ref(run_id: int) -> str:
@@ -37,6 +49,19 @@ def result_ref(run_id: int) -> str:
     '/api/run/7/result'
     """
     return f"/api/run/{run_id}/result"
+
+
+def result_fields(run_id: int, blob: PayloadBlob | None) -> dict[str, Any]:
+    """The ``result_ref`` / ``result_size`` pair of a run's JSON (both None for an inline result).
+
+    Examples
+    --------
+    >>> result_fields(7, None)
+    {'result_ref': None, 'result_size': None}
+    """
+    if blob is None:
+        return {"result_ref": None, "result_size": None}
+    return {"result_ref": result_ref(run_id), "result_size": blob.size}
 
 
 class BlobStore:
@@ -149,15 +174,42 @@ def blob_store() -> BlobStore:
     return current_app.extensions["v6nb_blobs"]
 
 
+def is_result_of(run_id: Any) -> ColumnElement[bool]:
+    """The condition "this PayloadBlob is the result of ``run_id``" (a value or a column, to join on)."""
+    return and_(PayloadBlob.run_id == run_id, PayloadBlob.kind == RESULT_KIND)
+
+
+def result_blob(s: Session, run_id: int) -> PayloadBlob | None:
+    """The stored result file of one run, if it has one, as the database holds it now.
+
+    ``populate_existing``: a row loaded earlier in this session (say by ``visible_run``) is
+    refreshed, so a caller that waited for an upload sees a file another request stored meanwhile.
+    """
+    stmt = select(PayloadBlob).where(is_result_of(run_id))
+    return s.scalar(stmt.execution_options(populate_existing=True))
+
+
 def blob_index(s: Session, run_ids: Iterable[int]) -> dict[int, PayloadBlob]:
     """The stored result file of each run that has one, in one query."""
     ids = set(run_ids)
     if not ids:
         return {}
     rows = s.scalars(
-        select(PayloadBlob).where(PayloadBlob.run_id.in_(ids), PayloadBlob.kind == "result")
+        select(PayloadBlob).where(PayloadBlob.run_id.in_(ids), PayloadBlob.kind == RESULT_KIND)
     )
     return {b.run_id: b for b in rows}
+
+
+def drop_run_blobs(s: Session, run_id: int) -> list[str]:
+    """Delete the rows of every stored file of a run; returns the file names.
+
+    Remove the files with :meth:`BlobStore.delete` after the commit, so a failed commit keeps them.
+    """
+    names: list[str] = []
+    for blob in s.scalars(select(PayloadBlob).where(PayloadBlob.run_id == run_id)):
+        names.append(blob.name)
+        s.delete(blob)
+    return names
 
 
 def blob_names_of_tasks(s: Session, task_ids: Iterable[int]) -> list[str]:

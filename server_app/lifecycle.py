@@ -9,25 +9,42 @@ from sqlalchemy.orm import Session
 
 from vantage6nb.common import events
 from vantage6nb.common.errors import Conflict, ValidationError
-from vantage6nb.common.schemas import RunStatus
+from vantage6nb.common.schemas import FINAL_VALUES, OPEN_ORDER, OPEN_VALUES, RunStatus
 
 from .models import Run, Task, utcnow
-from .serializers import NodeIndex, is_open, run_event
+from .serializers import NodeIndex, run_event
 from .state import state
 
-__all__ = ["change_status", "descendant_ids", "emit_run_statuses", "kill_tasks", "parse_status"]
+__all__ = [
+    "change_status",
+    "descendant_ids",
+    "emit_run_statuses",
+    "is_open",
+    "kill_tasks",
+    "parse_status",
+]
 
-_VALUES = {s.value for s in RunStatus}
+
+def is_open(status: str) -> bool:
+    """Whether a run in ``status`` can still change.
+
+    Examples
+    --------
+    >>> is_open("active"), is_open("killed")
+    (True, False)
+    """
+    return status in OPEN_VALUES
 
 
 def parse_status(value: str, field: str = "status") -> RunStatus:
     """A RunStatus from its wire value, else a ValidationError listing the valid ones."""
-    if value not in _VALUES:
+    try:
+        return RunStatus(value)
+    except ValueError:
+        known = ", ".join(sorted(OPEN_VALUES | FINAL_VALUES))
         raise ValidationError(
-            f"Unknown run status {value!r}; use one of: {', '.join(sorted(_VALUES))}.",
-            errors={field: "unknown status"},
-        )
-    return RunStatus(value)
+            f"Unknown run status {value!r}; use one of: {known}.", errors={field: "unknown status"}
+        ) from None
 
 
 def change_status(run: Run, status: RunStatus, reason: str | None = None) -> bool:
@@ -83,10 +100,9 @@ def descendant_ids(s: Session, task_id: int) -> list[int]:
 def kill_tasks(s: Session, task: Task, reason: str) -> list[tuple[Run, Task]]:
     """Kill every open run of ``task`` and its subtasks; commit; emit ``kill`` and ``run_status``."""
     ids = descendant_ids(s, task.id)
-    open_values = [st.value for st in RunStatus if not st.is_final]
     runs = list(
         s.scalars(
-            select(Run).where(Run.task_id.in_(ids), Run.status.in_(open_values)).order_by(Run.id)
+            select(Run).where(Run.task_id.in_(ids), Run.status.in_(OPEN_ORDER)).order_by(Run.id)
         )
     )
     tasks = {t.id: t for t in s.scalars(select(Task).where(Task.id.in_(ids)))}

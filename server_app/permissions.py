@@ -12,23 +12,51 @@ from functools import lru_cache
 from typing import Any
 
 from flask import current_app, g, request
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from vantage6nb.common.errors import AuthenticationError, NotFound, PermissionDenied
 
-from .models import Collaboration, Organization, Task, collaboration_member
+from .blobs import is_result_of
+from .models import (
+    Collaboration,
+    Node,
+    Organization,
+    PayloadBlob,
+    Run,
+    Task,
+    User,
+    collaboration_member,
+)
+from .request_parsing import MAX_ID, get_or_404
 
 __all__ = [
     "Identity",
+    "can_edit_user",
+    "can_see_run",
+    "can_see_task",
     "collaboration_ids",
     "current",
     "identity_from_claims",
+    "is_node_run",
+    "key_change_allowed",
     "require_admin",
     "require_collaboration",
+    "require_node_run",
     "require_type",
+    "scoped_collaborations",
+    "scoped_nodes",
+    "scoped_runs",
+    "scoped_tasks",
+    "scoped_users",
+    "visible_collaboration_ids",
+    "visible_node",
+    "visible_organization",
     "visible_organization_ids",
     "visible_organizations_clause",
+    "visible_run",
+    "visible_task",
+    "visible_user",
 ]
 
 
@@ -192,6 +220,70 @@ def require_collaboration(s: Session, ident: Identity, collaboration_id: int) ->
     return collab
 
 
+def visible_collaboration_ids(s: Session, ident: Identity) -> list[int]:
+    """:func:`collaboration_ids` as a list, every collaboration for administrators (socket rooms)."""
+    allowed = collaboration_ids(s, ident)
+    if allowed is None:
+        return list(s.scalars(select(Collaboration.id)))
+    return sorted(allowed)
+
+
+def scoped_collaborations(s: Session, ident: Identity) -> Select[Any]:
+    """Collaborations the caller acts in, as a statement to filter and page further."""
+    stmt = select(Collaboration)
+    allowed = collaboration_ids(s, ident)
+    return stmt if allowed is None else stmt.where(Collaboration.id.in_(allowed))
+
+
+def scoped_nodes(s: Session, ident: Identity) -> Select[Any]:
+    """Nodes of the collaborations the caller acts in."""
+    stmt = select(Node)
+    allowed = collaboration_ids(s, ident)
+    return stmt if allowed is None else stmt.where(Node.collaboration_id.in_(allowed))
+
+
+def visible_node(s: Session, ident: Identity, node_id: int) -> Node:
+    """The node, which must be in a collaboration the caller acts in (404 / 403 otherwise)."""
+    node = get_or_404(s, Node, node_id)
+    allowed = collaboration_ids(s, ident)
+    if allowed is not None and node.collaboration_id not in allowed:
+        raise PermissionDenied(
+            f"Node {node_id} is in a collaboration your organization is not part of."
+        )
+    return node
+
+
+def visible_organization(s: Session, ident: Identity, org_id: int) -> Organization:
+    """The organization, which must share a collaboration with the caller's (404 / 403 otherwise)."""
+    org = get_or_404(s, Organization, org_id)
+    visible = visible_organization_ids(s, ident)
+    if visible is not None and org.id not in visible:
+        raise PermissionDenied(f"Organization {org_id} shares no collaboration with yours.")
+    return org
+
+
+def scoped_users(ident: Identity) -> Select[Any]:
+    """Users the caller may see: everyone for administrators, else their organization's."""
+    stmt = select(User)
+    return stmt if ident.is_admin else stmt.where(User.organization_id == ident.org_id)
+
+
+def visible_user(s: Session, ident: Identity, user_id: int) -> User:
+    """The user, who must be of the caller's organization unless the caller is an administrator."""
+    user = get_or_404(s, User, user_id)
+    if not ident.is_admin and user.organization_id != ident.org_id:
+        raise PermissionDenied(f"User {user_id} belongs to another organization.")
+    return user
+
+
+def _task_scope(s: Session, ident: Identity) -> ColumnElement[bool] | None:
+    # SQL twin of can_see_task (None: no restriction)
+    if ident.type == "container":
+        return Task.job_id == ident.job_id
+    allowed = collaboration_ids(s, ident)
+    return None if allowed is None else Task.collaboration_id.in_(allowed)
+
+
 def can_see_task(s: Session, ident: Identity, task: Task) -> bool:
     """Users of member organizations, the collaboration's nodes, and containers of the same job."""
     if ident.type == "container":
@@ -200,11 +292,84 @@ def can_see_task(s: Session, ident: Identity, task: Task) -> bool:
     return allowed is None or task.collaboration_id in allowed
 
 
+def scoped_tasks(s: Session, ident: Identity) -> Select[Any]:
+    """Tasks the caller may see (:func:`can_see_task`), as a statement to filter further."""
+    clause = _task_scope(s, ident)
+    return select(Task) if clause is None else select(Task).where(clause)
+
+
+def visible_task(s: Session, ident: Identity, task_id: int) -> Task:
+    """The task, if the caller may see it (404 / 403 otherwise)."""
+    task = get_or_404(s, Task, task_id)
+    if not can_see_task(s, ident, task):
+        if ident.type == "container":  # same collaboration maybe, but another job
+            raise PermissionDenied(
+                f"Task {task_id} is not part of this algorithm's job: an algorithm sees only "
+                "its own task and the subtasks of its job."
+            )
+        raise PermissionDenied(
+            f"Task {task_id} is in a collaboration your organization is not part of."
+        )
+    return task
+
+
+def is_node_run(ident: Identity, run: Run, task: Task) -> bool:
+    """Whether ``run`` (of ``task``) is one the node ``ident`` executes: its organization's part
+    of a task in its collaboration."""
+    return run.organization_id == ident.org_id and task.collaboration_id == ident.collaboration_id
+
+
+def require_node_run(ident: Identity, run: Run, task: Task) -> None:
+    """Raise unless :func:`is_node_run`: a node updates and uploads only its own runs."""
+    if not is_node_run(ident, run, task):
+        raise PermissionDenied(f"Run {run.id} belongs to another node.")
+
+
 def can_see_run(s: Session, ident: Identity, task: Task, organization_id: int) -> bool:
     """Like tasks, but a node sees only the runs of its own organization."""
     if ident.type == "node":
         return task.collaboration_id == ident.collaboration_id and organization_id == ident.org_id
     return can_see_task(s, ident, task)
+
+
+def scoped_runs(s: Session, ident: Identity) -> Select[Any]:
+    """Runs the caller may see (:func:`can_see_run`), joined with their task (filter on both)."""
+    stmt = select(Run).join(Task, Run.task_id == Task.id)
+    if ident.type == "node":
+        return stmt.where(
+            Task.collaboration_id == ident.collaboration_id, Run.organization_id == ident.org_id
+        )
+    clause = _task_scope(s, ident)
+    return stmt if clause is None else stmt.where(clause)
+
+
+def visible_run(
+    s: Session, ident: Identity, run_id: int
+) -> tuple[Run, Task, Node | None, PayloadBlob | None]:
+    """The run with its task, its node and its stored result file, in one query (404 / 403)."""
+    row = s.execute(_ONE_RUN, {"run_id": run_id}).first() if 0 < run_id <= MAX_ID else None
+    if row is None:
+        raise NotFound(f"Run {run_id} does not exist.")
+    run, task, node, blob = row
+    if not can_see_run(s, ident, task, run.organization_id):
+        raise PermissionDenied(f"Run {run_id} is not visible to you.")
+    return run, task, node, blob
+
+
+# built once: a run, its task, its node and its result file (statement cache hits every time)
+_ONE_RUN = (
+    select(Run, Task, Node, PayloadBlob)
+    .join(Task, Run.task_id == Task.id)
+    .outerjoin(
+        Node,
+        and_(
+            Node.collaboration_id == Task.collaboration_id,
+            Node.organization_id == Run.organization_id,
+        ),
+    )
+    .outerjoin(PayloadBlob, is_result_of(Run.id))
+    .where(Run.id == bindparam("run_id"))
+)
 
 
 def can_edit_user(ident: Identity, user_id: int) -> bool:

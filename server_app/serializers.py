@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from vantage6nb.common.schemas import OPEN_STATUSES, RunStatus
+from vantage6nb.common.schemas import OPEN_ORDER, RunStatus
 
+from .blobs import result_blob, result_fields
 from .models import Collaboration, Node, Organization, PayloadBlob, Run, Task, User
 
 __all__ = [
@@ -26,9 +27,6 @@ __all__ = [
     "task_status",
     "user_json",
 ]
-
-_OPEN_ORDER = [RunStatus.PENDING.value, RunStatus.INITIALIZING.value, RunStatus.ACTIVE.value]
-_OPEN = {s.value for s in OPEN_STATUSES}
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -98,7 +96,7 @@ class NodeIndex:
 def task_status(statuses: Iterable[str]) -> str:
     """Derived task status: the least advanced open run status, else completed or failed."""
     seen = list(statuses)
-    for status in _OPEN_ORDER:
+    for status in OPEN_ORDER:
         if status in seen:
             return status
     return "completed" if all(s == RunStatus.COMPLETED.value for s in seen) else "failed"
@@ -132,8 +130,7 @@ def run_json(
         out[name] = task_brief(task) if name == "task" else getattr(run, name)
     if "result" in out:
         blob = blobs.get(run.id) if blobs is not None else _blob_of(run)
-        out["result_ref"] = f"/api/run/{run.id}/result" if blob is not None else None
-        out["result_size"] = blob.size if blob is not None else None
+        out.update(result_fields(run.id, blob))
     return out
 
 
@@ -141,9 +138,7 @@ def _blob_of(run: Run) -> PayloadBlob | None:
     s = object_session(run)
     if s is None or run.result is not None:  # an inline result has no file
         return None
-    return s.scalar(
-        select(PayloadBlob).where(PayloadBlob.run_id == run.id, PayloadBlob.kind == "result")
-    )
+    return result_blob(s, run.id)
 
 
 def task_brief(t: Task) -> dict[str, Any]:
@@ -195,8 +190,3 @@ def task_json(t: Task, nodes: NodeIndex) -> dict[str, Any]:
         "status": task_status(r.status for r in t.runs),
         "runs": runs,
     }
-
-
-def is_open(status: str) -> bool:
-    """Whether a run in ``status`` can still change."""
-    return status in _OPEN

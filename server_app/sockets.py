@@ -7,15 +7,15 @@ import threading
 from typing import Any
 
 import socketio
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, update
 
 from vantage6nb.common import events
 from vantage6nb.common.errors import V6Error
 
 from .db import Database
 from .message_queue import QueueManager
-from .models import Collaboration, Node, utcnow
-from .permissions import Identity, identity_from_claims
+from .models import Node, utcnow
+from .permissions import Identity, identity_from_claims, visible_collaboration_ids
 from .serializers import iso
 from .tokens import TokenService
 
@@ -99,12 +99,7 @@ class SocketHub:
 
     def _connect_user(self, sid: str, ident: Identity) -> None:
         with self._db.new_session() as s:
-            if ident.is_admin:
-                collabs = list(s.scalars(select(Collaboration.id)))
-            else:
-                from .permissions import collaboration_ids
-
-                collabs = sorted(collaboration_ids(s, ident) or ())
+            collabs = visible_collaboration_ids(s, ident)
         self.sio.enter_room(sid, events.organization_room(ident.org_id))
         for cid in collabs:
             self.sio.enter_room(sid, events.collaboration_room(cid))

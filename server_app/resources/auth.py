@@ -11,10 +11,11 @@ from vantage6nb.common.errors import AuthenticationError, Conflict, PermissionDe
 
 from ..bootstrap import verify_password
 from ..db import session
+from ..lifecycle import is_open
 from ..models import Node, Run, Task, User
-from ..permissions import Identity, require_type
+from ..permissions import Identity, is_node_run, require_type
 from ..request_parsing import get_or_404, json_body, validated
-from ..serializers import is_open, node_json, user_json
+from ..serializers import node_json, user_json
 from ..state import state
 from ..tokens import hash_api_key
 
@@ -105,7 +106,7 @@ def container_token() -> Any:
     run = get_or_404(s, Run, body["run_id"])
     task = s.get(Task, run.task_id)
     assert task is not None
-    if run.organization_id != ident.org_id or task.collaboration_id != ident.collaboration_id:
+    if not is_node_run(ident, run, task):
         raise PermissionDenied(f"Run {run.id} is not a run of this node.")
     return {"container_token": issue_container_token(ident, run, task)}
 

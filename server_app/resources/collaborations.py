@@ -11,7 +11,7 @@ from vantage6nb.common.errors import Conflict, NotFound, ValidationError
 
 from ..db import session
 from ..models import Collaboration, Organization, collaboration_member
-from ..permissions import collaboration_ids, current, require_admin, require_collaboration
+from ..permissions import current, require_admin, require_collaboration, scoped_collaborations
 from ..request_parsing import (
     check_id,
     get_or_404,
@@ -57,12 +57,8 @@ def _organizations(ids: Any) -> list[Organization]:
 
 @bp.get("/collaboration")
 def list_collaborations() -> Any:
-    ident = current()
     s = session()
-    stmt = select(Collaboration).order_by(Collaboration.id)
-    allowed = collaboration_ids(s, ident)
-    if allowed is not None:
-        stmt = stmt.where(Collaboration.id.in_(allowed))
+    stmt = scoped_collaborations(s, current()).order_by(Collaboration.id)
     if (oid := query_id("organization_id")) is not None:
         stmt = stmt.where(
             Collaboration.id.in_(

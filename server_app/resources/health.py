@@ -8,7 +8,7 @@ from flask import Blueprint
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from vantage6nb._version import __version__
+from vantage6nb.common.version import __version__
 
 from ..db import session
 

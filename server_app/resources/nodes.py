@@ -7,11 +7,11 @@ from typing import Any
 from flask import Blueprint
 from sqlalchemy import select
 
-from vantage6nb.common.errors import Conflict, PermissionDenied, ValidationError
+from vantage6nb.common.errors import Conflict, ValidationError
 
 from ..db import session
 from ..models import Collaboration, Node, Organization
-from ..permissions import collaboration_ids, current, require_admin
+from ..permissions import current, require_admin, scoped_nodes, visible_node
 from ..request_parsing import (
     get_or_404,
     json_body,
@@ -34,12 +34,8 @@ _STATUSES = ("online", "offline")
 
 @bp.get("/node")
 def list_nodes() -> Any:
-    ident = current()
     s = session()
-    stmt = select(Node).order_by(Node.id)
-    allowed = collaboration_ids(s, ident)
-    if allowed is not None:
-        stmt = stmt.where(Node.collaboration_id.in_(allowed))
+    stmt = scoped_nodes(s, current()).order_by(Node.id)
     if (oid := query_id("organization_id")) is not None:
         stmt = stmt.where(Node.organization_id == oid)
     if (cid := query_id("collaboration_id")) is not None:
@@ -98,27 +94,15 @@ def create_node() -> Any:
     return {**node_json(node), "api_key": api_key}, 201
 
 
-def _visible(node_id: int) -> Node:
-    ident = current()
-    s = session()
-    node = get_or_404(s, Node, node_id)
-    allowed = collaboration_ids(s, ident)
-    if allowed is not None and node.collaboration_id not in allowed:
-        raise PermissionDenied(
-            f"Node {node_id} is in a collaboration your organization is not part of."
-        )
-    return node
-
-
 @bp.get("/node/<int:node_id>")
 def get_node(node_id: int) -> Any:
-    return node_json(_visible(node_id))
+    return node_json(visible_node(session(), current(), node_id))
 
 
 @bp.patch("/node/<int:node_id>")
 def update_node(node_id: int) -> Any:
-    require_admin()
-    node = _visible(node_id)
+    ident = require_admin()
+    node = visible_node(session(), ident, node_id)
     body = validated(json_body(), {}, {"name": str}, strings={"name": 255})
     if "name" in body:
         if not body["name"].strip():

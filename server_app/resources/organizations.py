@@ -20,7 +20,7 @@ from ..permissions import (
     current,
     key_change_allowed,
     require_admin,
-    visible_organization_ids,
+    visible_organization,
     visible_organizations_clause,
 )
 from ..request_parsing import (
@@ -118,25 +118,15 @@ def create_organization() -> Any:
     return organization_json(org), 201
 
 
-def _visible(org_id: int) -> Organization:
-    ident = current()
-    s = session()
-    org = get_or_404(s, Organization, org_id)
-    visible = visible_organization_ids(s, ident)
-    if visible is not None and org.id not in visible:
-        raise PermissionDenied(f"Organization {org_id} shares no collaboration with yours.")
-    return org
-
-
 @bp.get("/organization/<int:org_id>")
 def get_organization(org_id: int) -> Any:
-    return organization_json(_visible(org_id))
+    return organization_json(visible_organization(session(), current(), org_id))
 
 
 @bp.patch("/organization/<int:org_id>")
 def update_organization(org_id: int) -> Any:
     ident = current()
-    org = _visible(org_id)
+    org = visible_organization(session(), ident, org_id)
     body = validated(
         json_body(),
         {},

@@ -8,23 +8,15 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response, request, send_file
-from sqlalchemy import select
 
 from vantage6nb.common import crypto
-from vantage6nb.common.errors import (
-    Conflict,
-    CryptoError,
-    NotFound,
-    PermissionDenied,
-    ValidationError,
-)
-from vantage6nb.common.schemas import RunStatus
+from vantage6nb.common.errors import Conflict, CryptoError, NotFound, ValidationError
+from vantage6nb.common.schemas import FINAL_VALUES
 
-from ..blobs import blob_store, result_ref
+from ..blobs import RESULT_KIND, blob_store, result_blob, result_ref
 from ..db import session
 from ..models import Collaboration, PayloadBlob, Run, Task
-from ..permissions import can_see_run, current, require_type
-from ..request_parsing import get_or_404
+from ..permissions import current, require_node_run, require_type, visible_run
 
 __all__ = ["bp"]
 
@@ -34,17 +26,24 @@ bp = Blueprint("run_results", __name__)
 
 _OCTET = "application/octet-stream"
 _HEAD = 2048  # enough for any sealed payload header (46 + a task uid of <= 1024 bytes)
-_FINAL = {s.value for s in RunStatus if s.is_final}
+
+# The text form of a sealed payload (``v6nb1:<base64>``), in which small sealed results are
+# stored inline. vantage6nb.common.crypto has no public function for the framing alone (only
+# inside seal_text/open_text), so these two build on its TEXT_PREFIX; call its functions instead
+# once it offers them (the decoding here is lenient on purpose: a bad text is served as stored).
 
 
-def _visible_run(run_id: int) -> tuple[Run, Task]:
-    s = session()
-    run = get_or_404(s, Run, run_id)
-    task = s.get(Task, run.task_id)
-    assert task is not None
-    if not can_see_run(s, current(), task, run.organization_id):
-        raise PermissionDenied(f"Run {run_id} is not visible to you.")
-    return run, task
+def _sealed_text(data: bytes) -> str:
+    """A sealed payload's bytes in the text form a JSON result carries."""
+    return crypto.TEXT_PREFIX + base64.b64encode(data).decode("ascii")
+
+
+def _sealed_bytes(text: str) -> bytes:
+    """The bytes of a sealed payload's text form (the text itself when it does not decode)."""
+    try:
+        return base64.b64decode(text[len(crypto.TEXT_PREFIX) :])
+    except (binascii.Error, ValueError):
+        return text.encode("utf-8")  # not decodable: hand it over as stored
 
 
 def _read_head(stream: Any) -> bytes:
@@ -85,9 +84,8 @@ def _check_sealed(head: bytes, run: Run, task: Task) -> None:
 @bp.put("/run/<int:run_id>/result")
 def put_result(run_id: int) -> Any:
     ident = require_type("node")
-    run, task = _visible_run(run_id)
-    if run.organization_id != ident.org_id or task.collaboration_id != ident.collaboration_id:
-        raise PermissionDenied(f"Run {run_id} belongs to another node.")
+    run, task, _, _ = visible_run(session(), ident, run_id)
+    require_node_run(ident, run, task)
     if request.mimetype != _OCTET:
         raise ValidationError(
             f"Send the result as the request body with Content-Type: {_OCTET} "
@@ -98,7 +96,7 @@ def put_result(run_id: int) -> Any:
     length = request.content_length
     if length is not None and length > store.max_bytes:
         raise store.too_large(length)
-    if run.status in _FINAL:
+    if run.status in FINAL_VALUES:
         raise Conflict(f"Run {run_id} is already {run.status}; its result cannot change.")
     s = session()
     collab = s.get(Collaboration, task.collaboration_id)
@@ -114,15 +112,13 @@ def put_result(run_id: int) -> Any:
     new_name: str | None = None
     try:
         s.refresh(run)
-        if run.status in _FINAL:  # killed or finished while uploading
+        if run.status in FINAL_VALUES:  # killed or finished while uploading
             raise Conflict(f"Run {run_id} became {run.status}; its result cannot change.")
-        blob = s.scalar(
-            select(PayloadBlob).where(PayloadBlob.run_id == run.id, PayloadBlob.kind == "result")
-        )
+        blob = result_blob(s, run.id)
         if size <= store.threshold:
             data = tmp.read_bytes()
             if encrypted:
-                run.result = crypto.TEXT_PREFIX + base64.b64encode(data).decode("ascii")
+                run.result = _sealed_text(data)
             else:
                 try:
                     run.result = data.decode("utf-8")
@@ -137,7 +133,7 @@ def put_result(run_id: int) -> Any:
         else:
             new_name = store.adopt(tmp, run.id)
             if blob is None:
-                blob = PayloadBlob(run_id=run.id, kind="result")
+                blob = PayloadBlob(run_id=run.id, kind=RESULT_KIND)
                 s.add(blob)
             else:
                 old.append(blob.name)
@@ -164,11 +160,8 @@ def put_result(run_id: int) -> Any:
 
 @bp.get("/run/<int:run_id>/result")
 def get_result(run_id: int) -> Any:
-    run, task = _visible_run(run_id)
     s = session()
-    blob = s.scalar(
-        select(PayloadBlob).where(PayloadBlob.run_id == run.id, PayloadBlob.kind == "result")
-    )
+    run, _, _, blob = visible_run(s, current(), run_id)
     s.commit()  # the file may take a while to send: hold no transaction
     if blob is not None:
         path = blob_store().path(blob.name)
@@ -184,11 +177,7 @@ def get_result(run_id: int) -> Any:
         raise NotFound(f"Run {run_id} has no result (status {run.status}).")
     text = run.result
     if crypto.is_sealed(text):
-        try:
-            data = base64.b64decode(text[len(crypto.TEXT_PREFIX) :])
-        except (binascii.Error, ValueError):
-            data = text.encode("utf-8")  # not decodable: hand it over as stored
-        sealed = "1"
+        data, sealed = _sealed_bytes(text), "1"
     else:
         data, sealed = text.encode("utf-8"), "0"
     return Response(data, mimetype=_OCTET, headers={"X-V6NB-Sealed": sealed})

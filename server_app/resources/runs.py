@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, request
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import select
 
-from vantage6nb.common.errors import NotFound, PermissionDenied, ValidationError
-from vantage6nb.common.schemas import OPEN_STATUSES
+from vantage6nb.common.errors import ValidationError
+from vantage6nb.common.schemas import OPEN_ORDER
 
-from ..blobs import blob_index, blob_store, result_ref
+from ..blobs import blob_index, blob_store, drop_run_blobs, result_fields
 from ..db import session
 from ..lifecycle import change_status, emit_run_statuses, parse_status
 from ..models import Node, PayloadBlob, Run, Task
-from ..permissions import can_see_run, collaboration_ids, current, require_type
+from ..permissions import current, require_node_run, require_type, scoped_runs, visible_run
 from ..request_parsing import (
-    MAX_ID,
     json_body,
     list_response,
     paginate,
@@ -57,34 +56,16 @@ def _statuses() -> list[str] | None:
     out: list[str] = []
     for part in (p.strip() for p in raw.split(",")):
         if part == "open":
-            out.extend(s.value for s in OPEN_STATUSES)
+            out.extend(OPEN_ORDER)
         elif part:
             out.append(parse_status(part).value)
     return out
 
 
-def _scoped_runs() -> Any:
-    """Runs the caller may see, as a statement joined with their task."""
-    ident = current()
-    s = session()
-    stmt = select(Run).join(Task, Run.task_id == Task.id)
-    if ident.type == "container":
-        stmt = stmt.where(Task.job_id == ident.job_id)
-    elif ident.type == "node":
-        stmt = stmt.where(
-            Task.collaboration_id == ident.collaboration_id, Run.organization_id == ident.org_id
-        )
-    else:
-        allowed = collaboration_ids(s, ident)
-        if allowed is not None:
-            stmt = stmt.where(Task.collaboration_id.in_(allowed))
-    return stmt
-
-
 @bp.get("/run")
 def list_runs() -> Any:
     s = session()
-    stmt = _scoped_runs().order_by(Run.id)
+    stmt = scoped_runs(s, current()).order_by(Run.id)
     include = _include()
     if (tid := query_id("task_id")) is not None:
         stmt = stmt.where(Run.task_id == tid)
@@ -114,47 +95,24 @@ def list_runs() -> Any:
     return list_response([run_json(r, tasks[r.task_id], nodes, include, blobs) for r in rows], meta)
 
 
-def _visible_run(run_id: int) -> tuple[Run, Task, NodeIndex, dict[int, PayloadBlob]]:
-    """The run with its task, its node (as an index) and its stored result file, in one query."""
-    ident = current()
-    s = session()
-    row = s.execute(_ONE_RUN, {"run_id": run_id}).first() if 0 < run_id <= MAX_ID else None
-    if row is None:
-        raise NotFound(f"Run {run_id} does not exist.")
-    run, task, node, blob = row
-    if not can_see_run(s, ident, task, run.organization_id):
-        raise PermissionDenied(f"Run {run_id} is not visible to you.")
+def _run_context(run_id: int) -> tuple[Run, Task, NodeIndex, dict[int, PayloadBlob]]:
+    """The visible run (:func:`~server_app.permissions.visible_run`), its node as an index and its
+    stored result file as a map, as :func:`~server_app.serializers.run_json` takes them."""
+    run, task, node, blob = visible_run(session(), current(), run_id)
     return run, task, NodeIndex.of([node]), ({run.id: blob} if blob is not None else {})
-
-
-# built once: a run, its task, its node and its result file (statement cache hits every time)
-_ONE_RUN = (
-    select(Run, Task, Node, PayloadBlob)
-    .join(Task, Run.task_id == Task.id)
-    .outerjoin(
-        Node,
-        and_(
-            Node.collaboration_id == Task.collaboration_id,
-            Node.organization_id == Run.organization_id,
-        ),
-    )
-    .outerjoin(PayloadBlob, and_(PayloadBlob.run_id == Run.id, PayloadBlob.kind == "result"))
-    .where(Run.id == bindparam("run_id"))
-)
 
 
 @bp.get("/run/<int:run_id>")
 def get_run(run_id: int) -> Any:
-    run, task, nodes, blobs = _visible_run(run_id)
+    run, task, nodes, blobs = _run_context(run_id)
     return run_json(run, task, nodes, blobs=blobs)
 
 
 @bp.patch("/run/<int:run_id>")
 def update_run(run_id: int) -> Any:
     ident = require_type("node")
-    run, task, nodes, blobs = _visible_run(run_id)
-    if run.organization_id != ident.org_id or task.collaboration_id != ident.collaboration_id:
-        raise PermissionDenied(f"Run {run_id} belongs to another node.")
+    run, task, nodes, blobs = _run_context(run_id)
+    require_node_run(ident, run, task)
     body = validated(
         json_body(),
         {},
@@ -184,9 +142,7 @@ def update_run(run_id: int) -> Any:
     replaced: list[str] = []
     if "result" in body:  # a JSON result replaces a stored file, if any
         run.result = body["result"]
-        for blob in s.scalars(select(PayloadBlob).where(PayloadBlob.run_id == run.id)):
-            replaced.append(blob.name)
-            s.delete(blob)
+        replaced = drop_run_blobs(s, run.id)
         blobs = {}
     # asked with the move to initializing, so a starting run costs the node one request less
     token = issue_container_token(ident, run, task) if body.get("container_token") else None
@@ -208,7 +164,7 @@ def list_results() -> Any:
         raise ValidationError(
             "Give the task: /api/result?task_id=<id>.", errors={"task_id": "required"}
         )
-    stmt = _scoped_runs().where(Run.task_id == tid).order_by(Run.id)
+    stmt = scoped_runs(s, current()).where(Run.task_id == tid).order_by(Run.id)
     rows = list(s.scalars(stmt))
     blobs = blob_index(s, [r.id for r in rows])
     return {
@@ -219,8 +175,7 @@ def list_results() -> Any:
                 "organization_id": r.organization_id,
                 "status": r.status,
                 "result": r.result,
-                "result_ref": result_ref(r.id) if r.id in blobs else None,
-                "result_size": blobs[r.id].size if r.id in blobs else None,
+                **result_fields(r.id, blobs.get(r.id)),
             }
             for r in rows
         ]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from vantage6nb.common import events
 from vantage6nb.common.errors import Conflict, PermissionDenied, ValidationError
-from vantage6nb.common.schemas import OPEN_STATUSES, RunStatus
+from vantage6nb.common.schemas import OPEN_ORDER, RunStatus
 
 from ..blobs import blob_names_of_tasks, blob_store
 from ..db import session
@@ -19,11 +19,11 @@ from ..lifecycle import descendant_ids, kill_tasks
 from ..models import Collaboration, Run, Task, utcnow
 from ..permissions import (
     Identity,
-    can_see_task,
-    collaboration_ids,
     current,
     require_collaboration,
     require_type,
+    scoped_tasks,
+    visible_task,
 )
 from ..request_parsing import (
     check_str,
@@ -38,12 +38,12 @@ from ..request_parsing import (
 from ..serializers import NodeIndex, task_brief, task_json
 from ..state import audit, state
 
-__all__ = ["bp", "visible_task"]
+__all__ = ["bp"]
 
 bp = Blueprint("tasks", __name__)
 
-_OPEN = [s.value for s in OPEN_STATUSES]
-_TASK_STATUSES = ("pending", "initializing", "active", "completed", "failed", "open")
+# a task's derived status (serializers.task_status), and "open" for any open run
+_TASK_STATUSES = (*OPEN_ORDER, "completed", "failed", "open")
 # a run's input up to this size travels in its `new_task` event, so the node need not fetch it
 _EVENT_INPUT_MAX = 64 * 1024
 
@@ -53,33 +53,22 @@ def _has(*statuses: str) -> ColumnElement[bool]:
 
 
 def _status_clause(status: str) -> ColumnElement[bool]:
-    pending, init, active = (
-        RunStatus.PENDING.value,
-        RunStatus.INITIALIZING.value,
-        RunStatus.ACTIVE.value,
-    )
+    pending, init, active = OPEN_ORDER
     not_completed = exists().where(Run.task_id == Task.id, Run.status != RunStatus.COMPLETED.value)
     return {
         "pending": _has(pending),
         "initializing": and_(_has(init), not_(_has(pending))),
         "active": and_(_has(active), not_(_has(pending, init))),
-        "completed": and_(not_(_has(*_OPEN)), not_(not_completed)),
-        "failed": and_(not_(_has(*_OPEN)), not_completed),
-        "open": _has(*_OPEN),
+        "completed": and_(not_(_has(*OPEN_ORDER)), not_(not_completed)),
+        "failed": and_(not_(_has(*OPEN_ORDER)), not_completed),
+        "open": _has(*OPEN_ORDER),
     }[status]
 
 
 @bp.get("/task")
 def list_tasks() -> Any:
-    ident = current()
     s = session()
-    stmt = select(Task).options(selectinload(Task.runs)).order_by(Task.id)
-    if ident.type == "container":
-        stmt = stmt.where(Task.job_id == ident.job_id)
-    else:
-        allowed = collaboration_ids(s, ident)
-        if allowed is not None:
-            stmt = stmt.where(Task.collaboration_id.in_(allowed))
+    stmt = scoped_tasks(s, current()).options(selectinload(Task.runs)).order_by(Task.id)
     for name, column in (
         ("collaboration_id", Task.collaboration_id),
         ("parent_id", Task.parent_id),
@@ -272,31 +261,16 @@ def _announce(task: Task, nodes: NodeIndex) -> None:
     )
 
 
-def visible_task(ident: Identity, task_id: int) -> Task:
-    """The task, if the caller may see it (404 / 403 otherwise)."""
-    s = session()
-    task = get_or_404(s, Task, task_id)
-    if not can_see_task(s, ident, task):
-        if ident.type == "container":  # same collaboration maybe, but another job
-            raise PermissionDenied(
-                f"Task {task_id} is not part of this algorithm's job: an algorithm sees only "
-                "its own task and the subtasks of its job."
-            )
-        raise PermissionDenied(
-            f"Task {task_id} is in a collaboration your organization is not part of."
-        )
-    return task
-
-
 @bp.get("/task/<int:task_id>")
 def get_task(task_id: int) -> Any:
-    task = visible_task(current(), task_id)
-    return task_json(task, NodeIndex(session(), [task.collaboration_id]))
+    s = session()
+    task = visible_task(s, current(), task_id)
+    return task_json(task, NodeIndex(s, [task.collaboration_id]))
 
 
 def _manageable(task_id: int) -> tuple[Identity, Task]:
     ident = require_type("user")
-    return ident, visible_task(ident, task_id)
+    return ident, visible_task(session(), ident, task_id)
 
 
 @bp.post("/task/<int:task_id>/kill")

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
-from sqlalchemy import select
 
 from vantage6nb.common.errors import Conflict, PermissionDenied, ValidationError
 
 from ..bootstrap import hash_password
 from ..db import session
 from ..models import Organization, User
-from ..permissions import can_edit_user, current, require_admin, require_type
+from ..permissions import can_edit_user, require_admin, require_type, scoped_users, visible_user
 from ..request_parsing import (
     get_or_404,
     json_body,
@@ -45,9 +44,7 @@ def _check_password(password: str) -> str:
 def list_users() -> Any:
     ident = require_type("user")
     s = session()
-    stmt = select(User).order_by(User.id)
-    if not ident.is_admin:
-        stmt = stmt.where(User.organization_id == ident.org_id)
+    stmt = scoped_users(ident).order_by(User.id)
     if (oid := query_id("organization_id")) is not None:
         stmt = stmt.where(User.organization_id == oid)
     if (name := query_str("username")) is not None:
@@ -96,23 +93,15 @@ def me() -> Any:
     return {**user_json(user), "organization_name": org.name if org else None}
 
 
-def _visible(user_id: int) -> User:
-    ident = require_type("user")
-    user = get_or_404(session(), User, user_id)
-    if not ident.is_admin and user.organization_id != ident.org_id:
-        raise PermissionDenied(f"User {user_id} belongs to another organization.")
-    return user
-
-
 @bp.get("/user/<int:user_id>")
 def get_user(user_id: int) -> Any:
-    return user_json(_visible(user_id))
+    return user_json(visible_user(session(), require_type("user"), user_id))
 
 
 @bp.patch("/user/<int:user_id>")
 def update_user(user_id: int) -> Any:
-    ident = current()
-    user = _visible(user_id)
+    ident = require_type("user")
+    user = visible_user(session(), ident, user_id)
     if not can_edit_user(ident, user_id):
         raise PermissionDenied("You may only change your own account.")
     body = validated(

@@ -1,7 +1,8 @@
-"""Server settings: layering, validation, and that docs/configuration.md documents every key."""
+"""Server settings: layering, validation, that docs/configuration.md documents every key; the version."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,10 @@ import pytest
 from server_app.config import SETTINGS, load_config
 from vantage6nb.common.errors import ConfigurationError
 from vantage6nb.common.settings import env_name
+from vantage6nb.common.version import __version__
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+REPO = Path(__file__).resolve().parents[2]
+DOCS = REPO / "docs" / "configuration.md"
 
 
 def test_layers(tmp_path):
@@ -51,3 +54,14 @@ def test_every_setting_documented():
     for s in SETTINGS:
         assert f"`{s.name}`" in server, s.name
         assert f"`{env_name('server', s.name)}`" in server, s.name
+
+
+def test_version_is_the_projects(client):
+    # the server reports the shared core's version, which is pyproject.toml's and the library's
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    declared = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
+    assert declared is not None and declared.group(1) == __version__
+    import vantage6nb
+
+    assert vantage6nb.__version__ == __version__
+    assert client.get("/api/version").json == {"version": __version__}

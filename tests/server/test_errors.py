@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from flask.testing import FlaskClient
 
 from tests.server.conftest import Network
 
@@ -118,6 +119,29 @@ def test_fuzz_every_endpoint(app, net: Network):
 def test_http_errors_are_json(net: Network, method, path, status, code):
     r = getattr(net.client, method)(path, headers=net.root)
     assert r.status_code == status and r.json["code"] == code
+
+
+DEEP = b'{"a":' * 5000 + b"1" + b"}" * 5000  # deeper than the JSON decoder's recursion limit
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/token/user"),
+        ("POST", "/api/organization"),
+        ("POST", "/api/task"),
+        ("PATCH", "/api/user/1"),
+    ],
+)
+def test_deeply_nested_json_is_a_400_not_a_500(
+    client: FlaskClient, root: dict[str, str], method: str, path: str
+) -> None:
+    r = client.open(
+        path, method=method, data=DEEP, headers={**root, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 400, r.json
+    assert r.json["code"] == "bad_request"
+    assert "nested too deeply" in r.json["msg"]
 
 
 def test_malformed_json_400(net: Network):

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import socketio
 
+from tests.server.conftest import wait_for
 from tests.services import (
     AMQP_URL,
     PG_URL,
@@ -113,6 +114,18 @@ def _node_token(srv: ServerProcess, node: dict[str, Any]) -> str:
     return str(srv.ok("POST", "/api/token/node", json={"api_key": node["api_key"]})["access_token"])
 
 
+def _wait_status(
+    srv: ServerProcess, net: dict[str, Any], node: dict[str, Any], status: str
+) -> None:
+    """Wait until ``srv`` reports ``node`` with ``status`` (the socket.io handler sets it, not the
+    client's connect call)."""
+    wait_for(
+        lambda: srv.ok("GET", f"/api/node/{node['id']}", net["root"])["status"] == status,
+        timeout=WAIT,
+        what=f"node {node['id']} to be {status} on {srv.url}",
+    )
+
+
 def _task(srv: ServerProcess, token: str, net: dict[str, Any], orgs: list[int]) -> dict[str, Any]:
     body = {
         "collaboration_id": net["collab"],
@@ -201,7 +214,7 @@ def test_restarting_one_instance_keeps_the_others_nodes_online(pair, net):
     node = net["nodes"][net["org"]]
     node_on_a = Listener(a.url, _node_token(a, node), ())
     try:
-        assert a.ok("GET", f"/api/node/{node['id']}", net["root"])["status"] == "online"
+        _wait_status(a, net, node, "online")
         assert b.stop() == 0
         b.start()
         # B's start must not mark offline a node that is connected to A

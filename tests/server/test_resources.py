@@ -96,6 +96,24 @@ def test_bad_pagination(net: Network, params):
     assert r.status_code == 400 and r.json["errors"]
 
 
+@pytest.mark.parametrize(
+    "resource,body",
+    [
+        ("organization", {"name": "Gone"}),
+        ("collaboration", {"name": "Gone", "organization_ids": []}),
+    ],
+)
+def test_deleted_ids_are_not_reused(client, root, resource, body):
+    # a notebook holding an old id must not reach a new object
+    first = client.post(f"/api/{resource}", json=body, headers=root)
+    assert first.status_code == 201, first.json
+    old = first.json["id"]
+    assert client.delete(f"/api/{resource}/{old}", headers=root).status_code in (200, 204)
+    again = client.post(f"/api/{resource}", json={**body, "name": "New"}, headers=root)
+    assert again.json["id"] > old
+    assert client.get(f"/api/{resource}/{old}", headers=root).status_code == 404
+
+
 def test_collaboration_members(net: Network):
     c, root = net.client, net.root
     cid = net.collabs["ab"]
@@ -184,6 +202,22 @@ def test_users(net: Network):
         c.patch(f"/api/user/{me}", json={"is_admin": True}, headers=root).json["is_admin"] is True
     )
     assert c.delete("/api/user/1", headers=root).status_code == 409  # not yourself
+
+
+def test_an_administrator_cannot_remove_their_own_admin_rights(net: Network) -> None:
+    me = net.client.get("/api/user/me", headers=net.root).json
+    r = net.client.patch(f"/api/user/{me['id']}", json={"is_admin": False}, headers=net.root)
+    assert r.status_code == 409, r.json
+    assert "another administrator" in r.json["msg"]
+    assert net.client.get("/api/user/me", headers=net.root).json["is_admin"] is True
+    # another administrator may still do it, and re-granting oneself is harmless
+    r = net.client.patch(f"/api/user/{me['id']}", json={"is_admin": True}, headers=net.root)
+    assert r.status_code == 200, r.json
+    alice = net.user_ids["alice"]
+    r = net.client.patch(f"/api/user/{alice}", json={"is_admin": True}, headers=net.root)
+    assert r.status_code == 200
+    r = net.client.patch(f"/api/user/{alice}", json={"is_admin": False}, headers=net.root)
+    assert r.status_code == 200 and r.json["is_admin"] is False
 
 
 def _key(n: int) -> str:
