@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .algorithms.crosstab import crosstab_frame
+from .algorithms.summary import SUMMARY_COLUMNS, summary_frame
 from .client._frames import with_provenance
 from .common.errors import TaskError
 
@@ -18,7 +19,6 @@ __all__ = ["SUMMARY_COLUMNS", "crosstab", "summary"]
 
 SUMMARY_IMAGE = "v6nb/summary"
 CROSSTAB_IMAGE = "v6nb/crosstab"
-SUMMARY_COLUMNS = ["count", "missing", "mean", "std", "min", "max"]
 
 
 def summary(
@@ -77,13 +77,7 @@ def summary(
         timeout=timeout,
         name="summary",
     )
-    result = _central_result(task, "columns")
-    stats = result["columns"]
-    df = pd.DataFrame.from_dict(stats, orient="index", columns=SUMMARY_COLUMNS)
-    df = df.astype({"count": "int64", "missing": "int64"})
-    for col in ("mean", "std", "min", "max"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    df.index.name = "column"
+    df = summary_frame(_central_result(task, "columns"))
     return _provenance(df, task, names)
 
 
@@ -134,18 +128,7 @@ def crosstab(
         timeout=timeout,
         name=f"crosstab {row} x {col}",
     )
-    result = _central_result(task, "table")
-    table: dict[str, dict[str, Any]] = result["table"]
-    row_labels = _labels(result.get("row_values"), list(table))
-    col_keys = list(next(iter(table.values()), {}).keys()) if table else []
-    col_labels = _labels(result.get("col_values"), col_keys)
-    data = [[int(table[r].get(c, 0)) for c in col_keys] for r in table]
-    df = pd.DataFrame(
-        data,
-        index=pd.Index(row_labels, name=result.get("row", row)),
-        columns=pd.Index(col_labels, name=result.get("col", col)),
-        dtype="int64",
-    )
+    df = crosstab_frame(_central_result(task, "table"), {"row": row, "col": col})
     return _provenance(df, task, names)
 
 
@@ -161,13 +144,14 @@ def _run_central(
     timeout: float | None,
     name: str,
 ) -> tuple[Task, list[str]]:
-    collab = client._collaboration(collaboration)
-    org_ids = client._organizations_in(collab, organizations)
+    # resolved once here; task.create takes the collaboration as it is
+    collab = client.collaboration(collaboration)
+    org_ids = client.organization_ids(organizations, collaboration=collab)
     own = client.whoami.get("organization_id")
     members = [int(i) for i in collab.get("organization_ids") or []]
     central = own if own in members else org_ids[0]
     task = client.task.create(
-        collaboration=int(collab["id"]),
+        collaboration=collab,
         organizations=[central],
         image=image,
         method=method,
@@ -176,7 +160,7 @@ def _run_central(
         name=name,
     )
     task.wait(timeout=timeout)
-    names = client._organization_names(need=org_ids)
+    names = client.organization_names(org_ids)
     return task, [names.get(i, str(i)) for i in org_ids]
 
 
@@ -188,15 +172,6 @@ def _central_result(task: Task, key: str) -> dict[str, Any]:
             f"(no '{key}'): {str(result)[:200]}. Is the image a different version of the algorithm?"
         )
     return result
-
-
-def _labels(values: Any, keys: list[str]) -> list[Any]:
-    # The table's keys are JSON object keys (strings); the typed values come alongside, sorted the
-    # same way. Use them when they line up, so a year stays 2007 and not "2007".
-    if isinstance(values, list) and len(values) == len(keys):
-        if [v if isinstance(v, str) else json.dumps(v) for v in values] == keys:
-            return list(values)
-    return list(keys)
 
 
 def _provenance(df: pd.DataFrame, task: Task, organizations: list[str]) -> pd.DataFrame:

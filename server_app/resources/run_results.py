@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from typing import Any
 
 from flask import Blueprint, Response, request, send_file
 
-from vantage6nb.common import crypto
-from vantage6nb.common.errors import Conflict, CryptoError, NotFound, ValidationError
+from vantage6nb.common import crypto, textform
+from vantage6nb.common.errors import (
+    Conflict,
+    CryptoError,
+    DecryptionError,
+    NotFound,
+    ValidationError,
+)
 from vantage6nb.common.schemas import FINAL_VALUES
 
 from ..blobs import RESULT_KIND, blob_store, result_blob, result_ref
@@ -33,16 +37,15 @@ _HEAD = 2048  # enough for any sealed payload header (46 + a task uid of <= 1024
 # once it offers them (the decoding here is lenient on purpose: a bad text is served as stored).
 
 
-def _sealed_text(data: bytes) -> str:
-    """A sealed payload's bytes in the text form a JSON result carries."""
-    return crypto.TEXT_PREFIX + base64.b64encode(data).decode("ascii")
-
-
 def _sealed_bytes(text: str) -> bytes:
-    """The bytes of a sealed payload's text form (the text itself when it does not decode)."""
+    """The bytes of a sealed payload's text form (the text itself when it does not decode).
+
+    Lenient on purpose: the server cannot check a ciphertext, so what it stored is served, and
+    the receiver's strict decoding (and the MAC) refuses it with a clear error.
+    """
     try:
-        return base64.b64decode(text[len(crypto.TEXT_PREFIX) :])
-    except (binascii.Error, ValueError):
+        return textform.from_text(text)
+    except DecryptionError:
         return text.encode("utf-8")  # not decodable: hand it over as stored
 
 
@@ -118,7 +121,7 @@ def put_result(run_id: int) -> Any:
         if size <= store.threshold:
             data = tmp.read_bytes()
             if encrypted:
-                run.result = _sealed_text(data)
+                run.result = textform.to_text(data)
             else:
                 try:
                     run.result = data.decode("utf-8")

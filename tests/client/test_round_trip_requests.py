@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.client.conftest import Admin
-from vantage6nb import Client
+from vantage6nb import Client, errors
 from vantage6nb.common import events
 
 WAIT_S = 20.0
@@ -148,3 +148,24 @@ def test_events_on_a_finished_task_stop_being_followed(client: Client, leiden: N
     task.wait(timeout=WAIT_S, progress=False)
     off()
     assert task._unfollow is None
+
+
+def test_a_collaboration_resolved_once_is_not_looked_up_again(client: Client) -> None:
+    collab = client.collaboration()
+    assert collab is not client.collaboration()  # a copy: the cache stays the client's
+    ids = client.organization_ids(["Leiden"], collaboration=collab)
+    assert ids == client.organization_ids("Leiden", collaboration=collab["name"])
+    assert client.organization_names(ids)[ids[0]] == "Leiden"
+    sent = Requests(client)
+    task = client.task.create(
+        collaboration=collab, organizations=ids, image="v6nb/summary", method="m"
+    )
+    assert task.organization_ids == ids and task.collaboration_id == collab["id"]
+    assert sent.count("GET", "/collaboration") == 0 and sent.count("GET", "/organization") == 0
+    task.kill()
+    with pytest.raises(errors.NotFound, match="Elsewhere"):
+        client.task.create(
+            collaboration=collab, organizations=["Elsewhere"], image="v6nb/summary", method="m"
+        )
+    with pytest.raises(errors.ValidationError, match="empty"):
+        client.task.create(collaboration=collab, organizations=[], image="v6nb/summary", method="m")

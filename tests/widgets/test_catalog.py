@@ -10,8 +10,9 @@ from typing import Literal
 import pytest
 
 import vantage6nb.widgets as w
+from vantage6nb import catalog
+from vantage6nb.catalog import method_from_function
 from vantage6nb.common.errors import NotFound, ValidationError
-from vantage6nb.widgets._catalog import method_from_function
 
 
 def _partial(
@@ -99,12 +100,26 @@ def test_register_and_get():
         w.get_algorithm("nobody/nothing")
 
 
-def test_all_is_sorted_and_honest():
-    assert w.__all__ == sorted(w.__all__)
-    for name in w.__all__:
-        assert getattr(w, name) is not None
+@pytest.mark.parametrize("module", [w, catalog])
+def test_all_is_sorted_and_honest(module):
+    assert module.__all__ == sorted(module.__all__)
+    for name in module.__all__:
+        assert getattr(module, name) is not None
     with pytest.raises(AttributeError):
         w.NoSuchWidget  # noqa: B018
+
+
+def test_widgets_offer_the_catalog_itself():
+    assert w.register_algorithm is catalog.register_algorithm
+    assert w.Algorithm is catalog.Algorithm
+
+
+def test_shipped_algorithms_turn_results_into_frames_with_their_own_function():
+    from vantage6nb.algorithms import crosstab, summary
+
+    algos = w.known_algorithms()
+    assert algos["v6nb/summary"].to_frame is summary.summary_frame
+    assert algos["v6nb/crosstab"].to_frame is crosstab.crosstab_frame
 
 
 def test_import_does_not_load_ipywidgets():
@@ -115,3 +130,12 @@ def test_import_does_not_load_ipywidgets():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "True"]
+
+
+def test_the_catalog_needs_no_widgets():
+    code = (
+        "import sys, vantage6nb.catalog as c; c.known_algorithms(); "
+        "print(sorted(m for m in ('ipywidgets', 'pandas', 'vantage6nb.widgets') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,14 +1,22 @@
-"""TaskProgress: merging snapshots and pushed run events, subtasks, rendering."""
+"""TaskProgress: runs read from the run books (merged there), subtasks, rendering."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from vantage6nb.client import RunBook
 from vantage6nb.widgets._progress import TaskProgress, parse_time, render_runs_html
 
 
 def ev(status, org=1, task=10, **extra):
-    return {"task_id": task, "organization_id": org, "status": status, **extra}
+    # one run per organization and task, as the server makes them
+    return {
+        "task_id": task,
+        "run_id": task * 100 + org,
+        "organization_id": org,
+        "status": status,
+        **extra,
+    }
 
 
 def test_events_move_forward_only():
@@ -65,3 +73,14 @@ def test_render_escapes_and_shows_log_tail():
     out = render_runs_html(p.snapshot())
     assert "&lt;Leiden&gt;" in out and "data-status='crashed'" in out
     assert "line 49" in out and "line 29" not in out  # last 20 lines only
+
+
+def test_a_followed_book_is_shown_as_it_changes():
+    book = RunBook(5, [2, 1])
+    p = TaskProgress(task_id=5, org_names={1: "Leiden", 2: "Utrecht"})
+    p.follow(book)
+    assert p.snapshot() == [] and not p.done
+    book.merge([{"id": 1, "organization_id": 1, "status": "pending"}])
+    book.absorb({"task_id": 5, "run_id": 1, "organization_id": 1, "status": "completed"})
+    assert [(r.organization, r.status) for r in p.snapshot()] == [("Leiden", "completed")]
+    assert p.done and p.succeeded and p.subtasks == set()

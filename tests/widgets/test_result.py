@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from vantage6nb.algorithms.crosstab import crosstab_frame
+from vantage6nb.algorithms.summary import summary_frame
 from vantage6nb.widgets import ResultView
 from vantage6nb.widgets._result import guess_kind, results_to_frame
-from vantage6nb.widgets._shipped import crosstab_frame, summary_frame
 
 SUMMARY = {
     "columns": {
@@ -35,8 +36,23 @@ def test_summary_frame():
 def test_crosstab_frame():
     df = crosstab_frame([CROSSTAB])
     assert df.index.name == "a" and df.columns.name == "b"
-    assert df.loc["y", "2"] == 0 and df.to_numpy().sum() == 3
+    assert df.loc["y", 2] == 0 and df.to_numpy().sum() == 3  # typed labels: 2, not "2"
+    assert list(df.columns) == [1, 2] and str(df[1].dtype) == "int64"
     assert guess_kind(df) == "crosstab"
+
+
+def test_crosstab_frame_keeps_string_keys_without_typed_values():
+    df = crosstab_frame({k: v for k, v in CROSSTAB.items() if not k.endswith("_values")})
+    assert list(df.columns) == ["1", "2"] and list(df.index) == ["x", "y"]
+    named = crosstab_frame({"table": {"x": {"1": 1}}}, {"row": "a", "col": "b"})
+    assert (named.index.name, named.columns.name) == ("a", "b")
+
+
+def test_partial_results_become_one_row_per_part():
+    parts = [{"cells": [["x", 1, 2]], "rows": 2}, {"cells": [["y", 1, 3]], "rows": 3}]
+    assert crosstab_frame(parts)["count"].tolist() == [2, 3]
+    summaries = [SUMMARY, SUMMARY]
+    assert summary_frame(summaries)["part"].tolist() == [0, 0, 1, 1]
 
 
 def test_generic_results():

@@ -16,13 +16,12 @@ from ..common.errors import (
     V6Error,
     error_from_payload,
 )
-from ..common.schemas import OPEN_STATUSES
+from ..common.schemas import OPEN_VALUES, RunStatus
 from ._context import current_local, get_env, requested_labels
 
 __all__ = ["AlgorithmClient", "algorithm_client"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_OPEN = {str(s) for s in OPEN_STATUSES}
 
 
 class AlgorithmClient:
@@ -112,7 +111,7 @@ class AlgorithmClient:
         while True:
             task = self.task.get(task_id)
             runs = task.get("runs") or []
-            if runs and all(str(r.get("status")) not in _OPEN for r in runs):
+            if runs and all(str(r.get("status")) not in OPEN_VALUES for r in runs):
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 raise TaskTimeout(
@@ -122,7 +121,7 @@ class AlgorithmClient:
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
-        failed = [r for r in runs if str(r.get("status")) != "completed"]
+        failed = [r for r in runs if str(r.get("status")) != RunStatus.COMPLETED.value]
         if failed:
             # one entry per distinct reason, so the same failure at every organization reads once
             by_reason: dict[str, list[str]] = {}

@@ -1,4 +1,4 @@
-"""Helpers both shipped algorithms share: picking organizations, running a partial everywhere."""
+"""Helpers the shipped algorithms share: running a partial everywhere, the small-cell check, results."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from vantage6nb.algorithm import AlgorithmClient
 from vantage6nb.common.errors import PermissionDenied, ValidationError
 
-__all__ = ["check_cell", "run_partials"]
+__all__ = ["check_cell", "only_result", "run_partials"]
 
 # subtasks of a shipped algorithm should not wait forever on a node that never answers
 PARTIAL_TIMEOUT_S = 3600.0
@@ -51,3 +51,15 @@ def check_cell(n: int, threshold: int, what: str) -> None:
             f"node's minimum of {threshold}. Pool categories or choose other columns.",
             errors={"min_cell_count": threshold},
         )
+
+
+def only_result(results: Any) -> Any:
+    """The pooled answer of a task's results: a central method runs at one organization, so its
+    one result is it; anything else (one result per organization) is returned as it is.
+
+    Examples
+    --------
+    >>> only_result([{"n": 3}]), only_result([1, 2]), only_result({"n": 3})
+    ({'n': 3}, [1, 2], {'n': 3})
+    """
+    return results[0] if isinstance(results, list) and len(results) == 1 else results

@@ -5,7 +5,8 @@ value is missing are dropped, as pandas does); the central part adds them up. A 
 ``V6NB_MIN_CELL_COUNT`` set refuses to release any cell above 0 and below that threshold.
 
 Image ``v6nb/crosstab``. Run it with :func:`vantage6nb.analysis.crosstab`, or by hand with
-``method="crosstab", kwargs={"row": "species", "col": "island"}``.
+``method="crosstab", kwargs={"row": "species", "col": "island"}``, and turn its result into a
+table with :func:`crosstab_frame` (on the researcher's side).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data, min_cell_count
 from vantage6nb.common.errors import ValidationError
 
-from ._common import check_cell, run_partials
+from ._common import check_cell, only_result, run_partials
 
-__all__ = ["crosstab", "crosstab_partial", "value_key"]
+__all__ = ["crosstab", "crosstab_frame", "crosstab_partial", "value_key"]
 
 
 @algorithm_client
@@ -102,6 +103,61 @@ def value_key(value: Any) -> str:
     ('Adelie', '2007', 'true')
     """
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def crosstab_frame(results: Any, kwargs: dict[str, Any] | None = None) -> Any:
+    """A crosstab result as the pooled contingency table, as ``pandas.crosstab`` gives it.
+
+    Rows are labelled by the ``row`` values and columns by the ``col`` values, with their types
+    restored (a year stays ``2007``, not ``"2007"``) when the result carries them; counts are
+    int64. ``results`` is what :func:`crosstab` returned or a task's list of results; several
+    :func:`crosstab_partial` results give one row per part and cell instead. ``kwargs`` (the
+    task's arguments) names the axes when the result does not.
+
+    Examples
+    --------
+    >>> df = crosstab_frame({"row": "a", "col": "b", "table": {"x": {"1": 2, "2": 0}},
+    ...                      "row_values": ["x"], "col_values": [1, 2]})
+    >>> df.to_dict(), df.index.name, df.columns.name
+    ({1: {'x': 2}, 2: {'x': 0}}, 'a', 'b')
+    """
+    import pandas as pd
+
+    result = only_result(results)
+    names = kwargs or {}
+    if isinstance(result, dict) and isinstance(result.get("table"), dict):
+        table: dict[str, dict[str, Any]] = result["table"]
+        row_keys = list(table)
+        col_keys = list(dict.fromkeys(c for counts in table.values() for c in counts))
+        df = pd.DataFrame(
+            [[int(table[r].get(c, 0)) for c in col_keys] for r in row_keys],
+            index=pd.Index(
+                _labels(result.get("row_values"), row_keys),
+                name=result.get("row", names.get("row")),
+            ),
+            columns=pd.Index(
+                _labels(result.get("col_values"), col_keys),
+                name=result.get("col", names.get("col")),
+            ),
+            dtype="int64",
+        )
+        df.attrs["kind"] = "crosstab"
+        return df
+    records = [
+        {"part": i, "row": r, "col": c, "count": n}
+        for i, part in enumerate(results if isinstance(results, list) else [results])
+        for r, c, n in (part or {}).get("cells", [])
+    ]
+    return pd.DataFrame(records)
+
+
+def _labels(values: Any, keys: list[str]) -> list[Any]:
+    # The table's keys are JSON object keys (strings); the typed values come alongside, sorted the
+    # same way. Use them when they line up, so a year stays 2007 and not "2007".
+    if isinstance(values, list) and len(values) == len(keys):
+        if [value_key(v) for v in values] == keys:
+            return list(values)
+    return list(keys)
 
 
 def _plain(value: Any) -> Any:

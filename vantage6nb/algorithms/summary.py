@@ -9,6 +9,8 @@ column whose count or missing count is above 0 and below that threshold.
 Image ``v6nb/summary``. Run it with :func:`vantage6nb.analysis.summary`, or by hand::
 
     client.task.create(..., image="v6nb/summary", method="summary", kwargs={"columns": ["bill_length_mm"]})
+
+and turn its results into a table with :func:`summary_frame` (on the researcher's side).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from typing import Any
 from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data, min_cell_count
 from vantage6nb.common.errors import ValidationError
 
-from ._common import check_cell, run_partials
+from ._common import check_cell, only_result, run_partials
 
-__all__ = ["combine", "summary", "summary_partial"]
+__all__ = ["SUMMARY_COLUMNS", "combine", "summary", "summary_frame", "summary_partial"]
+
+#: The columns of a summary table, in this order.
+SUMMARY_COLUMNS = ["count", "missing", "mean", "std", "min", "max"]
 
 
 @algorithm_client
@@ -140,6 +145,44 @@ def combine(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
         hi = float(p["max"]) if hi is None else max(hi, float(p["max"]))
     mean = base + offset if n else None
     return {"count": n, "missing": missing, "mean": mean, "m2": m2, "min": lo, "max": hi}
+
+
+def summary_frame(results: Any, kwargs: dict[str, Any] | None = None) -> Any:
+    """A summary result as a DataFrame indexed by column: count, missing, mean, std, min, max.
+
+    ``results`` is what :func:`summary` returned, or a task's list of results (one per
+    organization). A list of several :func:`summary_partial` results gives one row per part and
+    column instead, with its raw statistics. ``kwargs`` (the task's arguments) is not needed.
+
+    Examples
+    --------
+    >>> df = summary_frame({"columns": {"x": {"count": 2, "missing": 0, "mean": 1.5, "std": 0.7,
+    ...                                       "min": 1.0, "max": 2.0}}, "rows": 2})
+    >>> df["mean"].to_dict(), str(df["count"].dtype), df.index.name
+    ({'x': 1.5}, 'int64', 'column')
+    """
+    import pandas as pd
+
+    result = only_result(results)
+    if isinstance(result, dict) and isinstance(result.get("columns"), dict):
+        df = pd.DataFrame.from_dict(result["columns"], orient="index")
+        present = [c for c in SUMMARY_COLUMNS if c in df.columns]
+        if present or df.columns.empty:  # an empty result still has the table's columns
+            df = df.reindex(columns=present or SUMMARY_COLUMNS)
+        for col in ("count", "missing"):
+            if col in df.columns:
+                df[col] = df[col].astype("int64")
+        for col in ("mean", "std", "min", "max"):
+            if col in df.columns:
+                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        df.index.name = "column"
+        df.attrs["kind"] = "summary"
+        return df
+    records = []
+    for i, part in enumerate(results if isinstance(results, list) else [results]):
+        for name, stats in ((part or {}).get("columns") or {}).items():
+            records.append({"part": i, "column": name, **(stats or {})})
+    return pd.DataFrame(records)
 
 
 def _finish(pooled: dict[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -13,23 +11,13 @@ import pandas as pd
 from ..common.errors import MissingKey, NotFound, ValidationError
 from ..common.keys import KeyRing, OrgKey
 from . import _frames
-from ._codec import (
-    Codec,
-    PlainCodec,
-    SealedCodec,
-    check_own_key,
-    create_private_key,
-    load_private_key,
-)
+from ._codec import SealedCodec, check_own_key, create_private_key, load_private_key
 from ._events import EventStream
 from ._http import Transport
+from ._session import Session
 from ._task_api import TaskAPI
 
 __all__ = ["Client"]
-
-# How long a task creation trusts the last collaboration listing (saves a request per task in a
-# loop; a name or organization it does not know triggers a fresh listing at once).
-_COLLABORATIONS_TTL_S = 5.0
 
 
 class Client:
@@ -56,17 +44,16 @@ class Client:
     def __init__(self, url: str, *, timeout: float = 30.0, verify: bool | str = True) -> None:
         self._transport = Transport(url, timeout=timeout, verify=verify)
         self.url = self._transport.url
-        self._user: dict[str, Any] | None = None
-        self._codec: Codec = PlainCodec()  # replaced by client.setup_encryption(...)
-        self._cache: dict[str, Any] = {}
-        self._cache_lock = threading.Lock()
         self.events = EventStream(
             self.url,
             token=lambda: self._transport.access_token,
             refresh=self._transport.refresh,
             verify=verify,
         )
-        self.task = TaskAPI(self)
+        # what tasks and client.task share with the client: transport, names, codec, events
+        self._session = Session(self._transport, events=self.events)
+        self._directory = self._session.directory
+        self.task = TaskAPI(self._session)
 
     # -- session --------------------------------------------------------------------------------
     def login(self, username: str, password: str) -> Client:
@@ -78,23 +65,23 @@ class Client:
         <Client http://127.0.0.1:7601 — 'researcher' of 'Leiden'>
         """
         self.events.close()
-        self._clear_cache()
+        self._directory.clear()
         self._transport.login(username, password)
         me = self._transport.request("GET", "/user/me")
-        self._user = dict(me)
+        self._session.user = dict(me)
         return self
 
     @property
     def whoami(self) -> dict[str, Any]:
         """The logged-in user: id, username, organization_id, organization_name, is_admin, email."""
-        if self._user is None:
+        if self._session.user is None:
             self._transport.request("GET", "/user/me")  # raises the 'not logged in' error
-        return dict(self._user or {})
+        return dict(self._session.user or {})
 
     @property
     def logged_in(self) -> bool:
         """True after a successful :meth:`login`."""
-        return self._user is not None
+        return self._session.user is not None
 
     def close(self) -> None:
         """Disconnect the event stream and close HTTP connections."""
@@ -108,9 +95,9 @@ class Client:
         self.close()
 
     def __repr__(self) -> str:
-        if self._user is None:
+        u = self._session.user
+        if u is None:
             return f"<Client {self.url} — not logged in>"
-        u = self._user
         admin = ", admin" if u.get("is_admin") else ""
         return (
             f"<Client {self.url} — '{u.get('username')}' of '{u.get('organization_name')}'{admin}>"
@@ -126,10 +113,10 @@ class Client:
         """
         params = {}
         if collaboration is not None:
-            params["collaboration_id"] = self._collaboration(collaboration)["id"]
+            params["collaboration_id"] = self._directory.collaboration(collaboration)["id"]
         rows = self._transport.paginate("/organization", params)
         if collaboration is None:
-            self._store("organization_names", {int(r["id"]): r["name"] for r in rows})
+            self._directory.remember_organizations(rows)
         return _frames.frame("organization", rows)
 
     def collaborations(self) -> pd.DataFrame:
@@ -139,9 +126,9 @@ class Client:
         --------
         >>> client.collaborations()[["name", "encrypted", "organizations"]]  # doctest: +SKIP
         """
-        rows = self._my_collaborations(fresh=True)
+        rows = self._directory.collaborations(fresh=True)
         return _frames.frame(
-            "collaboration", rows, names={"organization": self._organization_names()}
+            "collaboration", rows, names={"organization": self._directory.organization_names()}
         )
 
     def nodes(self, *, collaboration: int | str | None = None) -> pd.DataFrame:
@@ -153,13 +140,13 @@ class Client:
         """
         params = {}
         if collaboration is not None:
-            params["collaboration_id"] = self._collaboration(collaboration)["id"]
+            params["collaboration_id"] = self._directory.collaboration(collaboration)["id"]
         rows = self._transport.paginate("/node", params)
         collabs = {int(c["id"]): c["name"] for c in self._transport.paginate("/collaboration")}
         return _frames.frame(
             "node",
             rows,
-            names={"organization": self._organization_names(), "collaboration": collabs},
+            names={"organization": self._directory.organization_names(), "collaboration": collabs},
         )
 
     def users(self) -> pd.DataFrame:
@@ -170,7 +157,66 @@ class Client:
         >>> client.users()[["username", "organization"]]  # doctest: +SKIP
         """
         rows = self._transport.paginate("/user")
-        return _frames.frame("user", rows, names={"organization": self._organization_names()})
+        return _frames.frame(
+            "user", rows, names={"organization": self._directory.organization_names()}
+        )
+
+    # -- single records and name resolution ------------------------------------------------------
+    def collaboration(self, ref: int | str | None = None, *, fresh: bool = False) -> dict[str, Any]:
+        """One collaboration by id or name (None: the only one of your organization), as a dict.
+
+        Pass it on to ``client.task.create(collaboration=...)`` to skip a second look-up. A
+        listing a few seconds old may answer; ``fresh=True`` always asks the server.
+
+        Raises
+        ------
+        NotFound
+            For a name none of your collaborations has (the message lists yours).
+        ValidationError
+            For None when your organization is in several collaborations.
+
+        Examples
+        --------
+        >>> collab = client.collaboration("Demo")  # doctest: +SKIP
+        >>> collab["id"], collab["encrypted"], collab["organization_ids"]  # doctest: +SKIP
+        (1, False, [1, 2, 3])
+        """
+        return self._directory.collaboration(ref, fresh=fresh)
+
+    def organization_ids(
+        self,
+        organizations: Sequence[int | str] | int | str | None = None,
+        *,
+        collaboration: int | str | Mapping[str, Any] | None = None,
+    ) -> list[int]:
+        """The ids of organizations (by id or name) of a collaboration; None: all its members.
+
+        ``collaboration`` is a reference as for :meth:`collaboration`, or the dict it returned.
+
+        Raises
+        ------
+        NotFound
+            For an organization that is not in the collaboration (the message lists its members).
+
+        Examples
+        --------
+        >>> client.organization_ids(["Leiden", "Utrecht"], collaboration="Demo")  # doctest: +SKIP
+        [1, 2]
+        """
+        if isinstance(collaboration, Mapping):
+            return self._directory.organizations_in(dict(collaboration), organizations)
+        return self._directory.resolve(collaboration, organizations)[1]
+
+    def organization_names(self, ids: Sequence[int] = ()) -> dict[int, str]:
+        """``{organization id: name}`` of the organizations you can see (listed again when one of
+        ``ids`` is not known yet; otherwise the names last listed).
+
+        Examples
+        --------
+        >>> client.organization_names()  # doctest: +SKIP
+        {1: 'Leiden', 2: 'Utrecht', 3: 'Amsterdam'}
+        """
+        return self._directory.organization_names(need=ids)
 
     # -- encryption -----------------------------------------------------------------------------
     @staticmethod
@@ -226,16 +272,18 @@ class Client:
             body = {"public_key": key.public_key_b64}
             self._transport.request("PATCH", f"/organization/{org_id}", json=body)
 
-        def fetch(collaboration_id: int) -> list[dict[str, Any]]:
-            return self._transport.paginate("/organization", {"collaboration_id": collaboration_id})
+        def fetch(collaboration_id: int) -> list[Mapping[str, Any]]:
+            return list(
+                self._transport.paginate("/organization", {"collaboration_id": collaboration_id})
+            )
 
-        self._codec = SealedCodec(key, org_id, fetch, KeyRing(pins))
+        self._session.codec = SealedCodec(key, org_id, fetch, KeyRing(pins))
         return key.fingerprint
 
     @property
     def key_pins(self) -> dict[int, str]:
         """Pinned fingerprints of peer organizations' keys ``{org_id: fingerprint}`` (to persist)."""
-        ring = getattr(self._codec, "ring", None)
+        ring = getattr(self._session.codec, "ring", None)
         return ring.pins() if ring is not None else {}
 
     def trust_key(self, organization: int | str) -> str:
@@ -247,129 +295,15 @@ class Client:
         >>> client.trust_key("Utrecht")  # doctest: +SKIP
         'SHA256:...'
         """
-        if not isinstance(self._codec, SealedCodec):
+        codec = self._session.codec
+        if not isinstance(codec, SealedCodec):
             raise MissingKey("Load your key first with client.setup_encryption(...).")
-        names = self._organization_names()
+        names = self._directory.organization_names()
         ids = [i for i, n in names.items() if n == organization or i == organization]
         if not ids:
             raise NotFound(f"No organization {organization!r}.")
         org = self._transport.request("GET", f"/organization/{ids[0]}")
         if not org.get("public_key"):
             raise MissingKey(f"Organization {org.get('name')!r} has no public key on the server.")
-        self._codec.ring.repin(ids[0], org["public_key"], name=org.get("name"))
+        codec.ring.repin(ids[0], org["public_key"], name=org.get("name"))
         return str(org.get("key_fingerprint"))
-
-    def _codec_for(self, collaboration: dict[str, Any]) -> Codec:
-        if collaboration.get("encrypted") and not getattr(self._codec, "encrypted", False):
-            raise MissingKey(
-                f"Collaboration '{collaboration.get('name')}' is encrypted: load your organization's "
-                "private key first with client.setup_encryption(...)."
-            )
-        return self._codec
-
-    # -- name resolution (used by tasks and analysis) --------------------------------------------
-    def _my_collaborations(self, *, fresh: bool = False) -> list[dict[str, Any]]:
-        """The collaborations listing, reused for ``_COLLABORATIONS_TTL_S`` unless ``fresh``."""
-        now = time.monotonic()
-        hit = self._cache.get("collaborations")
-        if not fresh and hit is not None and now - hit[0] < _COLLABORATIONS_TTL_S:
-            return [dict(c) for c in hit[1]]
-        rows = list(self._transport.paginate("/collaboration"))
-        self._store("collaborations", (now, rows))
-        return [dict(c) for c in rows]
-
-    def _collaboration(self, ref: int | str | None, *, fresh: bool = False) -> dict[str, Any]:
-        """The collaboration by id or name; None means the only one of your organization.
-
-        A listing a few seconds old may answer (``fresh=True``: never); an unknown name or id is
-        always looked up again.
-        """
-        if isinstance(ref, bool):
-            raise ValidationError("collaboration must be an id or a name.")
-        if isinstance(ref, int):
-            for c in [] if fresh else self._my_collaborations():
-                if c["id"] == ref:
-                    return c
-            return dict(self._transport.request("GET", f"/collaboration/{ref}"))
-        mine = self._my_collaborations(fresh=fresh)
-        if isinstance(ref, str) and not fresh and all(c["name"] != ref for c in mine):
-            mine = self._my_collaborations(fresh=True)
-        names = ", ".join(repr(c["name"]) for c in mine) or "none"
-        if ref is None:
-            if len(mine) == 1:
-                return dict(mine[0])
-            if not mine:
-                raise NotFound(
-                    "Your organization is in no collaboration: ask an administrator to add it to one."
-                )
-            raise ValidationError(
-                f"Your organization is in {len(mine)} collaborations ({names}): pass collaboration=<name or id>.",
-                errors={"collaboration": "required when there is more than one"},
-            )
-        for c in mine:
-            if c["name"] == ref:
-                return dict(c)
-        raise NotFound(
-            f"No collaboration named '{ref}'. Yours are: {names}.",
-            errors={"collaboration": "unknown name"},
-        )
-
-    def _organizations_in(
-        self, collaboration: dict[str, Any], refs: Sequence[int | str] | int | str | None
-    ) -> list[int]:
-        """Organization ids (by id or name) that must belong to ``collaboration``; None: all."""
-        members = [int(i) for i in collaboration.get("organization_ids") or []]
-        if refs is None:
-            return members
-        if isinstance(refs, (int, str)):
-            refs = [refs]
-        names = self._organization_names(need=members)
-        by_name = {names.get(i): i for i in members}
-        out: list[int] = []
-        for ref in refs:
-            org_id = by_name.get(ref) if isinstance(ref, str) else ref
-            if org_id is None or org_id not in members:
-                listing = ", ".join(f"'{names.get(i, i)}' ({i})" for i in members)
-                raise NotFound(
-                    f"Organization {ref!r} is not in collaboration '{collaboration.get('name')}'. "
-                    f"Its organizations are: {listing}.",
-                    errors={"organizations": f"unknown organization {ref!r}"},
-                )
-            if org_id not in out:
-                out.append(int(org_id))
-        if not out:
-            raise ValidationError("organizations is empty: name at least one organization.")
-        return out
-
-    def _organization_names(
-        self, *, refresh: bool = True, need: Sequence[int] = ()
-    ) -> dict[int, str]:
-        names = self._cache.get("organization_names")
-        stale = names is None or any(i not in names for i in need)
-        if stale and refresh and self._user is not None:
-            rows = self._transport.paginate("/organization")
-            names = self._store("organization_names", {int(r["id"]): r["name"] for r in rows})
-        return dict(names or {})
-
-    def _nodes_by_organization(self, collaboration_id: int) -> dict[int, dict[str, Any]]:
-        rows = self._transport.paginate("/node", {"collaboration_id": collaboration_id})
-        return {
-            int(r["organization_id"]): r
-            for r in rows
-            if r.get("collaboration_id") == collaboration_id
-        }
-
-    def _node_names(self, collaboration_id: int) -> dict[int, str]:
-        return {
-            int(n["id"]): n.get("name") or ""
-            for n in self._nodes_by_organization(collaboration_id).values()
-        }
-
-    def _store(self, key: str, value: Any) -> Any:
-        with self._cache_lock:
-            self._cache[key] = value
-        return value
-
-    def _clear_cache(self) -> None:
-        with self._cache_lock:
-            self._cache.clear()

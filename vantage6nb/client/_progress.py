@@ -6,12 +6,24 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._task import Task
+from ..common.schemas import OPEN_VALUES
 
 __all__ = ["ProgressLine", "choose_progress", "in_notebook"]
+
+
+class _Progressing(Protocol):
+    """What a progress line reads of a task (a Task, without importing it)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def runs(self) -> list[dict[str, Any]]: ...
 
 
 def in_notebook() -> bool:
@@ -41,10 +53,10 @@ class ProgressLine:
         self._last = ""
         self._width = 0
 
-    def __call__(self, task: Task) -> None:
+    def __call__(self, task: _Progressing) -> None:
         runs = task.runs
         counts = Counter(str(r.get("status")) for r in runs)
-        done = sum(n for s, n in counts.items() if s not in ("pending", "initializing", "active"))
+        done = sum(n for s, n in counts.items() if s not in OPEN_VALUES)
         detail = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
         text = f"task {task.id} {task.name or task.method}: {done}/{len(runs)} done ({detail})"
         if text == self._last:

@@ -2,42 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
-from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from ..common.errors import ServerUnavailable, TaskError, TaskFailed, TaskTimeout
-from ..common.events import RUN_STATUS
-from ..common.schemas import FINAL_STATUSES, RunStatus
-from . import _frames
+from ..common.errors import ServerUnavailable, TaskError, TaskTimeout
+from ..common.events import RUN_STATUS, TASK_CREATED
+from . import _display, _frames, _outcome
 from ._events import RECONNECTED
 from ._progress import ProgressLine, choose_progress
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._client import Client
+from ._runs import RunBook
+from ._session import Session
 
 __all__ = ["Task"]
 
-_FINAL = {str(s) for s in FINAL_STATUSES}
-_FAILED = _FINAL - {str(RunStatus.COMPLETED)}
 _SAFETY_REFETCH_S = 5.0  # in case an event was missed; events do the real work
-_EVENT_FIELDS = ("status", "reason", "started_at", "finished_at")  # what a run_status event sets
-_LOG_TAIL_LINES = 15
-_ORDER = [str(RunStatus.PENDING), str(RunStatus.INITIALIZING), str(RunStatus.ACTIVE)]
-
-
-def _rank(status: Any) -> int:
-    """Progress of a run status: pending 0, initializing 1, active 2, any final status 3."""
-    text = str(status)
-    return 3 if text in _FINAL else _ORDER.index(text) if text in _ORDER else -1
 
 
 class Task:
@@ -55,16 +37,13 @@ class Task:
     """
 
     def __init__(
-        self, client: Client, data: dict[str, Any], runs: list[dict[str, Any]] | None = None
+        self, session: Session, data: dict[str, Any], runs: list[dict[str, Any]] | None = None
     ):
-        self._client = client
+        self._session = session
         self._data = dict(data)
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._runs: dict[int, dict[str, Any]] = {}
-        self._version = 0
+        self._book = RunBook(int(data["id"]), self._data.get("organization_ids") or [])
         self._failures_accepted = False  # wait(raise_on_failure=False) was called
-        self._set_runs(runs if runs is not None else list(data.get("runs") or []))
+        self._book.merge(runs if runs is not None else list(data.get("runs") or []))
         # set by _follow: the event connection (generation) that has fed this task every run_status
         # since before its creation, so a wait() on it needs no first re-read of the runs
         self._followed_since: int | None = None
@@ -104,8 +83,12 @@ class Task:
     @property
     def runs(self) -> list[dict[str, Any]]:
         """The run summaries as last seen, in organization order (copies)."""
-        with self._lock:
-            return [dict(r) for r in self._ordered()]
+        return self._book.ordered()
+
+    @property
+    def run_book(self) -> RunBook:
+        """The live runs of this task, merged from re-reads and events (monitors read it)."""
+        return self._book
 
     @property
     def organization_ids(self) -> list[int]:
@@ -115,15 +98,14 @@ class Task:
     @property
     def done(self) -> bool:
         """True when every run has a final status (completed, failed, crashed, killed, not allowed)."""
-        if not self._all_final():
+        if not self._book.all_final():
             self.refresh()
-        return self._all_final()
+        return self._book.all_final()
 
     # -- state ----------------------------------------------------------------------------------
     def refresh(self) -> Task:
         """Re-read the runs from the server; returns the task."""
-        runs = self._client._transport.paginate("/run", {"task_id": self.id})
-        self._set_runs(runs)
+        self._book.merge(self._session.transport.paginate("/run", {"task_id": self.id}))
         return self
 
     def status(self) -> pd.DataFrame:
@@ -140,9 +122,7 @@ class Task:
         """
         self.refresh()
         df = _frames.status_frame(
-            self.runs,
-            organization_names=self._client._organization_names(),
-            node_names=self._client._node_names(self.collaboration_id),
+            self.runs, organization_names=self.organization_names(), node_names=self.node_names()
         )
         df.attrs.update(
             task_id=self.id,
@@ -161,12 +141,32 @@ class Task:
         --------
         >>> print(task.logs()["Leiden"])  # doctest: +SKIP
         """
-        names = self._client._organization_names()
+        names = self.organization_names()
         out: dict[str, str] = {}
-        for run in self._client._transport.paginate("/run", {"task_id": self.id, "include": "log"}):
+        for run in self._session.transport.paginate("/run", {"task_id": self.id, "include": "log"}):
             org = int(run["organization_id"])
             out[str(names.get(org, org))] = str(run.get("log") or "")
         return out
+
+    def organization_names(self) -> dict[int, str]:
+        """``{organization id: name}`` as this task's status shows them.
+
+        Examples
+        --------
+        >>> task.organization_names()  # doctest: +SKIP
+        {1: 'Leiden', 2: 'Utrecht'}
+        """
+        return self._session.directory.organization_names()
+
+    def node_names(self) -> dict[int, str]:
+        """``{node id: name}`` of the nodes of this task's collaboration.
+
+        Examples
+        --------
+        >>> task.node_names()  # doctest: +SKIP
+        {1: 'leiden-node', 2: 'utrecht-node'}
+        """
+        return self._session.directory.node_names(self.collaboration_id)
 
     def subtasks(self) -> list[Task]:
         """The tasks a central algorithm of this task created (with their runs).
@@ -175,9 +175,9 @@ class Task:
         --------
         >>> [sub.status() for sub in task.subtasks()]  # doctest: +SKIP
         """
-        transport = self._client._transport
+        transport = self._session.transport
         return [
-            Task(self._client, sub, list(transport.paginate("/run", {"task_id": int(sub["id"])})))
+            Task(self._session, sub, list(transport.paginate("/run", {"task_id": int(sub["id"])})))
             for sub in transport.paginate("/task", {"parent_id": self.id})
         ]
 
@@ -188,10 +188,10 @@ class Task:
         thread). On reconnect the callback gets ``(task, {"event": "reconnected"})`` after a
         re-fetch. Returns a function that unsubscribes.
         """
-        events = self._client.events
+        events = self._session.events
 
         def on_run(payload: Any) -> None:
-            if self._absorb(payload):
+            if self._book.absorb(payload):
                 callback(self, payload)
 
         def on_reconnect(_: Any) -> None:
@@ -205,6 +205,33 @@ class Task:
                 off()
 
         return unsubscribe
+
+    def on_subtask(self, callback: Callable[[Task], None]) -> Callable[[], None]:
+        """Call ``callback(subtask)`` for every subtask a central algorithm of this task creates.
+
+        The subtask is a :class:`Task` without runs yet: its runs come in with its events (follow
+        them with ``subtask.on_change``). Returns a function that unsubscribes.
+
+        Examples
+        --------
+        >>> off = task.on_subtask(lambda sub: print("subtask", sub.id))  # doctest: +SKIP
+        """
+
+        def on_created(payload: Any) -> None:
+            if not isinstance(payload, dict) or payload.get("parent_id") != self.id:
+                return
+            if payload.get("task_id") is None:
+                return
+            data = {
+                "id": int(payload["task_id"]),
+                "collaboration_id": payload.get("collaboration_id", self.collaboration_id),
+                "name": payload.get("name"),
+                "organization_ids": list(payload.get("organization_ids") or []),
+                "parent_id": self.id,
+            }
+            callback(Task(self._session, data))
+
+        return self._session.events.on(TASK_CREATED, on_created)
 
     def wait(
         self,
@@ -240,8 +267,8 @@ class Task:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         report = choose_progress(progress)
-        events = self._client.events
-        # _absorb bumps self._version and notifies self._changed; so does a reconnect. Events carry
+        events = self._session.events
+        # the run book's version moves on with every event and with a reconnect. Events carry
         # the run's status, so the runs are re-read only on the first pass, after a reconnect (events
         # may have been missed) and on the slow safety timer, not on every event.
         refetch = threading.Event()
@@ -250,9 +277,9 @@ class Task:
 
         def reconnected(_: Any = None) -> None:
             refetch.set()
-            self._poke()
+            self._book.poke()
 
-        offs = [events.on(RUN_STATUS, self._absorb), events.on(RECONNECTED, reconnected)]
+        offs = [events.on(RUN_STATUS, self._book.absorb), events.on(RECONNECTED, reconnected)]
         unreachable: ServerUnavailable | None = None
         try:
             while True:
@@ -264,10 +291,10 @@ class Task:
                     except ServerUnavailable as exc:  # a server restart: keep waiting, retry later
                         unreachable = exc
                         refetch.set()
-                seen = self._version  # later events and reconnects move it on
+                seen = self._book.version  # later events and reconnects move it on
                 if report is not None:
                     report(self)
-                if self._all_final():
+                if self._book.all_final():
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -280,16 +307,15 @@ class Task:
                 pause = (
                     _SAFETY_REFETCH_S if remaining is None else min(_SAFETY_REFETCH_S, remaining)
                 )
-                with self._changed:
-                    if not self._changed.wait_for(partial(self._moved_on, seen), timeout=pause):
-                        refetch.set()  # the safety re-fetch
+                if not self._book.wait_changed(seen, pause):
+                    refetch.set()  # the safety re-fetch
                 if not events.connected:
                     refetch.set()
                     events.ensure_connected()
         finally:
             for off in offs:
                 off()
-            if self._all_final():
+            if self._book.all_final():
                 self._stop_following()
             if isinstance(report, ProgressLine):
                 report.close()
@@ -323,7 +349,7 @@ class Task:
         {'Leiden': {'count': 120}, 'Utrecht': {'count': 98}}
         """
         by_run = self._decoded(timeout)
-        names = self._client._organization_names()
+        names = self.organization_names()
         return {
             names.get(int(r["organization_id"]), str(r["organization_id"])): by_run.get(
                 int(r["id"])
@@ -350,88 +376,29 @@ class Task:
 
     def kill(self) -> Task:
         """Stop every open run of this task (they end as ``killed``); returns the task."""
-        self._client._transport.request("POST", f"/task/{self.id}/kill")
+        self._session.transport.request("POST", f"/task/{self.id}/kill")
         return self.refresh()
 
     # -- internals ------------------------------------------------------------------------------
     def _decoded(self, timeout: float | None) -> dict[int, Any]:
-        if not self._all_final():
+        if not self._book.all_final():
             self.wait(timeout=timeout, progress=False)
         elif not self._failures_accepted:  # as documented: a failure raises, as wait() does
             self._raise_if_failed()
-        rows = self._client._transport.request("GET", "/result", params={"task_id": self.id})
-        rows = rows.get("data", []) if isinstance(rows, dict) else rows
-        codec = self._client._codec
-        init_org = self._data.get("init_org_id")
-        out: dict[int, Any] = {}
-        for row in rows:
-            if str(row.get("status")) != str(RunStatus.COMPLETED):
-                continue
-            org_id = int(row["organization_id"])
-            binding = {
-                "collaboration_id": self.collaboration_id,
-                "task_id": self.id,
-                "task_uid": self._data.get("uid"),
-                "run_id": row.get("run_id"),
-                "sender_org_id": org_id,
-                "receiver_org_id": init_org,
-            }
-            if row.get("result") is None and row.get("result_ref"):
-                out[int(row["run_id"])] = self._fetch_large(codec, org_id, row, binding)
-            else:
-                out[int(row["run_id"])] = codec.decode_result(org_id, row.get("result"), binding)
-        return out
-
-    def _fetch_large(
-        self, codec: Any, org_id: int, row: dict[str, Any], binding: dict[str, Any]
-    ) -> Any:
-        """A result stored as a file on the server: streamed to a temporary file, decoded from it."""
-        fd, name = tempfile.mkstemp(prefix=f"v6nb-run-{row['run_id']}-", suffix=".bin")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                self._client._transport.download(f"/run/{int(row['run_id'])}/result", fh)
-            return codec.decode_result_file(org_id, Path(name), binding)
-        finally:
-            Path(name).unlink(missing_ok=True)
-
-    def _set_runs(self, runs: list[dict[str, Any]]) -> None:
-        with self._changed:
-            for run in runs:
-                run_id = int(run["id"] if run.get("id") is not None else run["run_id"])
-                known = self._runs.get(run_id, {})
-                if str(known.get("status")) in _FINAL and str(run.get("status")) not in _FINAL:
-                    # a re-read answered before a final event arrived: a final status stays final
-                    run = {k: v for k, v in run.items() if k not in _EVENT_FIELDS}
-                self._runs[run_id] = {**known, **run, "id": run_id}
-            self._version += 1
-            self._changed.notify_all()
-
-    def _absorb(self, payload: Any) -> bool:
-        """Fold a ``run_status`` event for this task into the cached runs; False if not ours."""
-        if not isinstance(payload, dict) or payload.get("task_id") != self.id:
-            return False
-        run = {k: v for k, v in payload.items() if k != "run_id"}
-        run["id"] = payload.get("run_id")
-        if run["id"] is None:
-            return False
-        self._set_runs([run])
-        return True
+        return _outcome.decode_results(self._session, self._data)
 
     def _follow(self, early: list[Any], stop_early: Callable[[], None], generation: int) -> None:
         """Keep folding this task's ``run_status`` events in from now on (until every run is
         final), after those caught in ``early`` by a subscription taken before the task existed."""
-        events = self._client.events
+        events = self._session.events
         self._unfollow = events.on(RUN_STATUS, self._absorb_following, connect=False)
         stop_early()
-        for payload in list(early):  # older than any event since: never move a run backwards
-            if isinstance(payload, dict) and payload.get("task_id") == self.id:
-                known = self._runs.get(int(payload.get("run_id") or 0), {})
-                if _rank(payload.get("status")) >= _rank(known.get("status")):
-                    self._absorb(payload)
+        for payload in list(early):  # older than any event since: the run book never moves back
+            self._book.absorb(payload)
         self._followed_since = generation
 
     def _followed_unbroken(self) -> bool:
-        events = self._client.events
+        events = self._session.events
         return (
             self._followed_since is not None
             and events.connected
@@ -439,7 +406,7 @@ class Task:
         )
 
     def _absorb_following(self, payload: Any) -> None:
-        if self._absorb(payload) and self._all_final():
+        if self._book.absorb(payload) and self._book.all_final():
             self._stop_following()
 
     def _stop_following(self) -> None:
@@ -447,96 +414,24 @@ class Task:
         if off is not None:
             off()
 
-    def _moved_on(self, seen: int) -> bool:
-        return self._version != seen
-
-    def _poke(self, _: Any = None) -> None:
-        with self._changed:
-            self._version += 1
-            self._changed.notify_all()
-
-    def _ordered(self) -> list[dict[str, Any]]:
-        order = {org: i for i, org in enumerate(self._data.get("organization_ids") or [])}
-        return sorted(
-            self._runs.values(),
-            key=lambda r: (order.get(r.get("organization_id"), len(order)), r["id"]),
+    def _timeout_message(self, timeout: float | None) -> str:
+        nodes = self._session.directory.nodes_by_organization(self.collaboration_id)
+        return _outcome.timeout_message(
+            self.id, self.name or self.method, timeout, self.runs, self.organization_names(), nodes
         )
 
-    def _all_final(self) -> bool:
-        with self._lock:
-            return bool(self._runs) and all(
-                str(r.get("status")) in _FINAL for r in self._runs.values()
-            )
-
-    def _timeout_message(self, timeout: float | None) -> str:
-        names = self._client._organization_names()
-        nodes = self._client._nodes_by_organization(self.collaboration_id)
-        lines = [
-            f"Task {self.id} ({self.name or self.method}) did not finish within {timeout:g} s:"
-        ]
-        for run in self.runs:
-            if str(run.get("status")) in _FINAL:
-                continue
-            org_id = run.get("organization_id")
-            org = names.get(org_id, f"organization {org_id}")  # type: ignore[arg-type]
-            node = nodes.get(org_id)  # type: ignore[arg-type]
-            status = run.get("status")
-            if node is None:
-                why = (
-                    f"organization '{org}' has no node in this collaboration — an administrator "
-                    "creates one (POST /api/node), then start it with `v6nb node start`"
-                )
-            elif node.get("status") != "online":
-                since = _clock(node.get("last_seen") or run.get("node_last_seen"))
-                when = f" since {since}" if since else " (never connected)"
-                why = (
-                    f"node '{node.get('name')}' of organization '{org}' is offline{when} — "
-                    "start it with `v6nb node start`"
-                )
-            elif status == str(RunStatus.PENDING):
-                why = f"node '{node.get('name')}' of organization '{org}' is online but has not picked the run up yet"
-            else:
-                why = f"node '{node.get('name')}' of organization '{org}' is still running it"
-            lines.append(f"  - {org}: {status} — {why}")
-        lines.append("Wait longer with task.wait(timeout=...), or stop it with task.kill().")
-        return "\n".join(lines)
-
     def _raise_if_failed(self) -> None:
-        failed = [r for r in self.runs if str(r.get("status")) in _FAILED]
-        if not failed:
-            return
-        logs = {
-            int(r["id"]): r
-            for r in self._client._transport.paginate(
-                "/run", {"task_id": self.id, "include": "log"}
-            )
-        }
-        names = self._client._organization_names()
-        lines = [f"Task {self.id} ({self.name or self.method}) did not complete everywhere:"]
-        for run in failed:
-            org_id = run.get("organization_id")
-            org = names.get(org_id, f"organization {org_id}")  # type: ignore[arg-type]
-            lines.append(
-                f"  - {org}: {run.get('status')} — {run.get('reason') or 'no reason given'}"
-            )
-            log_text = (logs.get(int(run["id"])) or {}).get("log") or ""
-            tail = log_text.rstrip().splitlines()[-_LOG_TAIL_LINES:]
-            lines += [f"      | {line}" for line in tail]
-        lines.append("See task.status() for every organization.")
-        raise TaskFailed("\n".join(lines), errors={"failed_runs": [int(r["id"]) for r in failed]})
+        _outcome.raise_if_failed(
+            self._session, self.id, self.name or self.method, self.runs, self.organization_names
+        )
 
     def _ipython_display_(self) -> None:
-        # In a notebook a task shows itself as a live TaskMonitor (vantage6nb.widgets); without
-        # ipywidgets it falls back to its text repr.
-        try:
-            from ..widgets import display_task
-
-            display_task(self)
-        except ImportError:
-            print(repr(self))
+        # In a notebook a task shows itself through the display hook (a live TaskMonitor from
+        # vantage6nb.widgets); without ipywidgets it falls back to its text repr.
+        _display.show(self)
 
     def __repr__(self) -> str:
-        names = self._client._organization_names(refresh=False)
+        names = self._session.directory.organization_names(refresh=False)
         parts = [
             f"{names.get(r.get('organization_id'), r.get('organization_id'))} {r.get('status')}"  # type: ignore[arg-type]
             for r in self.runs
@@ -545,13 +440,3 @@ class Task:
         return (
             f"<Task {self.id}{label} {self.image}:{self.method} — {', '.join(parts) or 'no runs'}>"
         )
-
-
-def _clock(value: Any) -> str | None:
-    """A server time as local wall-clock time: ``10:02:11`` today, with the date otherwise."""
-    ts = _frames.to_timestamp(value)
-    if ts is None:
-        return None
-    local = ts.tz_convert(datetime.now().astimezone().tzinfo)
-    same_day = local.date() == datetime.now().date()
-    return local.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")

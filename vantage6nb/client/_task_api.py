@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
 from ..common.contract import make_input
-from ..common.errors import NotFound, V6Error, ValidationError
+from ..common.errors import V6Error, ValidationError
 from ..common.events import RUN_STATUS
 from . import _frames
+from ._session import Session
 from ._task import Task
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._client import Client
 
 __all__ = ["TaskAPI"]
 
@@ -30,12 +28,12 @@ class TaskAPI:
     >>> client.task.list()[["id", "name", "status"]]  # doctest: +SKIP
     """
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
     def create(
         self,
-        collaboration: int | str | None = None,
+        collaboration: int | str | Mapping[str, Any] | None = None,
         organizations: Sequence[int | str] | int | str | None = None,
         image: str = "",
         method: str = "",
@@ -49,10 +47,13 @@ class TaskAPI:
 
         Parameters
         ----------
-        collaboration : int or str, optional
-            Id or name; None means the only collaboration of your organization.
+        collaboration : int, str or dict, optional
+            Id or name; None means the only collaboration of your organization. A collaboration
+            from :meth:`Client.collaboration` is used as it is (not looked up again).
         organizations : sequence of int or str, optional
             Ids or names of the organizations that run it; None means all of the collaboration.
+            With a collaboration from :meth:`Client.collaboration`, ids of its members are taken
+            as they are.
         image, method : str
             The algorithm image (e.g. ``"v6nb/summary"``) and the method it runs.
         args, kwargs : optional
@@ -76,16 +77,11 @@ class TaskAPI:
             raise ValidationError(
                 "method is required, e.g. method='summary'.", errors={"method": "required"}
             )
-        client = self._client
-        collab = client._collaboration(collaboration)
-        try:
-            org_ids = client._organizations_in(collab, organizations)
-        except NotFound:  # the membership may be a few seconds old: look again before refusing
-            collab = client._collaboration(collaboration, fresh=True)
-            org_ids = client._organizations_in(collab, organizations)
-        codec = client._codec_for(collab)
+        session = self._session
+        collab, org_ids = self._target(collaboration, organizations)
+        codec = session.codec_for(collab)
         uid = secrets.token_hex(16)
-        sender = client.whoami.get("organization_id")
+        sender = session.organization_id
         if not isinstance(args, (list, tuple, type(None))):
             raise ValidationError(
                 f"args must be a list, e.g. args=[1, 2]; got {type(args).__name__}.",
@@ -134,24 +130,43 @@ class TaskAPI:
             body["databases"] = _databases(databases)
         # Events of the new task may arrive before the answer: catch them from before the POST
         # (when connected), so waiting needs no first re-read of the runs.
-        events = client.events
+        events = session.events
         generation = events.generation if events.connected else None
         early: list[Any] = []
         stop_early = (
             events.on(RUN_STATUS, early.append, connect=False) if generation is not None else None
         )
         try:
-            data = client._transport.request("POST", "/task", json=body)
+            data = session.transport.request("POST", "/task", json=body)
         except BaseException:
             if stop_early is not None:
                 stop_early()
             raise
         data.setdefault("uid", uid)
         data.setdefault("organization_ids", org_ids)
-        task = Task(client, data)
+        task = Task(session, data)
         if stop_early is not None and generation is not None:
             task._follow(early, stop_early, generation)
         return task
+
+    def _target(
+        self,
+        collaboration: int | str | Mapping[str, Any] | None,
+        organizations: Sequence[int | str] | int | str | None,
+    ) -> tuple[dict[str, Any], list[int]]:
+        """The collaboration and organization ids a task goes to, resolved once."""
+        directory = self._session.directory
+        if not isinstance(collaboration, Mapping):
+            return directory.resolve(collaboration, organizations)
+        # already resolved by the caller (client.collaboration(...)): member ids need no look-up
+        collab = dict(collaboration)
+        members = [int(i) for i in collab.get("organization_ids") or []]
+        refs = [organizations] if isinstance(organizations, (int, str)) else organizations
+        if refs and all(
+            isinstance(r, int) and not isinstance(r, bool) and r in members for r in refs
+        ):
+            return collab, list(dict.fromkeys(int(r) for r in refs)) or members
+        return collab, directory.organizations_in(collab, organizations)
 
     def get(self, task_id: int) -> Task:
         """The task with this id (with its current run status).
@@ -160,8 +175,8 @@ class TaskAPI:
         --------
         >>> client.task.get(12).status()  # doctest: +SKIP
         """
-        data = self._client._transport.request("GET", f"/task/{int(task_id)}")
-        return Task(self._client, data).refresh()
+        data = self._session.transport.request("GET", f"/task/{int(task_id)}")
+        return Task(self._session, data).refresh()
 
     def list(
         self,
@@ -185,8 +200,8 @@ class TaskAPI:
             "init_org_id": init_org_id,
         }
         if collaboration is not None:
-            params["collaboration_id"] = self._client._collaboration(collaboration)["id"]
-        rows = self._client._transport.paginate("/task", params)
+            params["collaboration_id"] = self._session.directory.collaboration(collaboration)["id"]
+        rows = self._session.transport.paginate("/task", params)
         return _frames.frame("task", [{k: v for k, v in r.items() if k != "runs"} for r in rows])
 
 

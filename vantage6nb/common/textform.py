@@ -7,7 +7,15 @@ import sys
 
 from .errors import DecryptionError
 
-__all__ = ["TEXT_PREFIX", "TextReader", "TextWriter", "check_text", "from_text", "is_sealed"]
+__all__ = [
+    "TEXT_PREFIX",
+    "TextReader",
+    "TextWriter",
+    "check_text",
+    "from_text",
+    "is_sealed",
+    "to_text",
+]
 
 TEXT_PREFIX = "v6nb1:"
 
@@ -47,6 +55,19 @@ def from_text(text: str) -> bytes:
     """The sealed bytes of a whole text form (checked prefix, strict base64)."""
     check_text(text)
     return _a2b(text[len(TEXT_PREFIX) :])
+
+
+def to_text(data: bytes) -> str:
+    """The text form of sealed bytes (``v6nb1:`` + base64), as a JSON field carries them.
+
+    Examples
+    --------
+    >>> to_text(b"ab")
+    'v6nb1:YWI='
+    >>> from_text(to_text(b"sealed")) == b"sealed"
+    True
+    """
+    return TEXT_PREFIX + binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 class TextReader:

@@ -380,12 +380,12 @@ def _populate(net: DemoNetwork, parts: list[Any], env: dict[str, str]) -> None:
 def _create_keys(net: DemoNetwork, admin: AdminSession, names: list[str]) -> dict[str, Path]:
     """One key pair per organization: ``nodes/<org>/private.key`` (mode 0600), public key uploaded;
     the researcher's organization (the first) shares its node's key, copied to ``researcher/``."""
-    from ..client._codec import create_private_key
+    from ..client import Client  # the public call researchers use too
 
     paths: dict[str, Path] = {}
     for name in names:
         path = net.workdir / "nodes" / _folder_name(name) / "private.key"
-        key = create_private_key(path)
+        key = Client.create_private_key(path)
         admin.set_public_key(net.organizations[name], key.public_key_b64)
         paths[name] = path
     net.researcher_key = net.workdir / "researcher" / "private.key"

@@ -2,7 +2,7 @@
 
 ``import vantage6nb.widgets`` does not import ipywidgets; the first widget you use does. The
 algorithm declarations the TaskBuilder uses (:func:`register_algorithm`, :func:`algorithm_from_module`)
-need no ipywidgets either.
+live in :mod:`vantage6nb.catalog`, re-exported here, and need no ipywidgets either.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._catalog import (
+from ..catalog import (
     Algorithm,
     Method,
     Parameter,

@@ -10,8 +10,8 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from ..catalog import Algorithm, Method, Parameter, known_algorithms
 from ..common.errors import ValidationError
-from ._catalog import Algorithm, Method, Parameter, known_algorithms
 from ._monitor import TaskMonitor
 from ._output import ErrorOutput
 from ._result import ResultView, results_to_frame

@@ -10,29 +10,25 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from ..common.events import RUN_STATUS, TASK_CREATED
+from ..client._events import RECONNECTED
+from ..common.schemas import FAILED_VALUES, RunStatus
 from ._output import ErrorOutput
 from ._progress import RunRow, TaskProgress, _fmt_seconds, render_runs_html
 
 __all__ = ["TaskMonitor", "display_task"]
 
 log = logging.getLogger(__name__)
-_BAD = {"failed", "crashed", "not allowed"}
-
-
-def _client_of(task: Any) -> Any:
-    for attr in ("client", "_client"):
-        client = getattr(task, attr, None)
-        if client is not None:
-            return client
-    return None
+# ended badly (a killed run was stopped on purpose: no log to show)
+_BAD = FAILED_VALUES - {RunStatus.KILLED.value}
 
 
 class TaskMonitor(widgets.VBox):
     """Live progress of one task: per organization its status, reason, log tail and elapsed time.
 
-    Driven by the ``run_status`` events the server pushes (no polling): it subscribes on creation,
-    takes one status snapshot so no earlier change is missed, and re-takes it after a reconnect.
+    It follows the task (no polling): the task folds the ``run_status`` events the server pushes
+    into its runs and tells the monitor (``task.on_change``), which shows ``task.run_book``;
+    subtasks a central algorithm creates are followed the same way (``task.on_subtask``). One
+    re-read at the start (and after a reconnect) catches what came before.
     ``done`` becomes True once every run is final; observe it to act on completion.
 
     Examples
@@ -51,8 +47,10 @@ class TaskMonitor(widgets.VBox):
 
     def __init__(self, task: Any, *, client: Any = None, **kwargs: Any) -> None:
         self.task = task
-        self.client = client or _client_of(task)
+        self.client = client  # accepted for callers that have it; the task brings what is needed
         self.progress = TaskProgress(task_id=int(task.id))
+        self.progress.follow(task.run_book)
+        self._tasks: dict[int, Any] = {int(task.id): task}  # the task and the subtasks followed
         self._unsubscribe: list[Callable[[], None]] = []
         self._log_fetched: set[tuple[int | None, int]] = set()
         self.title = widgets.HTML(f"<b>Task {int(task.id)}</b> {self._describe(task)}")
@@ -65,63 +63,52 @@ class TaskMonitor(widgets.VBox):
         header = widgets.HBox([self.bar, self.elapsed_label, self.kill_button])
         super().__init__([self.title, header, self.table, self.errors.widget], **kwargs)
         self.add_class("v6nb-task-monitor")
-        self._subscribe()
+        self._subscribe(task)
         self.refresh()
 
-    # -- events ---------------------------------------------------------------------------------
-    def _subscribe(self) -> None:
-        events = getattr(self.client, "events", None)
-        if events is None:
-            self.errors.show_message("No event stream: statuses update only on refresh().")
-            return
+    # -- following the task ---------------------------------------------------------------------
+    def _subscribe(self, task: Any) -> None:
         with self.errors.catch("subscribing to task events"):
             self._unsubscribe += [
-                events.on(TASK_CREATED, self._on_task_created),
-                events.on(RUN_STATUS, self._on_event),
-                # events sent while the connection was down are lost: catch up from the server
-                events.on("reconnected", lambda _: self.refresh(), connect=False),
+                task.on_change(self._on_change),
+                # a central algorithm's subtasks: follow their runs too, so every organization shows
+                task.on_subtask(self._on_subtask),
             ]
 
-    def _on_task_created(self, payload: Any) -> None:
-        # a central algorithm's subtasks: follow their runs too, so every organization shows up
-        if isinstance(payload, dict) and payload.get("parent_id") in self._family():
-            self.progress.add_subtask(int(payload["task_id"]))
-
-    def _family(self) -> set[int]:
-        return {self.progress.task_id, *self.progress.subtasks}
-
-    def _on_event(self, payload: Any) -> None:
-        if isinstance(payload, dict) and self.progress.apply(payload):
+    def _on_change(self, task: Any, event: Any) -> None:
+        # the task has already taken the change in; after a reconnect (events may be lost) the
+        # task re-read its runs, and the task itself also re-reads its subtasks
+        if isinstance(event, dict) and event.get("event") == RECONNECTED and task is self.task:
+            self.refresh()
+        else:
             self._render()
 
-    def refresh(self) -> None:
-        """Take a status snapshot from the server (done once at start and after reconnects)."""
-        with self.errors.catch("reading the task's status"):
-            if not self.progress.org_names and hasattr(self.client, "organizations"):
-                orgs = self.client.organizations()
-                self.progress.org_names.update(
-                    {int(o["id"]): str(o["name"]) for o in orgs.to_dict("records")}
-                )
-            if not self.progress.node_names and hasattr(self.client, "nodes"):
-                nodes = self.client.nodes()
-                self.progress.node_names.update(
-                    {int(n["id"]): str(n["name"]) for n in nodes.to_dict("records")}
-                )
-            status = self.task.status()
-            rows = status.to_dict("records") if hasattr(status, "to_dict") else list(status)
-            for row in rows:
-                self.progress.apply({**row, "task_id": self.progress.task_id})
-            self._refresh_subtasks()
+    def _on_subtask(self, subtask: Any) -> None:
+        self._follow(subtask)
         self._render()
 
-    def _refresh_subtasks(self) -> None:
-        subtasks = getattr(self.task, "subtasks", None)
-        if not callable(subtasks):
+    def _follow(self, subtask: Any) -> None:
+        known = self._tasks.get(int(subtask.id))
+        if (
+            known is not None
+        ):  # a re-read of one followed already: its runs go into that task's book
+            known.run_book.merge(subtask.runs)
             return
-        for sub in subtasks():
-            self.progress.add_subtask(int(sub.id))
-            for run in sub.runs:
-                self.progress.apply(run)
+        self._tasks[int(subtask.id)] = subtask
+        self.progress.follow(subtask.run_book)
+        self._subscribe(subtask)
+
+    def refresh(self) -> None:
+        """Re-read the task and its subtasks from the server (done at start and after reconnects)."""
+        with self.errors.catch("reading the task's status"):
+            if not self.progress.org_names:
+                self.progress.org_names.update(self.task.organization_names())
+            if not self.progress.node_names:
+                self.progress.node_names.update(self.task.node_names())
+            self.task.refresh()
+            for sub in self.task.subtasks():
+                self._follow(sub)
+        self._render()
 
     def close(self) -> None:
         """Stop listening to events and close the widget."""
@@ -174,7 +161,7 @@ class TaskMonitor(widgets.VBox):
             key = (row.task_id, row.organization_id)
             if row.status in _BAD and key not in self._log_fetched and not row.log_tail:
                 self._log_fetched.add(key)
-                text = _read_log(self.task, self.client, row)
+                text = _read_log(self._tasks.get(row.task_id or self.progress.task_id), row)
                 if text:
                     self.progress.set_log(row, text)
 
@@ -229,17 +216,12 @@ class TaskMonitor(widgets.VBox):
         return f"<TaskMonitor task={self.progress.task_id} {self.status} ({counts or 'no runs'})>"
 
 
-def _read_log(task: Any, client: Any, row: RunRow) -> str:
-    """The log of one run (main task or subtask), read through what the client offers; '' when it cannot."""
+def _read_log(task: Any, row: RunRow) -> str:
+    """The log of one run (of the task or a subtask); '' when it cannot be read."""
+    if task is None:
+        return ""
     try:
-        if row.run_id is not None and int(row.run_id) in {
-            int(r["id"]) for r in getattr(task, "runs", [])
-        }:
-            return str(task.logs().get(str(row.organization), ""))
-        for sub in task.subtasks():
-            for run in sub.runs:
-                if row.run_id is not None and int(run["id"]) == int(row.run_id):
-                    return str(sub.logs().get(str(row.organization), ""))
+        return str(task.logs().get(str(row.organization), ""))
     except Exception:  # noqa: BLE001 - a missing log must not hide the status
         log.debug("could not read the log of run %s", row.run_id, exc_info=True)
     return ""

@@ -1,20 +1,19 @@
-"""Plain-Python state of a task's runs (one row per organization), fed by run_status events."""
+"""Plain-Python view of a task's runs (one row per organization), read from the tasks' run books."""
 
 from __future__ import annotations
 
 import html
 import threading
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..common.schemas import FINAL_STATUSES, RunStatus
+from ..client import RunBook
+from ..common.schemas import FINAL_VALUES, RunStatus
 
 __all__ = ["RunRow", "TaskProgress", "parse_time", "render_runs_html"]
 
-_FINAL = {str(s) for s in FINAL_STATUSES}
-# How far along each status is: a late event for an earlier status never moves a run back.
-_RANK = {"pending": 0, "initializing": 1, "active": 2}
 _COLOURS = {
     "pending": "#9e9e9e",
     "initializing": "#1e88e5",
@@ -70,7 +69,7 @@ class RunRow:
 
     @property
     def is_final(self) -> bool:
-        return self.status in _FINAL
+        return self.status in FINAL_VALUES
 
     def elapsed(self, now: datetime | None = None) -> float | None:
         """Seconds from start to finish (or to ``now`` while running); None before it starts."""
@@ -82,19 +81,21 @@ class RunRow:
 
 @dataclass
 class TaskProgress:
-    """Every run of one task and of its subtasks, merged from snapshots and pushed events (thread-safe).
+    """Every run of one task and of its subtasks, as their :class:`~vantage6nb.client.RunBook`
+    hold them (thread-safe): the merge of re-reads and events is the books' (the client's), this
+    only names and shows the runs.
 
-    Rows are keyed by (task id, organization id). Subtasks (those a central algorithm creates) are
-    tracked once :meth:`add_subtask` names them, so a central task shows every organization's part.
+    Rows come from one book per task: :meth:`follow` shares a ``Task``'s own (``task.run_book``),
+    so what the task learns the monitor shows; :meth:`add_subtask` starts an empty one.
 
     Examples
     --------
     >>> p = TaskProgress(task_id=7)
-    >>> p.apply({"task_id": 7, "organization_id": 1, "status": "active"})
+    >>> p.apply({"task_id": 7, "run_id": 3, "organization_id": 1, "status": "active"})
     True
-    >>> p.apply({"task_id": 7, "organization_id": 1, "status": "completed"})
+    >>> p.apply({"task_id": 7, "run_id": 3, "organization_id": 1, "status": "completed"})
     True
-    >>> p.apply({"task_id": 7, "organization_id": 1, "status": "active"})  # stale: ignored
+    >>> p.apply({"task_id": 7, "run_id": 3, "organization_id": 1, "status": "active"})  # stale
     False
     >>> p.counts()
     {'completed': 1}
@@ -103,79 +104,79 @@ class TaskProgress:
     task_id: int
     org_names: dict[int, str] = field(default_factory=dict)
     node_names: dict[int, str] = field(default_factory=dict)
-    rows: dict[tuple[int, int], RunRow] = field(default_factory=dict)
-    subtasks: set[int] = field(default_factory=set)
+    books: dict[int, RunBook] = field(default_factory=dict)
+    _logs: dict[tuple[int, int], str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add_subtask(self, task_id: int) -> None:
-        """Also follow the runs of ``task_id`` (a subtask of this task)."""
-        with self._lock:
-            self.subtasks.add(int(task_id))
+    def __post_init__(self) -> None:
+        self.books.setdefault(self.task_id, RunBook(self.task_id))
 
-    def apply(self, event: dict[str, Any]) -> bool:
-        """Merge one run summary (a ``run_status`` payload or a status row); True when it changed a row."""
+    @property
+    def subtasks(self) -> set[int]:
+        """The ids of the subtasks followed."""
+        with self._lock:
+            return set(self.books) - {self.task_id}
+
+    def follow(self, book: RunBook) -> None:
+        """Show the runs of ``book`` (a task's, or a subtask's, ``run_book``)."""
+        with self._lock:
+            self.books[book.task_id] = book
+
+    def add_subtask(self, task_id: int) -> None:
+        """Also show the runs of ``task_id`` (a subtask of this task), from events to come."""
+        with self._lock:
+            self.books.setdefault(int(task_id), RunBook(int(task_id)))
+
+    def apply(self, event: Mapping[str, Any]) -> bool:
+        """Merge one run summary (a ``run_status`` payload or a status row) into its task's book;
+        True when it changed a run. Runs of tasks not followed are ignored."""
         task_id = event.get("task_id", self.task_id)
         task_id = self.task_id if task_id is None else int(task_id)
-        if task_id != self.task_id and task_id not in self.subtasks:
-            return False
-        org = event.get("organization_id")
-        if org is None:
-            return False
-        org = int(org)
-        status = str(event.get("status") or "pending")
-        key = (task_id, org)
         with self._lock:
-            old = self.rows.get(key) or RunRow(
-                org, self.org_names.get(org, ""), task_id=task_id, subtask=task_id != self.task_id
-            )
-            if old.is_final and status != old.status:
-                return False  # a final run never changes again (server rule); late events are stale
-            if (
-                not old.is_final
-                and status not in _FINAL
-                and _RANK.get(status, 0) < _RANK.get(old.status, 0)
-            ):
-                return False
-            new = replace(
-                old,
-                organization=str(
-                    event.get("organization") or old.organization or self.org_names.get(org, "")
-                ),
-                run_id=event.get("run_id", event.get("id", old.run_id)) or old.run_id,
-                node=str(
-                    event.get("node")
-                    or self.node_names.get(event.get("node_id"))  # type: ignore[arg-type]
-                    or old.node
-                    or ""
-                ),
-                status=status,
-                reason=str(event.get("reason") or old.reason or ""),
-                log_tail=str(event.get("log_tail") or event.get("log") or old.log_tail or "")[
-                    -2000:
-                ],
-                started=parse_time(event.get("started_at", event.get("started"))) or old.started,
-                finished=parse_time(event.get("finished_at", event.get("finished")))
-                or old.finished,
-            )
-            if new == old and key in self.rows:
-                return False
-            self.rows[key] = new
-            return True
+            book = self.books.get(task_id)
+        if book is None or event.get("organization_id") is None:
+            return False
+        return book.merge([{**event, "task_id": task_id}])
 
     def set_log(self, row: RunRow, log: str, *, lines: int = 20) -> None:
         """Keep the last ``lines`` lines of a run's log."""
         tail = "\n".join((log or "").rstrip().splitlines()[-lines:])
         key = (row.task_id if row.task_id is not None else self.task_id, row.organization_id)
         with self._lock:
-            old = self.rows.get(key) or row
-            self.rows[key] = replace(old, log_tail=tail)
+            self._logs[key] = tail
 
     def snapshot(self) -> list[RunRow]:
         """The rows: this task's first, then each subtask's, each by organization name."""
         with self._lock:
-            rows = list(self.rows.values())
+            books = list(self.books.items())
+        rows = [
+            self._row(task_id, run)
+            for task_id, book in books
+            for run in book.ordered()
+            if run.get("organization_id") is not None
+        ]
         return sorted(
             rows, key=lambda r: (r.subtask, r.task_id or 0, r.organization or "", r.organization_id)
+        )
+
+    def _row(self, task_id: int, run: Mapping[str, Any]) -> RunRow:
+        org = int(run["organization_id"])
+        with self._lock:
+            log_tail = self._logs.get((task_id, org))
+        if log_tail is None:
+            log_tail = str(run.get("log_tail") or run.get("log") or "")[-2000:]
+        return RunRow(
+            organization_id=org,
+            organization=str(run.get("organization") or self.org_names.get(org, "")),
+            task_id=task_id,
+            subtask=task_id != self.task_id,
+            run_id=run.get("id"),
+            node=str(run.get("node") or self.node_names.get(run.get("node_id")) or ""),  # type: ignore[arg-type]
+            status=str(run.get("status") or "pending"),
+            reason=str(run.get("reason") or ""),
+            log_tail=log_tail,
+            started=parse_time(run.get("started_at", run.get("started"))),
+            finished=parse_time(run.get("finished_at", run.get("finished"))),
         )
 
     def main_rows(self) -> list[RunRow]:
@@ -191,7 +192,7 @@ class TaskProgress:
 
     @property
     def total(self) -> int:
-        return len(self.rows)
+        return len(self.snapshot())
 
     @property
     def finished(self) -> int:

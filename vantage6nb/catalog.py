@@ -1,4 +1,9 @@
-"""Algorithm declarations: which methods an algorithm offers and their typed parameters, for forms."""
+"""The algorithm catalog: which methods an algorithm offers, their typed parameters, its result table.
+
+No ipywidgets and no pandas here: the TaskBuilder (``vantage6nb.widgets``) renders these
+declarations as forms, and the shipped algorithms (``vantage6nb.algorithms``) are declared from
+their own modules, with the result-to-frame function each of them exports.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..common.errors import NotFound, ValidationError
+from .algorithms import IMAGES
+from .common.errors import NotFound, ValidationError
 
 __all__ = [
     "Algorithm",
@@ -19,6 +25,7 @@ __all__ = [
     "algorithm_from_module",
     "get_algorithm",
     "known_algorithms",
+    "method_from_function",
     "register_algorithm",
 ]
 
@@ -289,11 +296,45 @@ def register_algorithm(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-def known_algorithms() -> dict[str, Algorithm]:
-    """Every registered algorithm by image, the shipped ones first."""
-    from . import _shipped
+# The shipped algorithms the catalog offers: image -> (name, methods, kind, the name of the function
+# of its module that turns its results into a DataFrame). The module comes from IMAGES.
+_SHIPPED = {
+    "v6nb/summary": (
+        "summary statistics",
+        ("summary", "summary_partial"),
+        "summary",
+        "summary_frame",
+    ),
+    "v6nb/crosstab": ("crosstab", ("crosstab", "crosstab_partial"), "crosstab", "crosstab_frame"),
+}
 
-    _shipped.register_shipped()
+
+def _register_shipped() -> None:
+    """Declare the shipped algorithms from their modules' signatures (once)."""
+    for image, (name, methods, kind, frame) in _SHIPPED.items():
+        if image not in _REGISTRY:
+            module = importlib.import_module(IMAGES[image])
+            register_algorithm(
+                algorithm_from_module(
+                    module,
+                    image=image,
+                    name=name,
+                    methods=methods,
+                    kind=kind,
+                    to_frame=getattr(module, frame),
+                )
+            )
+
+
+def known_algorithms() -> dict[str, Algorithm]:
+    """Every registered algorithm by image, the shipped ones first.
+
+    Examples
+    --------
+    >>> list(known_algorithms())[:2]
+    ['v6nb/summary', 'v6nb/crosstab']
+    """
+    _register_shipped()
     shipped = {k: v for k, v in _REGISTRY.items() if k.startswith("v6nb/")}
     return {**shipped, **{k: v for k, v in _REGISTRY.items() if k not in shipped}}
 

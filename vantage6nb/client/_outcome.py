@@ -1,0 +1,144 @@
+"""How a task ended: its decoded results, and the messages of a failure or a timeout."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..common.errors import TaskFailed
+from ..common.schemas import FAILED_VALUES, FINAL_VALUES, RunStatus
+from . import _frames
+from ._codec import Codec
+from ._session import Session
+
+__all__ = ["decode_results", "raise_if_failed", "timeout_message"]
+
+_LOG_TAIL_LINES = 15
+
+
+def decode_results(session: Session, task: Mapping[str, Any]) -> dict[int, Any]:
+    """The decoded result of every completed run of ``task`` (a task record), by run id."""
+    task_id = int(task["id"])
+    rows = session.transport.request("GET", "/result", params={"task_id": task_id})
+    rows = rows.get("data", []) if isinstance(rows, dict) else rows
+    codec = session.codec
+    out: dict[int, Any] = {}
+    for row in rows:
+        if str(row.get("status")) != RunStatus.COMPLETED.value:
+            continue
+        org_id = int(row["organization_id"])
+        binding = {
+            "collaboration_id": int(task["collaboration_id"]),
+            "task_id": task_id,
+            "task_uid": task.get("uid"),
+            "run_id": row.get("run_id"),
+            "sender_org_id": org_id,
+            "receiver_org_id": task.get("init_org_id"),
+        }
+        if row.get("result") is None and row.get("result_ref"):
+            out[int(row["run_id"])] = _fetch_large(session, codec, org_id, row, binding)
+        else:
+            out[int(row["run_id"])] = codec.decode_result(org_id, row.get("result"), binding)
+    return out
+
+
+def _fetch_large(
+    session: Session, codec: Codec, org_id: int, row: dict[str, Any], binding: dict[str, Any]
+) -> Any:
+    """A result stored as a file on the server: streamed to a temporary file, decoded from it."""
+    fd, name = tempfile.mkstemp(prefix=f"v6nb-run-{row['run_id']}-", suffix=".bin")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            session.transport.download(f"/run/{int(row['run_id'])}/result", fh)
+        return codec.decode_result_file(org_id, Path(name), binding)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def timeout_message(
+    task_id: int,
+    label: str,
+    timeout: float | None,
+    runs: Sequence[Mapping[str, Any]],
+    names: Mapping[int, str],
+    nodes: Mapping[int, Mapping[str, Any]],
+) -> str:
+    """Why a task did not finish: each open run, its status and its node's state.
+
+    Examples
+    --------
+    >>> print(timeout_message(3, "summary", 5, [{"organization_id": 1, "status": "pending"}],
+    ...                       {1: "Leiden"}, {}))  # doctest: +ELLIPSIS
+    Task 3 (summary) did not finish within 5 s:
+      - Leiden: pending — organization 'Leiden' has no node in this collaboration — ...
+    Wait longer with task.wait(timeout=...), or stop it with task.kill().
+    """
+    lines = [f"Task {task_id} ({label}) did not finish within {timeout:g} s:"]
+    for run in runs:
+        if str(run.get("status")) in FINAL_VALUES:
+            continue
+        org_id = run.get("organization_id")
+        org = names.get(org_id, f"organization {org_id}")  # type: ignore[arg-type]
+        node = nodes.get(org_id)  # type: ignore[arg-type]
+        status = run.get("status")
+        if node is None:
+            why = (
+                f"organization '{org}' has no node in this collaboration — an administrator "
+                "creates one (POST /api/node), then start it with `v6nb node start`"
+            )
+        elif node.get("status") != "online":
+            since = _clock(node.get("last_seen") or run.get("node_last_seen"))
+            when = f" since {since}" if since else " (never connected)"
+            why = (
+                f"node '{node.get('name')}' of organization '{org}' is offline{when} — "
+                "start it with `v6nb node start`"
+            )
+        elif status == RunStatus.PENDING.value:
+            why = f"node '{node.get('name')}' of organization '{org}' is online but has not picked the run up yet"
+        else:
+            why = f"node '{node.get('name')}' of organization '{org}' is still running it"
+        lines.append(f"  - {org}: {status} — {why}")
+    lines.append("Wait longer with task.wait(timeout=...), or stop it with task.kill().")
+    return "\n".join(lines)
+
+
+def raise_if_failed(
+    session: Session,
+    task_id: int,
+    label: str,
+    runs: Sequence[Mapping[str, Any]],
+    names: Callable[[], Mapping[int, str]],
+) -> None:
+    """Raise :class:`TaskFailed` naming each run that did not complete, with its log tail."""
+    failed = [r for r in runs if str(r.get("status")) in FAILED_VALUES]
+    if not failed:
+        return
+    logs = {
+        int(r["id"]): r
+        for r in session.transport.paginate("/run", {"task_id": task_id, "include": "log"})
+    }
+    by_id = names()
+    lines = [f"Task {task_id} ({label}) did not complete everywhere:"]
+    for run in failed:
+        org_id = run.get("organization_id")
+        org = by_id.get(org_id, f"organization {org_id}")  # type: ignore[arg-type]
+        lines.append(f"  - {org}: {run.get('status')} — {run.get('reason') or 'no reason given'}")
+        log_text = (logs.get(int(run["id"])) or {}).get("log") or ""
+        tail = log_text.rstrip().splitlines()[-_LOG_TAIL_LINES:]
+        lines += [f"      | {line}" for line in tail]
+    lines.append("See task.status() for every organization.")
+    raise TaskFailed("\n".join(lines), errors={"failed_runs": [int(r["id"]) for r in failed]})
+
+
+def _clock(value: Any) -> str | None:
+    """A server time as local wall-clock time: ``10:02:11`` today, with the date otherwise."""
+    ts = _frames.to_timestamp(value)
+    if ts is None:
+        return None
+    local = ts.tz_convert(datetime.now().astimezone().tzinfo)
+    same_day = local.date() == datetime.now().date()
+    return local.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
