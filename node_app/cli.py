@@ -1,4 +1,4 @@
-"""``v6nb node ...``: start a node; create the organization's private key."""
+"""``v6nb node ...``: start a node; create the organization's private key; verify its audit log."""
 
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument(
         "--force", action="store_true", help="replace an existing key file (the old key is lost)"
     )
+    audit = sub.add_parser("audit", help="the node's hash-chained audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="command")
+    verify = audit_sub.add_parser(
+        "verify", help="check the chain; exit 1 on any edited, removed or reordered line"
+    )
+    verify.add_argument("--config", "-c", required=True, help="the node's YAML configuration")
     return parser
 
 
@@ -79,7 +85,32 @@ def main(argv: list[str] | None = None) -> int:
         return _start(args)
     if args.command == "create-private-key":
         return _create_private_key(args)
+    if args.command == "audit" and args.audit_command == "verify":
+        return _verify_audit(args)
     parser.print_help()
+    return 0
+
+
+def _verify_audit(args: argparse.Namespace) -> int:
+    """``v6nb node audit verify``: 0 when the chain is intact, 1 (listing what broke) otherwise."""
+    from .audit import LOG_NAME, verify_folder
+    from .config import load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    folder = config.data_dir / "audit"
+    problems = verify_folder(folder)
+    if problems:
+        for problem in problems:
+            print(f"{folder / LOG_NAME}: {problem}", file=sys.stderr)
+        print(f"audit log NOT intact: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    with (folder / LOG_NAME).open(encoding="utf-8") as fh:
+        count = sum(1 for line in fh if line.strip())
+    print(f"audit log intact: {count} event(s) in {folder / LOG_NAME}")
     return 0
 
 

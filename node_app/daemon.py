@@ -10,6 +10,7 @@ from typing import Any
 
 from vantage6nb.common.errors import ServerUnavailable, V6Error
 
+from .audit import AuditLog
 from .config import NodeConfig
 from .execution import RunExecution
 from .nodestate import NodeState
@@ -65,12 +66,14 @@ class NodeDaemon:
         self.workroot = config.data_dir / "runs"
         self.outbox = Outbox(config.data_dir / "outbox")
         self.state = NodeState()
+        self.audit = AuditLog(config.data_dir / "audit")  # every run and decision, hash-chained
         self.reporter = Reporter(
             self.client,
             self.outbox,
             codec,
             self.state,
             binary_result_kb=config.binary_result_kb,
+            audit=self.audit,
         )
         self.execution = RunExecution(
             config,
@@ -82,6 +85,7 @@ class NodeDaemon:
             reporter=self.reporter,
             codec=codec,
             stopping=self.stopping,
+            audit=self.audit,
         )
         self.scheduler = Scheduler(
             config.max_parallel_runs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 from vantage6nb.common.errors import Conflict, CryptoError, NotFound, ServerUnavailable
 from vantage6nb.common.schemas import RunStatus
 
+from .audit import AuditLog, digest_bytes
 from .config import NodeConfig
 from .datasources import DataSourceError, requested_labels, resolve_databases
 from .nodestate import NodeState
@@ -39,6 +41,8 @@ class _Prepared:
 
     spec: RunSpec
     binding: dict[str, Any]
+    method: str | None = None  # from the opened input, for the audit log
+    arguments: str = ""  # digest of the opened input
 
 
 class RunExecution:
@@ -61,6 +65,8 @@ class RunExecution:
         Decodes (opens) run inputs.
     stopping
         Set when the node shuts down.
+    audit
+        The node's audit log: each image decision and each start is recorded.
     """
 
     def __init__(
@@ -75,7 +81,9 @@ class RunExecution:
         reporter: Reporter,
         codec: PayloadCodec,
         stopping: threading.Event,
+        audit: AuditLog | None = None,
     ) -> None:
+        self.audit = audit
         self.config = config
         self.client = client
         self.runtime = runtime
@@ -127,6 +135,22 @@ class RunExecution:
         token = self._container_token(rid, moving)
         if token is None:
             return
+        if self.audit is not None:
+            self.audit.record(
+                "run_started",
+                run_id=rid,
+                task_id=task.get("id"),
+                parent_id=task.get("parent_id"),
+                init_org_id=task.get("init_org_id"),
+                init_user_id=task.get("init_user_id"),
+                image=prepared.spec.image,
+                digest=prepared.spec.digest,
+                method=prepared.method,
+                arguments=prepared.arguments,
+                databases=[d.label for d in prepared.spec.databases],
+                runtime=self.runtime.name,
+                restarted=restarted,
+            )
         outcome = self._run_algorithm(run, task, prepared.spec, token, note)
         if outcome is not None:
             self._report(rid, outcome, prepared, note)
@@ -141,6 +165,17 @@ class RunExecution:
         rid = int(run["id"])
         image = str(task.get("image") or "")
         decision = self.policy.check(image)
+        if self.audit is not None:
+            self.audit.record(
+                "decision",
+                run_id=rid,
+                task_id=task.get("id"),
+                rule="allowed_images",
+                image=image,
+                allowed=decision.allowed,
+                digest=decision.digest,
+                reason=decision.reason,
+            )
         if not decision.allowed:
             log.warning("run %s refused: %s", rid, decision.reason)
             self._refuse(rid, RunOutcome(RunStatus.NOT_ALLOWED, decision.reason), moving)
@@ -193,7 +228,7 @@ class RunExecution:
         except RuntimeRefusal as refusal:
             self._refuse(rid, RunOutcome(refusal.status, refusal.reason), moving)
             return None
-        return _Prepared(spec, binding)
+        return _Prepared(spec, binding, method=_method(data), arguments=digest_bytes(data))
 
     def _container_token(self, rid: int, moving: _Moving | None) -> str | None:
         """The run's container token (brought by the move to initializing, else asked for);
@@ -307,3 +342,13 @@ class RunExecution:
             return False
 
         return self.status_pool.submit(report)
+
+
+def _method(data: bytes) -> str | None:
+    """The method an input asks for (None when it is not the contract's JSON object)."""
+    try:
+        request = json.loads(data)
+    except ValueError:
+        return None
+    method = request.get("method") if isinstance(request, dict) else None
+    return str(method) if method is not None else None

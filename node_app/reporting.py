@@ -18,6 +18,7 @@ from vantage6nb.common.errors import (
 )
 from vantage6nb.common.schemas import RunStatus
 
+from .audit import AuditLog, digest_file
 from .nodestate import NodeState
 from .outbox import Outbox
 from .payloads import PayloadCodec
@@ -62,6 +63,8 @@ class Reporter:
         The node's runs, so a kept upload does not race a run of the same id.
     binary_result_kb
         Outputs above this size go up as a file (when the codec can seal files).
+    audit
+        The node's audit log: every final update is recorded (with a hash of the released output).
     """
 
     def __init__(
@@ -72,7 +75,9 @@ class Reporter:
         state: NodeState,
         *,
         binary_result_kb: int,
+        audit: AuditLog | None = None,
     ) -> None:
+        self.audit = audit
         self.client = client
         self.outbox = outbox
         self.codec = codec
@@ -88,15 +93,17 @@ class Reporter:
         When the output cannot be returned (unreadable, not encodable), the run fails saying why.
         """
         try:
+            released = digest_file(output)
             if self._is_large(output):
-                return self.finish(rid, outcome, result_file=self._stage_result(output, binding))
+                staged = self._stage_result(output, binding)
+                return self.finish(rid, outcome, result_file=staged, released=released)
             result = self.codec.encode_result(output.read_bytes(), binding)
         except (OSError, CryptoError, UnicodeDecodeError) as exc:
             return self.finish(
                 rid,
                 RunOutcome(RunStatus.FAILED, f"could not return the output: {exc}", outcome.log),
             )
-        self.finish(rid, outcome, result=result)
+        self.finish(rid, outcome, result=result, released=released)
 
     def _is_large(self, output: Path) -> bool:
         """Whether an output goes by the binary path (streamed, never held whole in memory)."""
@@ -123,10 +130,12 @@ class Reporter:
         *,
         result: str | None = None,
         result_file: str | None = None,
+        released: str | None = None,
     ) -> None:
         """Persist the final update, then upload it (retrying until the server takes it).
 
         ``result_file`` names a staged large result in the outbox: it is PUT as bytes first.
+        ``released`` is the digest of the output being released, for the audit log.
         """
         body: dict[str, Any] = {
             "status": outcome.status.value,
@@ -144,6 +153,14 @@ class Reporter:
             outcome.status.value,
             f": {outcome.reason}" if outcome.reason else "",
         )
+        if self.audit is not None:
+            self.audit.record(
+                "run_ended",
+                run_id=rid,
+                status=outcome.status.value,
+                reason=outcome.reason,
+                released=released,
+            )
         self.outbox.put(rid, body)
         self.upload(rid, body)
 

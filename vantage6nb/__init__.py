@@ -1,7 +1,7 @@
 """vantage6nb: federated analysis from a notebook. ``Client`` talks to a server; results come back as pandas.
 
-``import vantage6nb as v6`` is light: ``v6.Client``, ``v6.analysis``, ``v6.demo``, ``v6.widgets``
-and ``v6.catalog`` load on first use.
+``import vantage6nb as v6`` is light: ``v6.Client``, ``v6.analysis``, ``v6.demo``, ``v6.widgets``,
+``v6.catalog`` and ``v6.audit`` load on first use.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .common.errors import V6Error
 from .common.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import analysis, catalog, demo, widgets
+    from . import analysis, audit, catalog, demo, widgets
     from .client import Client, Task
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "V6Error",
     "__version__",
     "analysis",
+    "audit",
     "catalog",
     "demo",
     "errors",
@@ -31,7 +32,7 @@ __all__ = [
 # name -> module that holds it
 _LAZY = {"Client": ".client", "Task": ".client"}
 # submodules reached as attributes (v6.demo.start(), v6.analysis.summary(...))
-_SUBMODULES = frozenset({"analysis", "catalog", "demo", "widgets"})
+_SUBMODULES = frozenset({"analysis", "audit", "catalog", "demo", "widgets"})
 
 
 def __getattr__(name: str) -> Any:

@@ -49,6 +49,11 @@ def test_vantage6nb_import_is_light():
         "vantage6nb.common.settings",
         "vantage6nb.common.crypto",
         "vantage6nb.common.keys",
+        "vantage6nb.common.envelope",
+        "vantage6nb.common.textform",
+        "vantage6nb.common.audit",
+        "vantage6nb.audit",
+        "vantage6nb.catalog",
         "vantage6nb.algorithm",
         "vantage6nb.errors",
         "vantage6nb.client",
@@ -57,6 +62,9 @@ def test_vantage6nb_import_is_light():
         "vantage6nb.algorithms",
         "server_app",
         "node_app",
+        "node_app.audit",
+        "node_app.runtimes.output",
+        "node_app.runtimes.logs",
     ],
 )
 def test_all_is_sorted_and_resolves(module):
