@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LOG_TAIL_BYTES", "LOG_TAIL_LINES", "Captured", "drain", "log_tail"]
+__all__ = ["Captured", "LOG_TAIL_BYTES", "LOG_TAIL_LINES", "drain", "log_tail"]
 
 LOG_TAIL_LINES = 200
 LOG_TAIL_BYTES = 64 * 1024
