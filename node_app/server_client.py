@@ -1,20 +1,32 @@
-"""The node's REST client: API-key login, token refresh, retries while the server is away."""
+"""The node's REST client: API-key login, token refresh, retries while the server is away.
+
+A thin node-side use of the shared REST core (:mod:`vantage6nb.common.rest`), which owns the retry
+policy, the one retry loop, URLs, the bearer header and the typed errors.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import requests
 
-from vantage6nb.common.errors import (
-    AuthenticationError,
-    ServerUnavailable,
-    error_from_payload,
+from vantage6nb.common.errors import AuthenticationError, ServerUnavailable, error_from_payload
+from vantage6nb.common.rest import (
+    UNTIL_STOPPED,
+    Response,
+    RestCore,
+    RetryPolicy,
+    Transport,
+    backoff_delays,
+    collect_pages,
+    exchange,
+    long_timeout,
+    read_body,
+    retrying,
 )
 
 __all__ = ["UNTIL_STOPPED", "RetryPolicy", "ServerClient", "backoff_delays"]
@@ -22,71 +34,23 @@ __all__ = ["UNTIL_STOPPED", "RetryPolicy", "ServerClient", "backoff_delays"]
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = (502, 503, 504)
-_DOWNLOAD_CHUNK = 1024 * 1024
+_TEXT_LIMIT = 500  # characters of a non-JSON answer kept
 
 T = TypeVar("T")
 
 
-def _json_or_text(resp: requests.Response) -> Any:
-    try:
-        return resp.json() if resp.content else None
-    except ValueError:
-        return resp.text[:500]
+class _SessionPerThread:
+    """A transport with one ``requests.Session`` per thread (a session is not thread-safe)."""
 
+    def __init__(self) -> None:
+        self._local = threading.local()
 
-def backoff_delays(first: float = 0.2, cap: float = 5.0) -> Iterator[float]:
-    """Endless delays for retries: ``first``, doubling, capped at ``cap``.
-
-    Examples
-    --------
-    >>> from itertools import islice
-    >>> list(islice(backoff_delays(0.5, 2.0), 4))
-    [0.5, 1.0, 2.0, 2.0]
-    """
-    delay = first
-    while True:
-        yield delay
-        delay = min(cap, delay * 2)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How a call is retried while the server is away (unreachable, or answering 502/503/504).
-
-    Parameters
-    ----------
-    retries
-        Retries after the first try; ``None`` retries until the client's ``stop`` is set.
-    first_delay, max_delay
-        The backoff: ``first_delay`` seconds, doubling, capped at ``max_delay``.
-
-    Examples
-    --------
-    >>> RetryPolicy(retries=2).gives_up(3), UNTIL_STOPPED.gives_up(1000)
-    (True, False)
-    >>> RetryPolicy.of(None) == UNTIL_STOPPED, RetryPolicy.of(5).retries
-    (True, 5)
-    """
-
-    retries: int | None = 3
-    first_delay: float = 0.2
-    max_delay: float = 5.0
-
-    @classmethod
-    def of(cls, retries: int | None | RetryPolicy) -> RetryPolicy:
-        """The policy a ``retries=`` argument names: a count, ``None`` (until stopped) or a policy."""
-        return retries if isinstance(retries, RetryPolicy) else cls(retries=retries)
-
-    def gives_up(self, failures: int) -> bool:
-        """Whether ``failures`` failed tries in a row are too many to try again."""
-        return self.retries is not None and failures > self.retries
-
-    def delays(self) -> Iterator[float]:
-        """The waits between tries."""
-        return backoff_delays(self.first_delay, self.max_delay)
-
-
-UNTIL_STOPPED = RetryPolicy(retries=None)
+    def request(self, method: str, url: str, **kwargs: Any) -> Response:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self._local.session = requests.Session()
+            s.trust_env = False  # loopback only: never route through an environment proxy
+        return s.request(method, url, **kwargs)
 
 
 class ServerClient:
@@ -102,6 +66,9 @@ class ServerClient:
         Seconds per HTTP request.
     stop
         Set it to end endless retries (node shutdown).
+    transport
+        Sends the requests (:class:`vantage6nb.common.rest.Transport`); by default one
+        ``requests.Session`` per thread that ignores environment proxies.
 
     Examples
     --------
@@ -111,7 +78,13 @@ class ServerClient:
     """
 
     def __init__(
-        self, url: str, api_key: str, *, timeout: float = 30.0, stop: threading.Event | None = None
+        self,
+        url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        stop: threading.Event | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.api_key = api_key
@@ -121,19 +94,20 @@ class ServerClient:
         self._access: str | None = None
         self._refresh: str | None = None
         self._auth_lock = threading.Lock()
-        self._local = threading.local()
+        self.rest = RestCore(
+            self.url + "/api",
+            transport or _SessionPerThread(),
+            timeout=timeout,
+            on_failure=self._unreachable,
+            stop=self.stop,
+        )
 
     def api(self, path: str) -> str:
         """Absolute URL of an API path."""
-        return f"{self.url}/api/{path.lstrip('/')}"
+        return self.rest.url(path)
 
-    @property
-    def _session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = self._local.session = requests.Session()
-            s.trust_env = False  # loopback only: never route through an environment proxy
-        return s
+    def _unreachable(self, exc: OSError) -> None:
+        raise ServerUnavailable(f"server {self.url} unreachable: {exc.__class__.__name__}") from exc
 
     # -- raw HTTP --------------------------------------------------------------------------------
     def send(
@@ -146,21 +120,8 @@ class ServerClient:
         params: dict[str, Any] | None = None,
     ) -> tuple[int, Any]:
         """One HTTP request; returns ``(status, body)``. Raises ServerUnavailable on connection errors."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            resp = self._session.request(
-                method,
-                self.api(path),
-                json=json,
-                params=params,
-                headers=headers,
-                timeout=self.timeout,
-            )
-        except requests.RequestException as exc:
-            raise ServerUnavailable(
-                f"server {self.url} unreachable: {exc.__class__.__name__}"
-            ) from exc
-        return resp.status_code, _json_or_text(resp)
+        resp = self.rest.send(method, path, token=token, json=json, params=params)
+        return resp.status_code, read_body(resp, limit=_TEXT_LIMIT)
 
     # -- authentication --------------------------------------------------------------------------
     def login(self) -> dict[str, Any]:
@@ -198,62 +159,34 @@ class ServerClient:
     def access_token(self) -> str | None:
         return self._access
 
-    # -- retrying -----------------------------------------------------------------------------------
-    def _retrying(
-        self,
-        call: Callable[[], T],
-        policy: RetryPolicy,
-        on_retry: Callable[[Exception, float], None],
-    ) -> T:
-        """The one retry loop: ``call`` again while it raises ServerUnavailable, as ``policy`` says.
-
-        Stops retrying (re-raising) when :attr:`stop` is set, also during a wait.
-        """
-        delays = policy.delays()
-        failures = 0
-        while True:
-            try:
-                return call()
-            except ServerUnavailable as exc:
-                failures += 1
-                if self.stop.is_set() or policy.gives_up(failures):
-                    raise
-                delay = next(delays)
-                on_retry(exc, delay)
-                if self.stop.wait(delay):
-                    raise
-
+    # -- requests as the node ----------------------------------------------------------------------
     def _as_node(
         self,
-        once: Callable[[], tuple[int, Any]],
+        once: Callable[[str | None], tuple[int, Any]],
         method: str,
         path: str,
         retries: int | None | RetryPolicy,
     ) -> Any:
         """Send ``once`` as the node: one token refresh on 401, retries while the server is away."""
-        refreshed = False
-
-        def attempt() -> tuple[int, Any]:
-            nonlocal refreshed
-            while True:
-                status, body = once()
-                if status == 401 and not refreshed:
-                    refreshed = True
-                    self.refresh()
-                    continue
-                if status in _RETRY_STATUSES:
-                    raise ServerUnavailable(f"server answered {status} for {method} {path}")
-                return status, body
 
         def on_retry(exc: Exception, delay: float) -> None:
             log.warning("%s; retrying %s %s in %.1f s", exc, method, path, delay)
 
-        status, body = self._retrying(attempt, RetryPolicy.of(retries), on_retry)
+        status, body = exchange(
+            once,
+            status=lambda answer: answer[0],
+            token=lambda: self._access,
+            refresh=lambda _stale: self.refresh(),
+            unavailable=_RETRY_STATUSES,
+            what=f"{method} {path}",
+            policy=RetryPolicy.of(retries),
+            stop=self.stop,
+            on_retry=on_retry,
+        )
         if 200 <= status < 300:
             return body
         raise error_from_payload(status, body)
 
-    # -- requests as the node ----------------------------------------------------------------------
     def request(
         self,
         method: str,
@@ -269,7 +202,7 @@ class ServerClient:
         Raises the typed error the server sent.
         """
         return self._as_node(
-            lambda: self.send(method, path, token=self._access, json=json, params=params),
+            lambda token: self.send(method, path, token=token, json=json, params=params),
             method,
             path,
             retries,
@@ -280,67 +213,36 @@ class ServerClient:
 
         Retries like :meth:`request` (the whole file again: the server replaces a partial upload).
         """
-        return self._as_node(lambda: self._put_once(path, file), "PUT", path, retries)
+        return self._as_node(lambda _token: self._put_once(path, file), "PUT", path, retries)
 
     def _put_once(self, path: str, file: Path) -> tuple[int, Any]:
-        headers = {
-            "Authorization": f"Bearer {self._access}",
-            "Content-Type": "application/octet-stream",
-        }
-        try:
-            with file.open("rb") as fh:  # requests sends it in chunks, with Content-Length
-                resp = self._session.put(
-                    self.api(path), data=fh, headers=headers, timeout=self._long_timeout
-                )
-        except requests.RequestException as exc:
-            raise ServerUnavailable(
-                f"server {self.url} unreachable: {exc.__class__.__name__}"
-            ) from exc
-        return resp.status_code, _json_or_text(resp)
+        with file.open("rb") as fh:  # requests sends it in chunks, with Content-Length
+            resp = self.rest.send(
+                "PUT",
+                path,
+                token=self._access,
+                data=fh,
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=long_timeout(self.timeout),
+            )
+        return resp.status_code, read_body(resp, limit=_TEXT_LIMIT)
 
     def download(self, path: str, dst: BinaryIO, *, token: str | None = None) -> int:
         """GET ``path`` as bytes into ``dst``, chunk by chunk (``token``: e.g. a container's).
 
         Returns the bytes written; raises the typed error the server sent.
         """
-        headers = {"Authorization": f"Bearer {token or self._access}"}
-        try:
-            with self._session.get(
-                self.api(path), headers=headers, stream=True, timeout=self._long_timeout
-            ) as resp:
-                if resp.status_code >= 300:
-                    raise error_from_payload(resp.status_code, _json_or_text(resp))
-                written = 0
-                for chunk in resp.iter_content(_DOWNLOAD_CHUNK):
-                    dst.write(chunk)
-                    written += len(chunk)
-                return written
-        except requests.RequestException as exc:
-            raise ServerUnavailable(
-                f"server {self.url} unreachable: {exc.__class__.__name__}"
-            ) from exc
-
-    @property
-    def _long_timeout(self) -> tuple[float, float]:
-        # connect quickly; allow a large body time to be written and stored before the answer
-        return (self.timeout, max(self.timeout, 600.0))
+        return self.rest.download(
+            path, dst, token=lambda: token or self._access, error_from=300, error_empty=None
+        )
 
     def paged(
         self, path: str, params: dict[str, Any], *, retries: int | None | RetryPolicy = 3
     ) -> list[dict[str, Any]]:
         """Every item of a paginated list endpoint."""
-        items: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            body = self.request(
-                "GET", path, params={**params, "page": page, "per_page": 500}, retries=retries
-            )
-            data = body.get("data", []) if isinstance(body, dict) else []
-            items.extend(data)
-            total = body.get("total", len(items)) if isinstance(body, dict) else len(items)
-            if not data or len(items) >= total:
-                return items
-            page += 1
+        return collect_pages(
+            lambda query: self.request("GET", path, params=query, retries=retries), params
+        )
 
     def until_ok(self, fn: Callable[[], T], what: str) -> T:
         """Call ``fn`` until it stops raising ServerUnavailable (or the node stops)."""
@@ -354,4 +256,4 @@ class ServerClient:
                 delay,
             )
 
-        return self._retrying(fn, UNTIL_STOPPED, on_retry)
+        return retrying(fn, UNTIL_STOPPED, stop=self.stop, on_retry=on_retry)

@@ -16,6 +16,7 @@ from ..common.errors import (
     V6Error,
     error_from_payload,
 )
+from ..common.rest import RestCore, Transport
 from ..common.schemas import OPEN_VALUES, RunStatus
 from ._context import current_local, get_env, requested_labels
 
@@ -29,6 +30,8 @@ class AlgorithmClient:
 
     The names follow vantage6's ``AlgorithmClient``: ``client.organization.list()``,
     ``client.task.create(...)``, ``client.wait_for_results(...)``, ``client.result.from_task(...)``.
+    ``transport`` sends the requests instead of a ``requests.Session``
+    (:class:`vantage6nb.common.rest.Transport`).
 
     Examples
     --------
@@ -37,7 +40,9 @@ class AlgorithmClient:
     >>> client.wait_for_results(task["id"], timeout=60)  # doctest: +SKIP
     """
 
-    def __init__(self, url: str, *, token: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, token: str, timeout: float = 30.0, transport: Transport | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -45,7 +50,8 @@ class AlgorithmClient:
         self.task = _Tasks(self)
         self.run = _Runs(self)
         self.result = _Results(self)
-        self._session: Any = None
+        self._transport = transport
+        self._rest: RestCore | None = None
 
     @classmethod
     def from_environment(cls) -> AlgorithmClient:
@@ -67,31 +73,27 @@ class AlgorithmClient:
             api_path = "/" + api_path
         return cls(f"{host}:{port}{api_path}" if port else f"{host}{api_path}", token=token)
 
-    # --- transport (a local network overrides these two) ---
+    # --- transport (a local network overrides this) ---
     def _request(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
     ) -> Any:
-        import requests
+        if self._rest is None:
+            if self._transport is None:
+                import requests  # here: a local network never needs it
 
-        if self._session is None:
-            self._session = requests.Session()
-            self._session.headers["Authorization"] = f"Bearer {self.token}"
-        try:
-            resp = self._session.request(
-                method, f"{self.url}{path}", params=params, json=json, timeout=self.timeout
+                self._transport = requests.Session()
+            self._rest = RestCore(
+                self.url, self._transport, timeout=self.timeout, on_failure=self._unreachable
             )
-        except requests.RequestException as exc:
-            raise ServerUnavailable(
-                f"Cannot reach the node's algorithm proxy at {self.url}: {exc}",
-                errors={"proxy": self.url},
-            ) from exc
-        try:
-            body = resp.json()
-        except ValueError:
-            body = resp.text
-        if resp.status_code >= 400:
-            raise error_from_payload(resp.status_code, body)
-        return body
+        return self._rest.call(
+            method, path, token=lambda: self.token, params=params, json=json, empty=""
+        )
+
+    def _unreachable(self, exc: OSError) -> None:
+        raise ServerUnavailable(
+            f"Cannot reach the node's algorithm proxy at {self.url}: {exc}",
+            errors={"proxy": self.url},
+        ) from exc
 
     # --- waiting ---
     def wait_for_results(

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..common.errors import MissingKey, NotFound, ValidationError
 from ..common.keys import KeyRing, OrgKey
+from ..common.rest import Transport as HttpTransport
 from . import _frames
 from ._codec import SealedCodec, check_own_key, create_private_key, load_private_key
 from ._events import EventStream
@@ -31,6 +32,11 @@ class Client:
         Seconds to wait for one HTTP answer.
     verify : bool or str
         TLS verification: True, False, or the path of a CA bundle.
+    transport : optional
+        What sends the HTTP requests instead of a ``requests.Session``: any object with its
+        ``request(method, url, *, headers=, json=, params=, data=, timeout=, stream=)``
+        (:class:`vantage6nb.common.rest.Transport`). ``vantage6nb.testing.FlaskTransport(app)``
+        runs a client against a server app in this process.
 
     Examples
     --------
@@ -39,10 +45,22 @@ class Client:
     >>> client.login("researcher", "password")  # doctest: +SKIP
     <Client http://127.0.0.1:7601 — 'researcher' of 'Leiden'>
     >>> client.nodes()[["name", "organization", "online"]]  # doctest: +SKIP
+
+    In tests, against an app in this process:
+
+    >>> from vantage6nb.testing import FlaskTransport
+    >>> client = v6.Client("http://testserver", transport=FlaskTransport(app))  # doctest: +SKIP
     """
 
-    def __init__(self, url: str, *, timeout: float = 30.0, verify: bool | str = True) -> None:
-        self._transport = Transport(url, timeout=timeout, verify=verify)
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        transport: HttpTransport | None = None,
+    ) -> None:
+        self._transport = Transport(url, timeout=timeout, verify=verify, transport=transport)
         self.url = self._transport.url
         self.events = EventStream(
             self.url,

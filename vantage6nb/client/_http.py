@@ -1,31 +1,44 @@
-"""HTTP transport to the server: base URL, bearer tokens with transparent refresh, typed errors."""
+"""The client's HTTP layer: base URL, bearer tokens with transparent refresh, typed errors.
+
+The requests themselves go through the shared REST core (:mod:`vantage6nb.common.rest`) over a
+transport: a ``requests.Session`` by default, or any object with its ``request`` method.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import requests
 
-from ..common.errors import (
-    AuthenticationError,
-    ServerUnavailable,
-    ValidationError,
-    error_from_payload,
-)
+from ..common.errors import AuthenticationError, ServerUnavailable, ValidationError
+from ..common.rest import Response, RestCore, collect_pages
+from ..common.rest import Transport as HttpTransport
 
 __all__ = ["Transport"]
 
 _START_HINT = "is the server running? start it with `v6nb server start` or `v6nb demo`"
-_MAX_PER_PAGE = 500
-_DOWNLOAD_CHUNK = 1024 * 1024
+_NOT_LOGGED_IN = "Not logged in: call client.login(username, password) first."
 
 
 class Transport:
-    """One ``requests.Session`` to one server, holding the researcher's tokens.
+    """One server and the researcher's tokens, over one HTTP transport (a ``requests.Session``).
 
     A request answered 401 while a refresh token is held is retried once with a fresh access
     token, so a long notebook session never sees an expired token.
+
+    Parameters
+    ----------
+    url : str
+        The server, e.g. ``"http://127.0.0.1:7601"``.
+    timeout : float
+        Seconds to wait for one HTTP answer.
+    verify : bool or str
+        TLS verification of the default ``requests.Session``.
+    transport : optional
+        Sends the requests instead of a ``requests.Session`` (see
+        :class:`vantage6nb.common.rest.Transport`), e.g. ``vantage6nb.testing.FlaskTransport``.
 
     Examples
     --------
@@ -34,7 +47,14 @@ class Transport:
     {'status': 'ok', 'db': 'ok'}
     """
 
-    def __init__(self, url: str, *, timeout: float = 30.0, verify: bool | str = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        transport: HttpTransport | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             raise ValidationError(
@@ -45,8 +65,12 @@ class Transport:
         self.api = self.url + "/api"
         self.timeout = timeout
         self.verify = verify
-        self.session = requests.Session()
-        self.session.verify = verify
+        if transport is None:
+            session = requests.Session()
+            session.verify = verify
+            transport = session
+        self.session = transport
+        self.rest = RestCore(self.api, transport, timeout=timeout, on_failure=self._unreachable)
         self.access_token: str | None = None
         self.refresh_token: str | None = None
         self._refresh_lock = threading.Lock()
@@ -80,9 +104,7 @@ class Transport:
             if stale is not None and self.access_token not in (None, stale):
                 return self.access_token
             if not self.refresh_token:
-                raise AuthenticationError(
-                    "Not logged in: call client.login(username, password) first."
-                )
+                raise AuthenticationError(_NOT_LOGGED_IN)
             try:
                 body = self.request(
                     "POST", "/token/refresh", json={"refresh_token": self.refresh_token}, auth=False
@@ -106,18 +128,17 @@ class Transport:
         auth: bool = True,
     ) -> Any:
         """Send one request to ``/api<path>``; return the decoded JSON or raise the typed error."""
-        token = self.access_token
-        if auth and token is None:
-            raise AuthenticationError("Not logged in: call client.login(username, password) first.")
-        resp = self._send(method, path, params=params, json=json, token=token if auth else None)
-        if resp.status_code == 401 and auth and self.refresh_token:
-            token = self.refresh(stale=token)
-            resp = self._send(method, path, params=params, json=json, token=token)
-        if resp.status_code >= 400:
-            raise error_from_payload(resp.status_code, _payload(resp))
-        if not resp.content:
-            return None
-        return _payload(resp)
+        if auth and self.access_token is None:
+            raise AuthenticationError(_NOT_LOGGED_IN)
+        return self.rest.call(
+            method,
+            path,
+            token=lambda: self.access_token if auth else None,
+            refresh=self._refresher() if auth else None,
+            params=params,
+            json=json,
+            send=self._send,
+        )
 
     def download(self, path: str, dst: BinaryIO) -> int:
         """GET ``/api<path>`` as bytes into ``dst``, chunk by chunk; returns the bytes written.
@@ -127,91 +148,60 @@ class Transport:
         >>> with open("result.bin", "wb") as fh:  # doctest: +SKIP
         ...     t.download("/run/7/result", fh)
         """
-        for attempt in (0, 1):
-            token = self.access_token
-            if token is None:
-                raise AuthenticationError(
-                    "Not logged in: call client.login(username, password) first."
-                )
-            try:
-                resp = self.session.get(
-                    self.api + path,
-                    headers={"Authorization": f"Bearer {token}"},
-                    stream=True,
-                    timeout=(self.timeout, max(self.timeout, 600.0)),
-                )
-            except requests.exceptions.RequestException:
-                raise ServerUnavailable(
-                    f"Cannot download {path} from {self.url}: {_START_HINT}."
-                ) from None
-            with resp:
-                if resp.status_code == 401 and attempt == 0 and self.refresh_token:
-                    self.refresh(stale=token)
-                    continue
-                if resp.status_code >= 400:
-                    raise error_from_payload(resp.status_code, _payload(resp))
-                written = 0
-                try:
-                    for chunk in resp.iter_content(_DOWNLOAD_CHUNK):
-                        dst.write(chunk)
-                        written += len(chunk)
-                except requests.exceptions.RequestException:
-                    raise ServerUnavailable(
-                        f"The download of {path} from {self.url} broke off; try again."
-                    ) from None
-                return written
-        raise AuthenticationError("Your session has expired: log in again with client.login(...).")
+        if self.access_token is None:
+            raise AuthenticationError(_NOT_LOGGED_IN)
+
+        def cannot_download(exc: OSError) -> None:
+            raise ServerUnavailable(
+                f"Cannot download {path} from {self.url}: {_START_HINT}."
+            ) from None
+
+        def broke_off(exc: OSError) -> None:
+            raise ServerUnavailable(
+                f"The download of {path} from {self.url} broke off; try again."
+            ) from None
+
+        return self.rest.download(
+            path,
+            dst,
+            token=lambda: self.access_token,
+            refresh=self._refresher(),
+            on_failure=cannot_download,
+            on_broken=broke_off,
+        )
 
     def paginate(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every item of a paginated list endpoint, following pages until ``total`` is reached."""
-        items: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            query = {k: v for k, v in (params or {}).items() if v is not None}
-            query.update(page=page, per_page=_MAX_PER_PAGE)
-            body = self.request("GET", path, params=query)
-            data = body.get("data", []) if isinstance(body, dict) else list(body or [])
-            items.extend(data)
-            total = body.get("total") if isinstance(body, dict) else None
-            if not data or total is None or len(items) >= int(total):
-                return items
-            page += 1
+        return collect_pages(lambda query: self.request("GET", path, params=query), params)
+
+    def _refresher(self) -> Callable[[str | None], str] | None:
+        # a 401 is answered by one refresh only while a refresh token is held
+        return self.refresh if self.refresh_token else None
 
     def _send(
         self, method: str, path: str, *, params: Any, json: Any, token: str | None
-    ) -> requests.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            return self.session.request(
-                method,
-                self.api + path,
-                params=params,
-                json=json,
-                headers=headers,
-                timeout=self.timeout,
-            )
-        except requests.exceptions.SSLError as exc:
+    ) -> Response:
+        return self.rest.send(method, path, params=params, json=json, token=token)
+
+    def _unreachable(self, exc: OSError) -> None:
+        """The typed error for a request that got no answer (other failures propagate)."""
+        if isinstance(exc, requests.exceptions.SSLError):
             raise ServerUnavailable(
                 f"TLS verification of {self.url} failed ({exc}); pass verify=<CA bundle path> "
                 "(or verify=False for a test server)."
             ) from None
-        except requests.exceptions.Timeout:
+        if isinstance(exc, (requests.exceptions.Timeout, TimeoutError)):
             raise ServerUnavailable(
                 f"The server at {self.url} did not answer within {self.timeout:g} s; "
                 "it may be overloaded: retry, or raise Client(..., timeout=...)."
             ) from None
-        except requests.exceptions.ConnectionError:
+        if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
             raise ServerUnavailable(
                 f"Cannot reach the server at {self.url}: {_START_HINT}."
             ) from None
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self.session.close()
-
-
-def _payload(resp: requests.Response) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        return resp.text
+        close = getattr(self.session, "close", None)
+        if close is not None:
+            close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..common.errors import ServerUnavailable, error_from_payload
+from ..common.errors import ServerUnavailable
+from ..common.rest import RestCore, Transport
 
 __all__ = ["ORGANIZATION_NAMES", "AdminSession", "organization_names", "split_dataset"]
 
@@ -65,33 +66,45 @@ def split_dataset(source: Any, n: int) -> list[Any]:
 
 
 class AdminSession:
-    """The REST calls the demo makes as the server's root user (organizations, users, nodes)."""
+    """The REST calls the demo makes as the server's root user (organizations, users, nodes).
 
-    def __init__(self, url: str, username: str, password: str, *, timeout: float = 30.0) -> None:
-        import requests
+    ``transport`` sends the requests instead of a ``requests.Session``
+    (:class:`vantage6nb.common.rest.Transport`), e.g. ``vantage6nb.testing.FlaskTransport``.
 
+    Examples
+    --------
+    >>> admin = AdminSession("http://127.0.0.1:7601", "root", "secret")  # doctest: +SKIP
+    >>> admin.create_organization("Leiden")["id"]  # doctest: +SKIP
+    1
+    """
+
+    def __init__(
+        self,
+        url: str,
+        username: str,
+        password: str,
+        *,
+        timeout: float = 30.0,
+        transport: Transport | None = None,
+    ) -> None:
+        if transport is None:
+            import requests
+
+            transport = requests.Session()
         self.api = url.rstrip("/") + "/api"
         self.timeout = timeout
-        self.http = requests.Session()
+        self.rest = RestCore(self.api, transport, timeout=timeout, on_failure=self._unreachable)
+        self.token: str | None = None
         body = self.post("/token/user", {"username": username, "password": password})
-        self.http.headers["Authorization"] = f"Bearer {body['access_token']}"
+        self.token = body["access_token"]
+
+    def _unreachable(self, exc: OSError) -> None:
+        raise ServerUnavailable(f"Demo server at {self.api} does not answer: {exc}") from exc
 
     def _call(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
-        import requests
-
-        try:
-            resp = self.http.request(
-                method, self.api + path, json=body, params=params, timeout=self.timeout
-            )
-        except requests.RequestException as exc:
-            raise ServerUnavailable(f"Demo server at {self.api} does not answer: {exc}") from exc
-        try:
-            payload = resp.json()
-        except ValueError:
-            payload = resp.text
-        if resp.status_code >= 400:
-            raise error_from_payload(resp.status_code, payload)
-        return payload
+        return self.rest.call(
+            method, path, token=lambda: self.token, json=body, params=params, empty=""
+        )
 
     def get(self, path: str, **params: Any) -> Any:
         return self._call("GET", path, params=params or None)
