@@ -9,7 +9,7 @@
 # No systemd is needed. Re-running it when both services answer takes well under a second.
 # `setup-services.sh --stop` stops both again.
 #
-# Tests read the same defaults (tests/services.py):
+# Tests read the same defaults (tests/support/services.py):
 #   V6NB_PG_URL  postgresql+psycopg2://v6nb:v6nb@127.0.0.1:5432/v6nb_test
 #   V6NB_AMQP_URL amqp://guest:guest@127.0.0.1:5672//
 set -euo pipefail

@@ -1,22 +1,39 @@
-"""Shared fixtures: a free loopback port, and one real demo network (server + 3 nodes) per session."""
+"""Fixtures every test directory shares: demo networks (server + 3 nodes on loopback) and a Docker
+engine client. Helpers (processes, ports, waiting, service checks) are in ``tests.support``."""
 
 from __future__ import annotations
 
 import pytest
 
-from vantage6nb.demo import free_port as _free_port
-
-
-@pytest.fixture
-def free_port():
-    """A function returning a TCP port on 127.0.0.1 that nothing listens on."""
-    return _free_port
+from tests.support import docker_engine
 
 
 @pytest.fixture(scope="session")
-def demo_network():
-    """A running demo network (3 organizations, one node each, process runtime), shared by the session."""
+def shared_demo_net():
+    """A running demo network (3 organizations, a node each, process runtime) for the whole session.
+
+    For tests that only read: they may create tasks and read results, but never stop a node,
+    restart the server or change its data or settings (those take ``demo_net``).
+    """
     from vantage6nb import demo
 
-    with demo.start(nodes=3) as net:
-        yield net
+    with demo.start(nodes=3) as network:
+        yield network
+
+
+@pytest.fixture(scope="module")
+def demo_net():
+    """A demo network like ``shared_demo_net``, the module's own: its tests may stop and start
+    nodes, restart the server or move data files (and put them back)."""
+    from vantage6nb import demo
+
+    with demo.start(nodes=3) as network:
+        yield network
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A Docker engine client (skips, or fails under ``V6NB_REQUIRE_ALL=1``, when none answers)."""
+    client = docker_engine()
+    yield client
+    client.close()

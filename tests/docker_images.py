@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
-import pytest
+from tests.support import unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 PARENT_IMAGE = "v6nb/python:latest"
 SIDECAR_IMAGE = "v6nb/base:latest"
 PROBE_IMAGE = "v6nb-test/probe:latest"
 ISOLATION_IMAGE = "v6nb-test/isolation:latest"
-
-
-def unavailable(why: str) -> None:
-    """Skip, or fail when every service-dependent test must run (``V6NB_REQUIRE_ALL=1``)."""
-    if os.environ.get("V6NB_REQUIRE_ALL") == "1":
-        pytest.fail(f"{why} (V6NB_REQUIRE_ALL=1)")
-    pytest.skip(why)
 
 
 def build_test_images(docker_client, folder: Path) -> dict[str, str]:

@@ -7,6 +7,7 @@ import pytest
 
 from node_app.proxy import AlgorithmProxy, RunContext
 from node_app.server_client import ServerClient
+from tests.support import free_port
 from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data
 from vantage6nb.algorithm.testing import LocalNetwork
 from vantage6nb.common import contract
@@ -20,7 +21,7 @@ from vantage6nb.common.errors import (
 
 
 @pytest.fixture
-def proxy(free_port):
+def proxy():
     # a real node proxy whose server is a closed port: token checks and error mapping are real
     p = AlgorithmProxy(ServerClient(f"http://127.0.0.1:{free_port()}", "no-key"), port=0)
     p.start()
@@ -80,7 +81,7 @@ def test_proxy_errors_become_typed_errors(monkeypatch, tmp_path, proxy):
         client._request("GET", "/nowhere")
 
 
-def test_unreachable_proxy_is_server_unavailable(free_port):
+def test_unreachable_proxy_is_server_unavailable():
     client = AlgorithmClient(f"http://127.0.0.1:{free_port()}", token="t", timeout=5)
     with pytest.raises(ServerUnavailable, match="algorithm proxy"):
         client.task.get(1)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 import requests
+
+from tests.support import free_port, unavailable, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -32,14 +32,8 @@ TASK_S = 180_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(600)]
 
-if not os.path.exists(CHROMIUM) and not os.environ.get("V6NB_REQUIRE_ALL"):
-    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+if not os.path.exists(CHROMIUM):
+    unavailable("Chromium is not installed (apt-get install chromium)")
 
 
 def _notebook_copy(folder: Path) -> Path:
@@ -82,7 +76,7 @@ def jupyterlab(tmp_path):
     news = tmp_path / "config" / "lab-settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("V6NB_")}
     env.update(
         HOME=str(tmp_path / "home"),
@@ -105,16 +99,17 @@ def jupyterlab(tmp_path):
                             start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        end = time.monotonic() + SERVER_START_S
-        while True:
-            assert proc.poll() is None, (tmp_path / "jupyterlab.log").read_text()[-3000:]
+
+        def up() -> bool:
             try:
-                if requests.get(f"{url}/api/status", timeout=2).status_code == 200:
-                    break
+                return requests.get(f"{url}/api/status", timeout=2).status_code == 200
             except requests.RequestException:
-                pass
-            assert time.monotonic() < end, "JupyterLab did not start"
-            time.sleep(0.3)
+                return False
+
+        def alive() -> None:
+            assert proc.poll() is None, (tmp_path / "jupyterlab.log").read_text()[-3000:]
+
+        wait_for(up, SERVER_START_S, "JupyterLab to answer", interval=0.3, check=alive)
         yield url
     finally:
         if proc.poll() is None:

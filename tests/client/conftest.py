@@ -1,85 +1,19 @@
-"""A real server process on a free loopback port, seeded through its REST API, for client tests."""
+"""A real server process on a free loopback port (``tests.support``), seeded through its REST API,
+for client tests."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from tests.support import ServerProcess
+from tests.support import free_port as free_port  # test_transport.py imports it from here
+
 ROOT_PASSWORD = "root-Secret-1"
 RESEARCHER_PASSWORD = "research-Secret-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerProcess:
-    """``python -m server_app start --config <tmp>/server.yaml``, stopped at the end."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cfg = folder / "server.yaml"
-        cfg.write_text(
-            f"host: 127.0.0.1\nport: {self.port}\ndata_dir: {folder / 'data'}\n"
-            f"root_password: {ROOT_PASSWORD}\nthreads: 16\nlog_level: WARNING\n"
-        )
-        self.config = cfg
-        self.start()
-
-    def start(self) -> None:
-        """Start (or start again, on the same port and data folder) and wait until healthy."""
-        self.log = open(self.folder / "server.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server_app", "start", "--config", str(self.config)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            self._wait_ready()
-        except BaseException:  # never leave a half-started server behind
-            self.stop()
-            raise
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_text()}")
-            try:
-                if requests.get(self.url + "/api/health", timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:  # not listening yet, or busy starting up
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not become healthy:\n{self.log_text()}")
-
-    def log_text(self) -> str:
-        return (self.folder / "server.log").read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.log.closed:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 class Admin:
@@ -101,17 +35,15 @@ class Admin:
         return r.json()
 
 
+def client_server(folder: Path) -> ServerProcess:
+    """A server process (not started yet) whose root password is ``ROOT_PASSWORD``."""
+    return ServerProcess(folder, {"root_password": ROOT_PASSWORD})
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    try:
-        import server_app.cli  # noqa: F401
-    except ImportError as exc:  # the server is written concurrently; say so instead of erroring
-        pytest.skip(f"server_app is not importable yet: {exc}")
-    proc = ServerProcess(tmp_path_factory.mktemp("server"))
-    try:
+    with client_server(tmp_path_factory.mktemp("server")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""``vantage6nb.analysis`` on a real demo network (server + 3 process-runtime nodes) against pandas."""
+"""``vantage6nb.analysis`` on the session's demo network (server + 3 process-runtime nodes) against
+pandas; the tests only read."""
 
 from __future__ import annotations
 
@@ -11,27 +12,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def net():
-    from vantage6nb import demo
-
-    with demo.start(nodes=3) as network:
-        yield network
-
-
-@pytest.fixture(scope="module")
-def client(net):
-    c = net.client()
+def client(shared_demo_net):
+    c = shared_demo_net.client()
     yield c
     c.close()
 
 
-def _pooled(net, names=None) -> pd.DataFrame:
-    paths = [p for n, p in net.datasets.items() if names is None or n in names]
+def _pooled(network, names=None) -> pd.DataFrame:
+    paths = [p for n, p in network.datasets.items() if names is None or n in names]
     return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
 
 
-def test_summary_equals_pandas_on_pooled_data(net, client) -> None:
-    pooled = _pooled(net)
+def test_summary_equals_pandas_on_pooled_data(shared_demo_net, client) -> None:
+    pooled = _pooled(shared_demo_net)
     numeric = pooled.select_dtypes("number")
     df = analysis.summary(client)
     assert list(df.columns) == ["count", "missing", "mean", "std", "min", "max"]
@@ -50,16 +43,16 @@ def test_summary_equals_pandas_on_pooled_data(net, client) -> None:
             assert df.loc[name, stat] == pytest.approx(expected, rel=1e-9), (name, stat)
     attrs = df.attrs
     assert attrs["image"] == "v6nb/summary" and isinstance(attrs["task_id"], int)
-    assert sorted(attrs["organizations"]) == sorted(net.datasets)
+    assert sorted(attrs["organizations"]) == sorted(shared_demo_net.datasets)
     assert attrs["created"]
     task = client.task.get(attrs["task_id"])
     assert task.method == "summary" and len(task.runs) == 1  # one central task
     assert task.organization_ids == [client.whoami["organization_id"]]  # at the researcher's org
 
 
-def test_summary_of_chosen_columns_and_organizations(net, client) -> None:
-    names = sorted(net.datasets)[1:]
-    pooled = _pooled(net, names)
+def test_summary_of_chosen_columns_and_organizations(shared_demo_net, client) -> None:
+    names = sorted(shared_demo_net.datasets)[1:]
+    pooled = _pooled(shared_demo_net, names)
     df = analysis.summary(client, organizations=names, columns="body_mass_g")
     assert list(df.index) == ["body_mass_g"]
     assert df.loc["body_mass_g", "count"] == pooled["body_mass_g"].count()
@@ -67,8 +60,8 @@ def test_summary_of_chosen_columns_and_organizations(net, client) -> None:
     assert sorted(df.attrs["organizations"]) == names
 
 
-def test_crosstab_equals_pandas_and_keeps_value_types(net, client) -> None:
-    pooled = _pooled(net)
+def test_crosstab_equals_pandas_and_keeps_value_types(shared_demo_net, client) -> None:
+    pooled = _pooled(shared_demo_net)
     table = analysis.crosstab(client, "species", "island")
     expected = pd.crosstab(pooled["species"], pooled["island"])
     pd.testing.assert_frame_equal(

@@ -13,10 +13,11 @@ import pytest
 import requests
 import socketio
 
+from tests.support import free_port, wait_for
 from vantage6nb import Client, Task, errors
 from vantage6nb.common import events
 
-from .conftest import RESEARCHER_PASSWORD, free_port
+from .conftest import RESEARCHER_PASSWORD
 
 EVENT_WAIT_S = 30  # generous upper bound for an event to arrive; not a speed assertion
 
@@ -40,6 +41,11 @@ def test_unreachable_server() -> None:
     c = Client(f"http://127.0.0.1:{free_port()}", timeout=5)
     with pytest.raises(errors.ServerUnavailable, match="v6nb server start"):
         c.login("researcher", "x")
+
+
+def test_a_url_without_scheme_is_a_validation_error() -> None:
+    with pytest.raises(errors.ValidationError, match="http://127.0.0.1:7601"):
+        Client("127.0.0.1:7601")
 
 
 def test_whoami_and_repr(client: Client) -> None:
@@ -89,6 +95,28 @@ def test_create_rejects_bad_input(
     args = {"image": "v6nb/summary", "method": "summary", **kwargs}
     with pytest.raises(cls, match=match):
         client.task.create(**args)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"kwargs": [1, 2]}, "kwargs"),
+        ({"kwargs": "columns=age"}, "kwargs"),
+        ({"args": "abc"}, "args"),
+        ({"args": {"a": 1}}, "args"),
+        ({"kwargs": {"x": object()}}, "kwargs"),
+        ({"kwargs": {"s": {1, 2}}}, "kwargs"),
+        ({"args": [float("nan"), object()]}, "kwargs"),
+    ],
+)
+def test_bad_task_arguments_are_validation_errors_sent_nowhere(
+    client: Client, arguments: dict[str, Any], field: str
+) -> None:
+    before = len(client.task.list())
+    with pytest.raises(errors.ValidationError) as info:
+        client.task.create(image="v6nb/diagnostics", method="echo", **arguments)
+    assert field in info.value.errors
+    assert len(client.task.list()) == before
 
 
 def test_create_get_list_and_status(client: Client, network: dict[str, Any]) -> None:
@@ -174,6 +202,21 @@ def test_kill_then_wait_reports_each_organization(client: Client) -> None:
         task.result()
 
 
+def test_results_of_a_failed_task_raise_unless_failures_were_accepted(client: Client) -> None:
+    task = client.task.create(image="v6nb/summary", method="summary_partial", name="qa killed")
+    task.kill()
+    with pytest.raises(errors.TaskFailed, match="Leiden: killed"):
+        client.task.get(task.id).results()  # a fresh handle on a final, failed task
+    with pytest.raises(errors.TaskFailed):
+        task.results_by_organization()
+    with pytest.raises(errors.TaskFailed):
+        task.wait(timeout=5)
+    with pytest.raises(errors.TaskFailed):  # after a raising wait, results still raise
+        task.results()
+    assert task.wait(timeout=5, raise_on_failure=False) is task
+    assert task.results() == [None, None]
+
+
 # -- events ----------------------------------------------------------------------------------
 class Collector:
     """Collects payloads in a thread-safe list and signals when a predicate holds."""
@@ -210,7 +253,14 @@ def test_run_status_events_reach_subscribers_and_on_change(client: Client) -> No
     off()
     off_change()
     before = len(mine.items)
-    client.task.create(image="v6nb/summary", method="summary_partial").kill()
+    later = client.task.create(image="v6nb/summary", method="summary_partial")
+    still_on = Collector(
+        lambda xs: sum(x.get("task_id") == later.id and x["status"] == "killed" for x in xs) == 2
+    )
+    client.events.on(events.RUN_STATUS, still_on)
+    later.kill()
+    # once a subscriber still on has the events, the unsubscribed one would have them too
+    assert still_on.hit.wait(EVENT_WAIT_S), still_on.items
     assert client.events.connected and len(mine.items) == before  # unsubscribed
 
 
@@ -233,8 +283,11 @@ def test_node_online_event_and_timeout_message_for_online_node(
     node = _node_socket(network["url"], network["nodes"]["Leiden"]["api_key"])
     try:
         assert online.hit.wait(EVENT_WAIT_S), online.items
-        nodes = client.nodes()
-        assert nodes.loc[nodes["name"] == "leiden-node", "online"].item()
+        wait_for(
+            lambda: client.nodes().set_index("name").loc["leiden-node", "online"],
+            EVENT_WAIT_S,
+            "leiden-node to be listed online",
+        )
         task = client.task.create(
             organizations=["Leiden", "Utrecht"], image="v6nb/summary", method="m"
         )

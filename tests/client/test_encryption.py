@@ -16,7 +16,7 @@ from vantage6nb import Client
 from vantage6nb.client._codec import PlainCodec, SealedCodec
 from vantage6nb.common import crypto
 from vantage6nb.common.keys import OrgKey
-from vantage6nb.errors import DecryptionError, KeyMismatch, MissingKey
+from vantage6nb.errors import DecryptionError, KeyMismatch, MissingKey, ValidationError
 
 from .conftest import Admin
 
@@ -42,6 +42,11 @@ def test_passphrase_protected_key(tmp_path: Path) -> None:
     with pytest.raises(DecryptionError, match="wrong passphrase"):
         Client.create_private_key(path, passphrase="nope")
     assert Client.create_private_key(path, passphrase="s3cret").fingerprint == key.fingerprint
+
+
+def test_setup_encryption_with_bytes_says_what_to_pass() -> None:
+    with pytest.raises(ValidationError, match="OrgKey.from_bytes"):
+        Client("http://127.0.0.1:9").setup_encryption(b"not a path")
 
 
 @pytest.fixture(scope="module")

@@ -7,26 +7,20 @@ from typing import Any
 
 import pytest
 
+from tests.support import ServerProcess
 from vantage6nb import Client
 from vantage6nb.client._events import DISCONNECTED, RECONNECTED
 from vantage6nb.common import events
 
-from .conftest import ROOT_PASSWORD, Admin, ServerProcess
+from .conftest import ROOT_PASSWORD, Admin, client_server
 
 EVENT_WAIT_S = 60  # upper bound for a restart + reconnect; not a speed assertion
 
 
 @pytest.fixture
 def own_server(tmp_path):
-    try:
-        import server_app.cli  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"server_app is not importable yet: {exc}")
-    proc = ServerProcess(tmp_path)
-    try:
+    with client_server(tmp_path) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_restart_reconnects_and_waiters_carry_on(own_server: ServerProcess) -> None:

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from tests.client.conftest import Admin
+from tests.support import wait_for
 from vantage6nb import Client, errors
 from vantage6nb.common import events
 
@@ -147,7 +148,7 @@ def test_events_on_a_finished_task_stop_being_followed(client: Client, leiden: N
     leiden.complete(int(task.runs[0]["id"]), 1)
     task.wait(timeout=WAIT_S, progress=False)
     off()
-    assert task._unfollow is None
+    wait_for(lambda: task._unfollow is None, WAIT_S, "the finished task to stop following events")
 
 
 def test_a_collaboration_resolved_once_is_not_looked_up_again(client: Client) -> None:

@@ -1,7 +1,8 @@
 """The HTTP layer: every error status and code becomes its typed class; tokens refresh transparently.
 
-These run against a small scripted HTTP server on loopback (real sockets), which lets a test say
-exactly what the server answers, including an expired token mid-session.
+Most run against a small scripted HTTP server on loopback (real sockets), which lets a test say
+exactly what the server answers, including an expired token mid-session; the last ones give the
+client a transport of their own.
 """
 
 from __future__ import annotations
@@ -172,3 +173,56 @@ def test_pagination_follows_pages_until_total(stub: Scripted) -> None:
     items = _logged_in(stub).paginate("/run", {"task_id": 4, "status": None})
     assert [i["id"] for i in items] == list(range(1203))
     assert all("task_id=4" in s[1] and "status" not in s[1] for s in stub.seen)
+
+
+def test_download_refreshes_an_expired_token_once(stub: Scripted, tmp_path) -> None:
+    def result(handler: _Handler) -> tuple[int, Any]:
+        if handler.headers.get("Authorization") == "Bearer A2":
+            return 200, "the result bytes"
+        return 401, {"msg": "Token expired", "code": "token_expired"}
+
+    stub.routes.update(
+        {"/api/run/7/result": result, "/api/token/refresh": (200, {"access_token": "A2"})}
+    )
+    with (tmp_path / "result.bin").open("wb") as fh:
+        assert _logged_in(stub).download("/run/7/result", fh) == len("the result bytes")
+    assert (tmp_path / "result.bin").read_bytes() == b"the result bytes"
+    assert [s[1] for s in stub.seen] == [
+        "/api/run/7/result",
+        "/api/token/refresh",
+        "/api/run/7/result",
+    ]
+
+
+def test_download_that_cannot_connect_says_how_to_start_the_server(tmp_path) -> None:
+    t = Transport(f"http://127.0.0.1:{free_port()}", timeout=5)
+    t.access_token = "A1"
+    with (tmp_path / "x").open("wb") as fh:
+        with pytest.raises(errors.ServerUnavailable, match="Cannot download /run/1/result"):
+            t.download("/run/1/result", fh)
+
+
+class _Refusing:
+    """A transport that is not requests: its failures are plain OSErrors."""
+
+    def __init__(self, exc: OSError) -> None:
+        self.exc = exc
+        self.urls: list[str] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        self.urls.append(url)
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [(ConnectionRefusedError(), "v6nb server start"), (TimeoutError(), "did not answer within")],
+)
+def test_a_given_transport_sends_and_its_failures_are_typed(exc: OSError, message: str) -> None:
+    from vantage6nb import Client
+
+    transport = _Refusing(exc)
+    client = Client("http://server.example:7601/", transport=transport)
+    with client, pytest.raises(errors.ServerUnavailable, match=message):
+        client.login("researcher", "pw")
+    assert transport.urls == ["http://server.example:7601/api/token/user"]

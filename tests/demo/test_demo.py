@@ -7,39 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from tests.support import free_port, pid_alive, wait_for
 from vantage6nb import demo
 from vantage6nb.common.errors import ConfigurationError, NotFound
 from vantage6nb.demo._setup import PENGUINS
 
 pytestmark = pytest.mark.integration
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie child of ours still answers kill(0): look at its state
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _poll(predicate, what, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_split_is_deterministic_unequal_and_complete():
@@ -65,16 +43,16 @@ def test_bad_arguments_fail_before_any_process_starts(kwargs, match):
         demo.start(**kwargs)
 
 
-def test_network_handle_describes_what_runs(demo_network):
-    net = demo_network
+def test_network_handle_describes_what_runs(shared_demo_net):
+    net = shared_demo_net
     assert net.url.startswith("http://127.0.0.1:")
     assert list(net.datasets) == ["Leiden", "Utrecht", "Groningen"]
     assert all(os.path.isfile(p) and str(net.workdir) in p for p in net.datasets.values())
     client = net.client()
     orgs = client.organizations()
     assert sorted(orgs["name"]) == sorted(net.datasets)
-    nodes = client.nodes()
-    assert len(nodes) == 3 and set(nodes["status"]) == {"online"}
+    assert len(client.nodes()) == 3
+    wait_for(lambda: set(client.nodes()["status"]) == {"online"}, 60, "every node online")
     engine = sa.create_engine(net.server_db_url)
     try:
         with engine.connect() as conn:
@@ -87,8 +65,8 @@ def test_network_handle_describes_what_runs(demo_network):
     assert net.credentials["username"] and net.credentials["password"]
 
 
-def test_summary_round_trip_equals_pandas_on_pooled_data(demo_network):
-    net = demo_network
+def test_summary_round_trip_equals_pandas_on_pooled_data(shared_demo_net):
+    net = shared_demo_net
     client = net.client()
     org_ids = client.organizations()["id"].tolist()
     own = client.whoami["organization_id"]
@@ -118,8 +96,8 @@ def test_summary_round_trip_equals_pandas_on_pooled_data(demo_network):
     assert len(children) == 1  # one partial subtask, at every organization
 
 
-def test_crosstab_round_trip_equals_pandas(demo_network):
-    client = demo_network.client()
+def test_crosstab_round_trip_equals_pandas(shared_demo_net):
+    client = shared_demo_net.client()
     own = client.whoami["organization_id"]
     task = client.task.create(
         organizations=[own],
@@ -130,7 +108,9 @@ def test_crosstab_round_trip_equals_pandas(demo_network):
     )
     task.wait(timeout=120)
     result = task.result()
-    pooled = pd.concat([pd.read_csv(p) for p in demo_network.datasets.values()], ignore_index=True)
+    pooled = pd.concat(
+        [pd.read_csv(p) for p in shared_demo_net.datasets.values()], ignore_index=True
+    )
     expected = pd.crosstab(pooled["island"], pooled["sex"])
     assert result["table"] == {
         r: {c: int(expected.loc[r, c]) for c in expected.columns} for r in expected.index
@@ -142,9 +122,9 @@ def test_node_and_server_restart_helpers(tmp_path):
         client = net.client()
         (name,) = net.node_names
         net.stop_node(name)
-        _poll(lambda: set(client.nodes()["status"]) == {"offline"}, "node offline")
-        net.start_node(name)  # waits until online
-        assert set(client.nodes()["status"]) == {"online"}
+        wait_for(lambda: set(client.nodes()["status"]) == {"offline"}, 60, "the node offline")
+        net.start_node(name)
+        wait_for(lambda: set(client.nodes()["status"]) == {"online"}, 60, "the node online")
         old = net.pids()["server"]
         net.restart_server()
         assert net.pids()["server"] not in (None, old)
@@ -153,7 +133,7 @@ def test_node_and_server_restart_helpers(tmp_path):
         assert task.results() == [{"args": [], "kwargs": {"x": 1}}]
         assert net.node_log(name).strip()  # the node logs to its own file
         pids = [p for p in net.pids().values() if p]
-    assert not any(_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
     assert (tmp_path / "net").is_dir()  # a workdir we gave is kept; a temporary one is removed
 
 
@@ -166,14 +146,14 @@ def test_processes_die_with_the_interpreter_and_temp_dirs_are_removed_by_stop():
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(info["pids"]) == 2
-    assert not any(_alive(p) for p in info["pids"])  # atexit stopped them without stop()
+    assert not any(pid_alive(p) for p in info["pids"])  # atexit stopped them without stop()
     net = demo.start(nodes=1)
     workdir = net.workdir
     net.stop()
     assert not workdir.exists()
 
 
-def test_cli_prints_url_credentials_and_summary_then_stops_on_ctrl_c(free_port):
+def test_cli_prints_url_credentials_and_summary_then_stops_on_ctrl_c():
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "vantage6nb", "demo", "--nodes", "2", "--port", str(port)],

@@ -1,26 +1,14 @@
-"""Helpers shared by the integration tests: polling for a state, comparing with pandas."""
+"""Helpers shared by the integration tests: federated results compared with pandas (waiting for a
+state is ``tests.support.wait_for``)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import pytest
 
 from vantage6nb import analysis
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def assert_federated_equals_pooled(client: Any, pooled: pd.DataFrame) -> None:

@@ -16,7 +16,8 @@ PENGUINS = pd.read_csv(PENGUINS_CSV)
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
+def sources_net(tmp_path_factory):
+    """A one-node demo network whose node has a CSV, a Parquet, an Excel and an SQL source."""
     folder = tmp_path_factory.mktemp("sources")
     PENGUINS.to_csv(folder / "p.csv", index=False)
     PENGUINS.to_parquet(folder / "p.parquet")
@@ -39,8 +40,8 @@ def net(tmp_path_factory):
 
 
 @pytest.mark.parametrize("label", ["default", "pq", "xl"])
-def test_file_sources_reach_the_algorithm(net, label):
-    client = net.client()
+def test_file_sources_reach_the_algorithm(sources_net, label):
+    client = sources_net.client()
     task = client.task.create(image="v6nb/diagnostics", method="shape", databases=[label])
     assert task.wait(timeout=60).result() == {
         "rows": len(PENGUINS),
@@ -48,8 +49,8 @@ def test_file_sources_reach_the_algorithm(net, label):
     }
 
 
-def test_sql_source_runs_the_configured_query(net):
-    client = net.client()
+def test_sql_source_runs_the_configured_query(sources_net):
+    client = sources_net.client()
     task = client.task.create(image="v6nb/diagnostics", method="shape", databases=["registry"])
     expected_rows = int((PENGUINS["island"] == "Biscoe").sum())
     assert task.wait(timeout=60).result() == {
@@ -58,8 +59,8 @@ def test_sql_source_runs_the_configured_query(net):
     }
 
 
-def test_unknown_label_fails_with_a_reason(net):
-    client = net.client()
+def test_unknown_label_fails_with_a_reason(sources_net):
+    client = sources_net.client()
     task = client.task.create(image="v6nb/diagnostics", method="shape", databases=["nope"])
     task.wait(timeout=60, raise_on_failure=False)
     row = task.status().iloc[0]

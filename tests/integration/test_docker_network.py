@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.integration.helpers import assert_federated_equals_pooled, wait_for
+from tests.integration.helpers import assert_federated_equals_pooled
+from tests.support import wait_for
 from vantage6nb import demo
 from vantage6nb.errors import TaskFailed
 

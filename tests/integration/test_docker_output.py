@@ -29,7 +29,8 @@ def images(docker_client, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def net(images):
+def probe_net(images):
+    """A two-node Docker demo network that runs the hostile probe images (and re-syncs often)."""
     settings = {
         "allowed_images": ["v6nb/*", "v6nb-test/*"],
         "image_registry": "",  # the probe images are local
@@ -42,8 +43,8 @@ def net(images):
 
 
 @pytest.fixture(scope="module")
-def client(net):
-    return net.client()
+def client(probe_net):
+    return probe_net.client()
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +59,19 @@ def _run_once(client, org: int, image: str, method: str, **kwargs):
     return task, row
 
 
-def _stored(net, run_id: int) -> str:
+def _stored(probe_net, run_id: int) -> str:
     """The run as the server stores and serves it (root's view), as text."""
     import json
 
-    return json.dumps(net.admin().get(f"/run/{run_id}"))
+    return json.dumps(probe_net.admin().get(f"/run/{run_id}"))
 
 
-def _secrets(net) -> dict[str, str]:
+def _secrets(probe_net) -> dict[str, str]:
     """Files of the node's machine a symlinked output could point at, and a line only each holds."""
-    node = next(iter(net._nodes.values()))
+    node = next(iter(probe_net._nodes.values()))
     node_cfg = yaml.safe_load(Path(node.config).read_text())
-    secret_key = Path(net.workdir) / "server" / "data" / "secret_key"  # signs every token
-    other_data = list(net.datasets.values())[-1]  # another organization's data file
+    secret_key = Path(probe_net.workdir) / "server" / "data" / "secret_key"  # signs every token
+    other_data = list(probe_net.datasets.values())[-1]  # another organization's data file
     return {
         str(node.config): node_cfg["api_key"],
         str(secret_key): secret_key.read_text().strip(),
@@ -79,20 +80,20 @@ def _secrets(net) -> dict[str, str]:
     }
 
 
-def test_symlinked_output_is_refused_and_nothing_is_uploaded(net, client, first_org, images):
-    for target, secret in _secrets(net).items():
+def test_symlinked_output_is_refused_and_nothing_is_uploaded(probe_net, client, first_org, images):
+    for target, secret in _secrets(probe_net).items():
         task, row = _run_once(client, first_org, images["probe"], "symlink_output", target=target)
         assert row["status"] == "failed", (target, row.to_dict())
         assert "symbolic link" in row["reason"] and "nothing was uploaded" in row["reason"]
-        stored = _stored(net, int(row["run_id"]))
+        stored = _stored(probe_net, int(row["run_id"]))
         assert secret not in stored, target
         assert target not in row["reason"]
 
 
 def test_side_file_beyond_the_cap_fails_and_the_node_disk_is_untouched(
-    net, client, first_org, images
+    probe_net, client, first_org, images
 ):
-    disk = Path(net.workdir)
+    disk = Path(probe_net.workdir)
     before = shutil.disk_usage(disk).used
     task, row = _run_once(
         client, first_org, images["isolation"], "fill", mb=40 * CAP_MB, catch=False
@@ -103,15 +104,15 @@ def test_side_file_beyond_the_cap_fails_and_the_node_disk_is_untouched(
     assert shutil.disk_usage(disk).used - before < 10 * CAP_MB * 2**20
 
 
-def test_sparse_output_beyond_the_limit_is_refused_unread(net, client, first_org, images):
+def test_sparse_output_beyond_the_limit_is_refused_unread(probe_net, client, first_org, images):
     task, row = _run_once(client, first_org, images["probe"], "sparse_output", gib=8)
     assert row["status"] == "failed", row.to_dict()
     assert "8192.0 MiB" in row["reason"] and f"limits.output_mb = {CAP_MB}" in row["reason"]
-    assert '"x": 1' not in _stored(net, int(row["run_id"]))
+    assert '"x": 1' not in _stored(probe_net, int(row["run_id"]))
 
 
 def test_output_the_server_refuses_fails_at_once_and_is_not_run_again(
-    net, client, first_org, images
+    probe_net, client, first_org, images
 ):
     task, row = _run_once(client, first_org, images["probe"], "raw_output", text='{"a": "x\x00y"}')
     assert row["status"] == "failed", row.to_dict()
@@ -119,7 +120,7 @@ def test_output_the_server_refuses_fails_at_once_and_is_not_run_again(
     run_id = int(row["run_id"])
     # Nothing to wait for (the point is that nothing happens): three re-sync periods pass.
     time.sleep(3 * SYNC_S + 0.5)
-    log = "\n".join(net.node_log(name, 5000) for name in net.node_names)
+    log = "\n".join(probe_net.node_log(name, 5000) for name in probe_net.node_names)
     assert log.count(f"run {run_id} (task") == 1, log  # started exactly once
     assert f"run {run_id} was" not in log  # never "active in a previous life of this node"
     assert task.status().iloc[0]["status"] == "failed"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.integration.helpers import wait_for
+from tests.support import ChildProcess, wait_for
 from vantage6nb import Client, analysis, demo
 from vantage6nb.common import crypto
 from vantage6nb.common.keys import OrgKey
@@ -25,21 +25,23 @@ SECRET = "penguin-secret-7f3a9c"
 
 
 @pytest.fixture(scope="module")
-def net():
+def encrypted_net():
+    """An encrypted demo network (3 organizations) of this module's own: tests stop nodes and edit
+    its database."""
     with demo.start(nodes=3, encrypted=True) as network:
         yield network
 
 
 @pytest.fixture(scope="module")
-def db(net):
-    engine = sa.create_engine(net.server_db_url)
+def db(encrypted_net):
+    engine = sa.create_engine(encrypted_net.server_db_url)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
-def client(net):
-    return net.client()
+def client(encrypted_net):
+    return encrypted_net.client()
 
 
 def _runs(db, task_id: int) -> list[dict]:
@@ -76,7 +78,7 @@ def _flip_last_byte(text: str) -> str:
     return crypto.TEXT_PREFIX + base64.b64encode(bytes(raw)).decode("ascii")
 
 
-def test_encrypted_echo_and_summary_leave_only_ciphertext_on_the_server(net, db, client):
+def test_encrypted_echo_and_summary_leave_only_ciphertext_on_the_server(encrypted_net, db, client):
     org_ids = client.organizations()["id"].tolist()
     task = client.task.create(
         organizations=org_ids, image=DIAG, method="echo", kwargs={"secret": SECRET}
@@ -101,8 +103,12 @@ def test_encrypted_echo_and_summary_leave_only_ciphertext_on_the_server(net, db,
     assert SECRET not in dump and "kwargs" not in dump
 
 
-def test_researcher_without_a_key_gets_missing_key_before_anything_is_sent(net, db, client):
-    bare = Client(net.url).login(net.credentials["username"], net.credentials["password"])
+def test_researcher_without_a_key_gets_missing_key_before_anything_is_sent(
+    encrypted_net, db, client
+):
+    bare = Client(encrypted_net.url).login(
+        encrypted_net.credentials["username"], encrypted_net.credentials["password"]
+    )
     with db.connect() as conn:
         before = conn.execute(sa.text("SELECT count(*) FROM task")).scalar()
     with pytest.raises(MissingKey, match="setup_encryption"):
@@ -113,15 +119,15 @@ def test_researcher_without_a_key_gets_missing_key_before_anything_is_sent(net, 
         assert conn.execute(sa.text("SELECT count(*) FROM task")).scalar() == before
 
 
-def test_a_tampered_input_fails_its_run_and_the_node_keeps_going(net, db, client):
-    orgs = net.organizations
-    net.stop_node("Utrecht")
+def test_a_tampered_input_fails_its_run_and_the_node_keeps_going(encrypted_net, db, client):
+    orgs = encrypted_net.organizations
+    encrypted_net.stop_node("Utrecht")
     try:
         task = client.task.create(organizations=[orgs["Utrecht"]], image=DIAG, method="echo")
         (run,) = _runs(db, task.id)
         _set_input(db, run["id"], _flip_last_byte(run["input"]))
     finally:
-        net.start_node("Utrecht")
+        encrypted_net.start_node("Utrecht")
     final = _final_run(db, run["id"])
     assert final["status"] == "failed"
     assert "could not read the run's input" in final["reason"]
@@ -133,9 +139,9 @@ def test_a_tampered_input_fails_its_run_and_the_node_keeps_going(net, db, client
     assert again.results() == [{"args": [], "kwargs": {"n": 1}}]
 
 
-def test_an_input_copied_into_another_run_is_refused(net, db, client):
-    orgs = net.organizations
-    net.stop_node("Groningen")
+def test_an_input_copied_into_another_run_is_refused(encrypted_net, db, client):
+    orgs = encrypted_net.organizations
+    encrypted_net.stop_node("Groningen")
     try:
         task = client.task.create(
             organizations=[orgs["Utrecht"], orgs["Groningen"]], image=DIAG, method="echo"
@@ -143,15 +149,15 @@ def test_an_input_copied_into_another_run_is_refused(net, db, client):
         utrecht, groningen = _runs(db, task.id)
         _set_input(db, groningen["id"], utrecht["input"])
     finally:
-        net.start_node("Groningen")
+        encrypted_net.start_node("Groningen")
     final = _final_run(db, groningen["id"])
     assert final["status"] == "failed"
     assert "differs in: recipient_org_id" in final["reason"]
     assert _final_run(db, utrecht["id"])["status"] == "completed"
 
 
-def test_a_result_copied_into_another_run_is_refused_by_the_client(net, db, client):
-    orgs = net.organizations
+def test_a_result_copied_into_another_run_is_refused_by_the_client(encrypted_net, db, client):
+    orgs = encrypted_net.organizations
     task = client.task.create(
         organizations=[orgs["Utrecht"], orgs["Groningen"]], image=DIAG, method="echo"
     )
@@ -165,12 +171,12 @@ def test_a_result_copied_into_another_run_is_refused_by_the_client(net, db, clie
         client.task.get(task.id).results()
 
 
-def test_a_replayed_task_uid_is_refused_by_the_node(net, db, client):
-    orgs = net.organizations
+def test_a_replayed_task_uid_is_refused_by_the_node(encrypted_net, db, client):
+    orgs = encrypted_net.organizations
     first = client.task.create(organizations=[orgs["Groningen"]], image=DIAG, method="echo")
     first.wait(timeout=60)
     (done,) = _runs(db, first.id)
-    net.stop_node("Groningen")
+    encrypted_net.stop_node("Groningen")
     try:
         second = client.task.create(organizations=[orgs["Groningen"]], image=DIAG, method="echo")
         (pending,) = _runs(db, second.id)
@@ -184,14 +190,16 @@ def test_a_replayed_task_uid_is_refused_by_the_node(net, db, client):
             )
         _set_input(db, pending["id"], done["input"])
     finally:
-        net.start_node("Groningen")
+        encrypted_net.start_node("Groningen")
     final = _final_run(db, pending["id"])
     assert final["status"] == "failed"
     assert "replayed task" in final["reason"] and first._data["uid"] in final["reason"]
 
 
-def _node_start(net, name: str, *extra: str, env: dict | None = None, timeout: float = 90):
-    folder = Path(net._node(name).config).parent
+def _node_start(
+    encrypted_net, name: str, *extra: str, env: dict | None = None, timeout: float = 90
+):
+    folder = Path(encrypted_net._node(name).config).parent
     return subprocess.run(
         [sys.executable, "-m", "node_app", "start", "--config", "node.yaml", *extra],
         cwd=folder,
@@ -202,31 +210,38 @@ def _node_start(net, name: str, *extra: str, env: dict | None = None, timeout: f
     )
 
 
-def test_node_refuses_to_start_with_another_key_or_the_wrong_encryption_setting(net, tmp_path):
+def test_node_refuses_to_start_with_another_key_or_the_wrong_encryption_setting(
+    encrypted_net, tmp_path
+):
     other = OrgKey.generate()
     other_file = tmp_path / "other.key"
     other_file.write_bytes(other.to_bytes())
     other_file.chmod(0o600)
-    net.stop_node("Groningen")
+    encrypted_net.stop_node("Groningen")
     try:
-        proc = _node_start(net, "Groningen", env={"V6NB_NODE_PRIVATE_KEY": str(other_file)})
+        proc = _node_start(
+            encrypted_net, "Groningen", env={"V6NB_NODE_PRIVATE_KEY": str(other_file)}
+        )
         assert proc.returncode == 2, proc.stderr[-2000:]
         registered = (
-            net.client().organizations().set_index("name").loc["Groningen", "key_fingerprint"]
+            encrypted_net.client()
+            .organizations()
+            .set_index("name")
+            .loc["Groningen", "key_fingerprint"]
         )
         assert other.fingerprint in proc.stderr and registered in proc.stderr
         assert "--replace-key" in proc.stderr
-        proc = _node_start(net, "Groningen", env={"V6NB_NODE_ENCRYPTION": "false"})
+        proc = _node_start(encrypted_net, "Groningen", env={"V6NB_NODE_ENCRYPTION": "false"})
         assert proc.returncode == 2
         assert "set `encryption: true`" in proc.stderr
     finally:
-        net.start_node("Groningen")
+        encrypted_net.start_node("Groningen")
 
 
-def test_a_rotated_peer_key_is_detected_by_client_and_node(net, db, client):
-    orgs = net.organizations
+def test_a_rotated_peer_key_is_detected_by_client_and_node(encrypted_net, db, client):
+    orgs = encrypted_net.organizations
     client.task.create(organizations=[orgs["Utrecht"]], image=DIAG, method="echo").wait(timeout=60)
-    admin = net.admin()
+    admin = encrypted_net.admin()
     # the server (or an administrator) swaps Utrecht's key: the client has pinned the old one
     admin.set_public_key(orgs["Utrecht"], OrgKey.generate().public_key_b64)
     with pytest.raises(KeyMismatch, match="'Utrecht'.*changed"):
@@ -234,7 +249,9 @@ def test_a_rotated_peer_key_is_detected_by_client_and_node(net, db, client):
     # the researcher organization's key is replaced: Groningen's node pinned the old one
     new_key = OrgKey.generate()
     admin.set_public_key(orgs["Leiden"], new_key.public_key_b64)
-    fresh = Client(net.url).login(net.credentials["username"], net.credentials["password"])
+    fresh = Client(encrypted_net.url).login(
+        encrypted_net.credentials["username"], encrypted_net.credentials["password"]
+    )
     fresh.setup_encryption(new_key)
     task = fresh.task.create(organizations=[orgs["Groningen"]], image=DIAG, method="echo")
     (run,) = _runs(db, task.id)
@@ -244,28 +261,24 @@ def test_a_rotated_peer_key_is_detected_by_client_and_node(net, db, client):
     assert "peer_keys.json" in final["reason"]
 
 
-def test_replace_key_is_explicit_and_logged(net, tmp_path):
+def test_replace_key_is_explicit_and_logged(encrypted_net, tmp_path):
     key = OrgKey.generate()
     key_file = tmp_path / "replacement.key"
     key_file.write_bytes(key.to_bytes())
     key_file.chmod(0o600)
-    net.stop_node("Groningen")
-    folder = Path(net._node("Groningen").config).parent
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node_app", "start", "--config", "node.yaml", "--replace-key"],
-        cwd=folder,
-        env={**_child_env(), "V6NB_NODE_PRIVATE_KEY": str(key_file)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    encrypted_net.stop_node("Groningen")
+    folder = Path(encrypted_net._node("Groningen").config).parent
+    node = ChildProcess(
+        "Groningen",
+        ["-m", "node_app", "start", "--config", str(folder / "node.yaml"), "--replace-key"],
+        tmp_path / "node.log",
+        env={"V6NB_NODE_PRIVATE_KEY": str(key_file)},
     )
     try:
-        line = proc.stdout.readline()
-        assert "connected" in line, proc.stderr.read() if proc.poll() is not None else line
+        node.start(ready="connected")
     finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    assert "REPLACED the public key" in err
-    row = net.admin().get(f"/organization/{net.organizations['Groningen']}")
+        node.stop()
+    assert "REPLACED the public key" in node.output()
+    row = encrypted_net.admin().get(f"/organization/{encrypted_net.organizations['Groningen']}")
     assert row["key_fingerprint"] == key.fingerprint
-    assert "REPLACED" in net.server_log(400)
+    assert "REPLACED" in encrypted_net.server_log(400)

@@ -3,12 +3,12 @@
 Encrypted: the server's database and blob folder hold only ciphertext, a tampered byte reaches the
 researcher as a DecryptionError, a central algorithm reads large subtask results through the proxy,
 an oversize result is refused with a 413 (and the run fails saying why), and deleting the task
-removes the file. Unencrypted: the same path carries the JSON bytes.
+removes the file. Unencrypted (on the session's shared demo network, only read): the same path
+carries the JSON bytes.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ import requests
 import sqlalchemy as sa
 import yaml
 
+from tests.support import wait_for
 from vantage6nb import demo
 from vantage6nb.common import crypto
 from vantage6nb.errors import DecryptionError
@@ -60,12 +61,6 @@ def _expected(megabytes: float) -> dict:
 @pytest.fixture(scope="module")
 def enc():
     with demo.start(nodes=2, encrypted=True) as network:
-        yield network
-
-
-@pytest.fixture(scope="module")
-def plain():
-    with demo.start(nodes=1) as network:
         yield network
 
 
@@ -116,15 +111,6 @@ def test_central_algorithm_reads_large_subtask_results_through_the_proxy(enc):
     assert all(r["name"] and r["sealed"] for r in _stored(enc, subtask["id"]))
 
 
-def _wait_for(predicate, what: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_server_restart_before_the_upload_loses_nothing(enc):
     client = enc.client()
     org = client.whoami["organization_id"]
@@ -137,16 +123,18 @@ def test_server_restart_before_the_upload_loses_nothing(enc):
         kwargs={"megabytes": MB, "tag": TAG, "seconds": 2},
     )
     rid = task.runs[0]["id"]
-    _wait_for(
-        lambda: client._transport.request("GET", f"/run/{rid}")["status"] == "active", "active"
+    wait_for(
+        lambda: client._transport.request("GET", f"/run/{rid}")["status"] == "active",
+        120,
+        "the run to be active",
     )
     enc._server.stop()
     staged = outbox / f"run-{rid}.result"  # sealed, fsynced, waiting for the server
-    _wait_for(staged.exists, "the node to stage the result in its outbox")
+    wait_for(staged.exists, 120, "the node to stage the result in its outbox")
     assert TAG.encode() not in staged.read_bytes()
     enc.restart_server()
     assert task.result(timeout=120) == _expected(MB)
-    _wait_for(lambda: not staged.exists(), "the outbox to be emptied")
+    wait_for(lambda: not staged.exists(), 120, "the outbox to be emptied")
 
 
 def test_oversize_result_is_refused_with_413_and_the_run_fails_saying_why(enc):
@@ -181,18 +169,18 @@ def test_oversize_result_is_refused_with_413_and_the_run_fails_saying_why(enc):
         enc.restart_server()
 
 
-def test_unencrypted_large_result_travels_as_json_bytes(plain):
-    client = plain.client()
+def test_unencrypted_large_result_travels_as_json_bytes(shared_demo_net):
+    client = shared_demo_net.client()
     org = client.whoami["organization_id"]
-    before = set(_blobs(plain))
+    before = set(_blobs(shared_demo_net))
     task = client.task.create(
         organizations=[org], image=DIAG, method="blob", kwargs={"megabytes": MB, "tag": TAG}
     )
     assert task.result(timeout=120) == _expected(MB)
-    (row,) = _stored(plain, task.id)
+    (row,) = _stored(shared_demo_net, task.id)
     assert row["result"] is None and not row["sealed"]
-    (new,) = set(_blobs(plain)) - before
+    (new,) = set(_blobs(shared_demo_net)) - before
     assert new.name == row["name"] and new.read_bytes().startswith(b'{"lines": ')
     small = client.task.create(organizations=[org], image=DIAG, method="echo", args=[1])
     assert small.result(timeout=60) == {"args": [1], "kwargs": {}}
-    assert _stored(plain, small.id)[0]["result"] is not None  # small results stay inline
+    assert _stored(shared_demo_net, small.id)[0]["result"] is not None  # small results stay inline

@@ -1,127 +1,41 @@
-"""Real server and node processes on loopback for the node's end-to-end tests."""
+"""A server process and probe-running node processes on loopback for the node's end-to-end tests,
+and a researcher's REST helper. The processes themselves are ``tests.support``'s."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import NodeProcess, ServerProcess, wait_for
+
 FINAL = {"completed", "failed", "crashed", "killed", "not allowed"}
-_DEADLINE_S = 120  # a hang guard, not a speed assertion
+ROOT_PASSWORD = "root-pass-123"
+RUNS_S = 120  # a hang guard, not a speed assertion
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def server_process(tmp: Path) -> ServerProcess:
+    """A server (not started yet: use it as a context manager) with root's password known."""
+    return ServerProcess(tmp, {"root_password": ROOT_PASSWORD})
 
 
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("V6NB_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Proc:
-    """A child process whose output is collected line by line."""
-
-    def __init__(self, cmd: list[str], log_path: Path) -> None:
-        self.lines: list[str] = []
-        self.log_path = log_path
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=str(REPO),
-            env=_child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        with open(self.log_path, "a", encoding="utf-8") as fh:
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                fh.write(line)
-                fh.flush()
-
-    def wait_for_line(self, needle: str) -> str:
-        deadline = time.monotonic() + _DEADLINE_S
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if needle in line:
-                    return line
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no line with {needle!r}; output:\n{''.join(self.lines[-60:])}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(5)
-        return self.proc.returncode
-
-
-class Server:
-    """``python -m server_app start`` on a free loopback port, with a known root password."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = tmp / "server.yaml"
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "host": "127.0.0.1",
-                    "port": self.port,
-                    "data_dir": str(tmp / "server-data"),
-                    "root_password": "root-pass-123",
-                    "threads": 16,
-                    "log_level": "WARNING",
-                }
-            )
-        )
-        self.log = tmp / "server.log"
-        self.proc: Proc | None = None
-
-    def start(self) -> None:
-        self.proc = Proc(
-            [sys.executable, "-m", "server_app", "start", "--config", str(self.config)], self.log
-        )
-        deadline = time.monotonic() + _DEADLINE_S
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/api/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if self.proc.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"server did not start:\n{''.join(self.proc.lines[-60:])}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
+def probe_node(tmp: Path, name: str, server_url: str, api_key: str, **settings: Any) -> NodeProcess:
+    """A process-runtime node in ``tmp/name`` that runs ``test/probe`` (and refuses other images)."""
+    cfg = {
+        "server_url": server_url,
+        "api_key": api_key,
+        "name": name,
+        "data_dir": "state",
+        "runtime": "process",
+        "process_algorithms": {"test/probe": "tests.node.algorithms.probe"},
+        "allowed_images": ["test/*"],
+        "sync_interval_s": 30,
+        "log_level": "INFO",
+        **settings,
+    }
+    return NodeProcess(tmp / name, cfg)
 
 
 class Api:
@@ -172,45 +86,15 @@ class Api:
         ]
 
     def wait_runs(self, task_id: int, statuses: set[str] = FINAL) -> list[dict]:
-        deadline = time.monotonic() + _DEADLINE_S
-        while time.monotonic() < deadline:
-            runs = self.runs(task_id)
-            if runs and all(r["status"] in statuses for r in runs):
-                return runs
-            time.sleep(0.1)
-        raise AssertionError(f"task {task_id} runs did not reach {statuses}: {self.runs(task_id)}")
+        """The task's runs once every one of them has a status in ``statuses``."""
 
+        seen: list[dict] = []
 
-class Node:
-    """``python -m node_app start`` with a written node.yaml."""
+        def reached() -> list[dict] | None:
+            seen[:] = self.runs(task_id)
+            return list(seen) if seen and all(r["status"] in statuses for r in seen) else None
 
-    def __init__(
-        self, tmp: Path, name: str, server_url: str, api_key: str, **settings: Any
-    ) -> None:
-        self.dir = tmp / name
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.config = self.dir / "node.yaml"
-        cfg = {
-            "server_url": server_url,
-            "api_key": api_key,
-            "name": name,
-            "data_dir": "state",
-            "runtime": "process",
-            "process_algorithms": {"test/probe": "tests.node.algorithms.probe"},
-            "allowed_images": ["test/*"],
-            "sync_interval_s": 30,
-            "log_level": "INFO",
-        }
-        cfg.update(settings)
-        self.config.write_text(yaml.safe_dump(cfg))
-        self.log = self.dir / "node.log"
-        self.proc: Proc | None = None
-
-    def start(self) -> None:
-        self.proc = Proc(
-            [sys.executable, "-m", "node_app", "start", "--config", str(self.config)], self.log
-        )
-        self.proc.wait_for_line("connected to")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        return self.proc.stop(sig) if self.proc else 0
+        try:
+            return wait_for(reached, RUNS_S, f"task {task_id}'s runs to reach {sorted(statuses)}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the runs: {seen}") from None

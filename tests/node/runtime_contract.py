@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from node_app.runtimes.base import DatabaseMount, Limits, RunSpec, Runtime
+from tests.support import wait_for
 from vantage6nb.common.schemas import RunStatus
 
 
@@ -130,14 +131,8 @@ class RuntimeContract:
         worker = threading.Thread(target=lambda: result.append(runtime.run(spec)))
         worker.start()
         try:
-            # wait until the algorithm has started (it prints before sleeping), without a timed assert
-            killed = False
-            for _ in range(600):
-                if runtime.kill(7):
-                    killed = True
-                    break
-                worker.join(0.1)
-            assert killed, "kill() never found the run running"
+            # kill() finds the run once the algorithm has started
+            wait_for(lambda: runtime.kill(7), 60, "kill() to find the run running")
         finally:
             worker.join(60)
         assert result and result[0].status == RunStatus.KILLED

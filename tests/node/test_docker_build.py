@@ -13,7 +13,7 @@ from vantage6nb.algorithm.cli import main
 from vantage6nb.common.schemas import RunStatus
 
 from .runtime_contract import RuntimeContract
-from .test_docker_runtime import REGISTRY, SIDECAR_IMAGE, docker_client, test_images  # noqa: F401
+from .test_docker_runtime import REGISTRY, SIDECAR_IMAGE, test_images  # noqa: F401
 
 pytestmark = pytest.mark.docker
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from node_app.runtimes.base import DatabaseMount, Limits, RunSpec, RuntimeRefusal
-from node_app.runtimes.docker import LABEL_NODE, DockerRuntime, engine_answers
+from node_app.runtimes.docker import LABEL_NODE, DockerRuntime
 from tests.docker_images import (
     ISOLATION_IMAGE,
     PROBE_IMAGE,
     SIDECAR_IMAGE,
     build_test_images,
-    unavailable,
 )
+from tests.support import unavailable, wait_for
 from vantage6nb.common.schemas import RunStatus
 
 from .runtime_contract import RuntimeContract
@@ -30,17 +30,6 @@ from .runtime_contract import RuntimeContract
 pytestmark = pytest.mark.docker
 
 REGISTRY = "127.0.0.1:5000"
-
-
-@pytest.fixture(scope="session")
-def docker_client():
-    if not engine_answers():
-        unavailable("no Docker engine answers: run scripts/setup-docker.sh")
-    import docker
-
-    client = docker.from_env(timeout=300)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="session")
@@ -346,16 +335,14 @@ def test_relay_side_car_runs_as_a_non_root_user(
     worker = threading.Thread(target=docker_runtime.run, args=(spec,))
     worker.start()
     try:
-        relays = []
-        for _ in range(600):  # until the run's containers exist (bounded: 60 s)
-            relays = docker_client.containers.list(
+
+        def relays() -> list:
+            found = docker_client.containers.list(
                 filters={"label": ["v6nb.run=31", "v6nb.role=relay"]}
             )
-            if relays and 31 in docker_runtime.running():
-                break
-            worker.join(0.1)
-        assert relays, "the run never got its relay"
-        relay = relays[0]
+            return found if found and 31 in docker_runtime.running() else []
+
+        relay = wait_for(relays, 60, "the run's relay side car")[0]
         relay.reload()
         status = Path(f"/proc/{relay.attrs['State']['Pid']}/status").read_text()
         uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))

@@ -23,7 +23,7 @@ from vantage6nb.common.errors import (
 )
 from vantage6nb.common.keys import OrgKey, key_id
 
-from .harness import Api, Server
+from .harness import ROOT_PASSWORD, Api, server_process
 
 
 def _mode(path: Path) -> int:
@@ -89,10 +89,8 @@ def test_missing_key_file_names_the_fix(tmp_path: Path) -> None:
 
 
 def test_create_private_key_with_config_uploads_the_public_key(tmp_path: Path, capsys) -> None:
-    server = Server(tmp_path)
-    server.start()
-    try:
-        admin = Api(server.url, "root", "root-pass-123")
+    with server_process(tmp_path) as server:
+        admin = Api(server.url, "root", ROOT_PASSWORD)
         org = admin.call("POST", "/organization", json={"name": "Keyholder"})
         collab = admin.call(
             "POST",
@@ -117,8 +115,6 @@ def test_create_private_key_with_config_uploads_the_public_key(tmp_path: Path, c
         err = capsys.readouterr().err
         assert "--replace-key" in err and key.fingerprint in err
         assert admin.call("GET", f"/organization/{org['id']}")["key_fingerprint"] == key.fingerprint
-    finally:
-        server.stop()
 
 
 # -- the node codec --------------------------------------------------------------------------------

@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from node_app.runtimes.base import RuntimeRefusal
 from node_app.runtimes.process import ProcessRuntime, log_tail
+from tests.support import pid_alive, wait_for
 from vantage6nb.common.contract import decode_env_value
 from vantage6nb.common.schemas import RunStatus
 
@@ -81,23 +81,21 @@ class TestProcessRuntime(RuntimeContract):
         )
         node = subprocess.Popen([sys.executable, "-c", script])
         try:
-            for _ in range(600):
-                if pidfile.exists() and pidfile.read_text():
-                    break
-                time.sleep(0.05)
+            wait_for(
+                lambda: pidfile.exists() and pidfile.read_text(),
+                30,
+                "the node to write its algorithm's pid",
+                interval=0.05,
+            )
             child = int(pidfile.read_text())
             os.kill(child, 0)  # alive while the node lives
             node.send_signal(signal.SIGKILL)
             node.wait()
-            for _ in range(600):
-                try:
-                    os.kill(child, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
-            else:
+            try:
+                wait_for(lambda: not pid_alive(child), 30, "the algorithm to die with its node")
+            except AssertionError:
                 os.kill(child, signal.SIGKILL)
-                pytest.fail("algorithm process outlived the node")
+                raise
         finally:
             if node.poll() is None:
                 node.kill()

@@ -13,8 +13,7 @@ import requests
 from node_app.payloads import PlainJsonCodec, decode_algorithm_input
 from node_app.proxy import AlgorithmProxy, RunContext
 from node_app.server_client import ServerClient
-
-from .harness import free_port
+from tests.support import free_port
 
 
 @pytest.fixture
@@ -60,6 +59,22 @@ def test_bad_json_is_400(proxy) -> None:
         timeout=10,
     )
     assert resp.status_code == 400 and "JSON" in resp.json()["msg"]
+
+
+def test_deeply_nested_json_is_400(proxy: AlgorithmProxy) -> None:
+    """JSON nested deeper than the decoder's limit is a 400, not a dropped connection."""
+    s = requests.Session()
+    s.trust_env = False
+    resp = s.post(
+        f"http://127.0.0.1:{proxy.port}/task",
+        data=b"[" * 100_000 + b"]" * 100_000,
+        headers={"Authorization": "Bearer good-token", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert resp.status_code == 400
+    assert resp.json()["code"] == "bad_request"
+    # the proxy still answers afterwards
+    assert s.get(f"http://127.0.0.1:{proxy.port}/nowhere", timeout=10).status_code in (401, 404)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from node_app.config import load_config
 from node_app.daemon import NodeDaemon
 
-from .harness import Server
+from .harness import server_process
 from .test_daemon_e2e import _network
 
 pytestmark = pytest.mark.integration
@@ -38,10 +38,7 @@ class SentRequests:
 
 @pytest.fixture
 def node(tmp_path: Path):
-    server = Server(tmp_path)
-    server.start()
-    daemon: NodeDaemon | None = None
-    try:
+    with server_process(tmp_path) as server:
         info = _network(tmp_path, server, n_orgs=1)
         data = tmp_path / "org.csv"
         data.write_text("value\n1\n")
@@ -62,12 +59,11 @@ def node(tmp_path: Path):
         )
         daemon = NodeDaemon(config)
         sent = SentRequests(daemon)
-        daemon.start()
-        yield {**info, "daemon": daemon, "sent": sent}
-    finally:
-        if daemon is not None:
+        try:
+            daemon.start()
+            yield {**info, "daemon": daemon, "sent": sent}
+        finally:
             daemon.stop()
-        server.stop()
 
 
 def test_a_run_takes_three_requests(node) -> None:

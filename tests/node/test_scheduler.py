@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from node_app.nodestate import NodeState
 from node_app.outbox import Outbox
 from node_app.scheduler import Scheduler
+from tests.support import wait_for
 
 
 class FakeExecution:
@@ -77,9 +77,8 @@ def test_a_queued_run_killed_before_its_slot_is_reported_killed(tmp_path: Path) 
     scheduler, parts = _scheduler(tmp_path, slots=1)
     assert scheduler.start_runs([{"id": 1}, {"id": 2}]) == 2
     scheduler.kill_runs([2, 99])  # 99 is not held here: ignored
-    deadline = time.monotonic() + 10
-    while not parts["reporter"].finished and time.monotonic() < deadline:
-        time.sleep(0.05)  # run 2 notices the kill while it waits for the slot
+    # run 2 notices the kill while it waits for the slot
+    wait_for(lambda: parts["reporter"].finished, 10, "the killed queued run to be reported")
     execution = parts["execution"]
     execution.release.set()
     scheduler.shutdown()

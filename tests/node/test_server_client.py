@@ -103,3 +103,23 @@ def test_put_file_uses_the_same_loop(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(client, "_put_once", put_once)
     assert client.put_file("/run/1/result", file, retries=FAST) == {"stored": True}
     assert answers == []
+
+
+def test_the_node_client_runs_against_the_app_in_process(tmp_path: Path) -> None:
+    from server_app import create_app
+    from vantage6nb.demo._setup import AdminSession
+    from vantage6nb.testing import FlaskTransport
+
+    url = "http://testserver"
+    transport = FlaskTransport(create_app({"data_dir": str(tmp_path), "root_password": "pw-1"}))
+    admin = AdminSession(url, "root", "pw-1", transport=transport)
+    org = admin.create_organization("Leiden")
+    collab = admin.create_collaboration("study", [org["id"]], encrypted=False)
+    key = admin.create_node(org["id"], collab["id"], "leiden-node")["api_key"]
+
+    client = ServerClient(url, key, transport=transport)
+    assert client.login()["organization_id"] == org["id"]
+    assert client.paged("/run", {"node_id": client.node["id"], "status": "open"}) == []
+    with pytest.raises(NotFound):
+        client.request("GET", "/run/999999", retries=FAST)
+    assert transport.sent.count(("GET", f"{url}/api/run/999999")) == 1  # an error: no retry

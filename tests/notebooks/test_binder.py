@@ -6,29 +6,17 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.support import pid_alive, wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 START = ROOT / "binder" / "start"
 
 pytestmark = pytest.mark.integration
-
-
-def _wait_for(path: Path, pid: int, deadline_s: float = 120.0) -> None:
-    # not a timed assertion: a generous bound so a broken start script fails instead of hanging
-    end = time.monotonic() + deadline_s
-    while not path.exists():
-        if time.monotonic() > end:
-            raise AssertionError(f"{path} never appeared")
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            raise AssertionError("the demo process exited before the network was up") from None
-        time.sleep(0.2)
 
 
 def test_binder_files_exist():
@@ -57,7 +45,12 @@ def test_start_script_runs_command_and_demo_network(tmp_path):
     pid = int((home / ".v6nb" / "demo.pid").read_text())
     try:
         info_file = home / ".v6nb" / "demo.json"
-        _wait_for(info_file, pid)
+
+        def demo_alive() -> None:
+            assert pid_alive(pid), "the demo process exited before the network was up"
+
+        # a generous bound so a broken start script fails instead of hanging
+        wait_for(info_file.exists, 120, f"{info_file} to appear", interval=0.2, check=demo_alive)
         info = json.loads(info_file.read_text())
         assert (info_file.stat().st_mode & 0o777) == 0o600
         assert info["url"].startswith("http://127.0.0.1:")
@@ -78,14 +71,9 @@ def test_start_script_runs_command_and_demo_network(tmp_path):
         attached.stop()
     finally:
         os.kill(pid, signal.SIGTERM)
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
+        try:
+            wait_for(lambda: not pid_alive(pid), 60, "the demo process to stop", interval=0.2)
+        except AssertionError:  # the checks below say what a clean stop left undone
             os.kill(pid, signal.SIGKILL)
     log = (home / ".v6nb" / "demo.log").read_text()
     assert "demo network up" in log

@@ -1,9 +1,8 @@
-"""Fixtures for server tests: an app on a temporary data folder and a small two-collaboration network."""
+"""Fixtures for server tests: an in-process app on a temporary data folder and a small
+two-collaboration network on it (``server_net``)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,27 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from server_app import create_app
+from tests.support import bearer
 
 ROOT_PASSWORD = "root-password-for-tests"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` passes.
-
-    For every state another process or thread reaches; as ``tests/integration/helpers.py``'s,
-    without that module's pandas.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
@@ -87,7 +68,8 @@ class Network:
 
 
 @pytest.fixture
-def net(client: FlaskClient, root: dict[str, str]) -> Network:
+def server_net(client: FlaskClient, root: dict[str, str]) -> Network:
+    """The :class:`Network` of organizations, collaborations, users and nodes on the in-process app."""
     n = Network(client, root)
     for name in "abc":
         r = client.post("/api/organization", json={"name": name}, headers=root)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from server_app.tokens import TokenService
-from tests.server.conftest import ROOT_PASSWORD, Network, bearer
+from tests.server.conftest import ROOT_PASSWORD, Network
+from tests.support import bearer
 
 
 def test_root_login_and_me(client, root):
@@ -101,12 +102,12 @@ def test_generated_root_password_file(tmp_path):
     assert r.status_code == 200
 
 
-def test_node_token_and_container_token(net: Network):
-    c = net.client
-    task = net.task("alice", "ab", ["a", "b"])
-    node_a = net.nodes["a@ab"]
-    run_a = next(r for r in task["runs"] if r["organization_id"] == net.orgs["a"])
-    run_b = next(r for r in task["runs"] if r["organization_id"] == net.orgs["b"])
+def test_node_token_and_container_token(server_net: Network):
+    c = server_net.client
+    task = server_net.task("alice", "ab", ["a", "b"])
+    node_a = server_net.nodes["a@ab"]
+    run_a = next(r for r in task["runs"] if r["organization_id"] == server_net.orgs["a"])
+    run_b = next(r for r in task["runs"] if r["organization_id"] == server_net.orgs["b"])
     r = c.post("/api/token/container", json={"run_id": run_a["id"]}, headers=node_a["headers"])
     assert r.status_code == 200
     # not this node's run
@@ -119,7 +120,7 @@ def test_node_token_and_container_token(net: Network):
     # users cannot get container tokens
     assert (
         c.post(
-            "/api/token/container", json={"run_id": run_a["id"]}, headers=net.users["alice"]
+            "/api/token/container", json={"run_id": run_a["id"]}, headers=server_net.users["alice"]
         ).status_code
         == 403
     )
@@ -133,10 +134,13 @@ def test_node_token_and_container_token(net: Network):
     assert r.status_code == 409
 
 
-def test_refresh_of_deleted_user(net: Network):
-    c = net.client
+def test_refresh_of_deleted_user(server_net: Network):
+    c = server_net.client
     r = c.post("/api/token/user", json={"username": "carol", "password": "carol-password"})
-    assert c.delete(f"/api/user/{net.user_ids['carol']}", headers=net.root).status_code == 200
+    assert (
+        c.delete(f"/api/user/{server_net.user_ids['carol']}", headers=server_net.root).status_code
+        == 200
+    )
     assert (
         c.post("/api/token/refresh", json={"refresh_token": r.json["refresh_token"]}).status_code
         == 401

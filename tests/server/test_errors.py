@@ -74,10 +74,10 @@ def _check(r):
         assert set(body) == {"msg", "errors", "code"} and body["msg"]
 
 
-def test_fuzz_every_endpoint(app, net: Network):
-    c = net.client
-    who = [net.root, net.users["alice"], net.nodes["a@ab"]["headers"], {}]
-    net.task("alice", "ab", ["a", "b"])
+def test_fuzz_every_endpoint(app, server_net: Network):
+    c = server_net.client
+    who = [server_net.root, server_net.users["alice"], server_net.nodes["a@ab"]["headers"], {}]
+    server_net.task("alice", "ab", ["a", "b"])
     count = 0
     for rule, method in _routes(app):
         for ident in IDS if "<" in rule else ["-"]:
@@ -116,8 +116,8 @@ def test_fuzz_every_endpoint(app, net: Network):
         ("get", "/api/organization/99999", 404, "not_found"),
     ],
 )
-def test_http_errors_are_json(net: Network, method, path, status, code):
-    r = getattr(net.client, method)(path, headers=net.root)
+def test_http_errors_are_json(server_net: Network, method, path, status, code):
+    r = getattr(server_net.client, method)(path, headers=server_net.root)
     assert r.status_code == status and r.json["code"] == code
 
 
@@ -144,26 +144,30 @@ def test_deeply_nested_json_is_a_400_not_a_500(
     assert "nested too deeply" in r.json["msg"]
 
 
-def test_malformed_json_400(net: Network):
-    r = net.client.post(
-        "/api/organization", data="{", headers={**net.root, "Content-Type": "application/json"}
+def test_malformed_json_400(server_net: Network):
+    r = server_net.client.post(
+        "/api/organization",
+        data="{",
+        headers={**server_net.root, "Content-Type": "application/json"},
     )
     assert r.status_code == 400 and r.json["code"] == "bad_request"
 
 
-def test_wrong_types_list_every_field(net: Network):
-    r = net.client.post(
+def test_wrong_types_list_every_field(server_net: Network):
+    r = server_net.client.post(
         "/api/user",
         json={"username": 1, "password": None, "organization_id": "1"},
-        headers=net.root,
+        headers=server_net.root,
     )
     assert r.status_code == 400 and r.json["code"] == "validation_error"
     assert set(r.json["errors"]) == {"username", "password", "organization_id"}
 
 
-def test_body_too_large_413(net: Network):
+def test_body_too_large_413(server_net: Network):
     big = json.dumps({"name": "x" * (2 * 1024 * 1024)})
-    r = net.client.post(
-        "/api/organization", data=big, headers={**net.root, "Content-Type": "application/json"}
+    r = server_net.client.post(
+        "/api/organization",
+        data=big,
+        headers={**server_net.root, "Content-Type": "application/json"},
     )
     assert r.status_code == 413 and r.json["code"] == "payload_too_large"

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
-import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,49 +12,17 @@ import pytest
 import requests
 import socketio
 
+from tests.support import ServerProcess, wait_for
+
 pytestmark = pytest.mark.integration
 
 ROOT_PW = "live-root-password"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = _free_port()
-    cfg = tmp_path / "server.yaml"
-    cfg.write_text(f"port: {port}\ndata_dir: data\nroot_password: {ROOT_PW}\nlog_level: WARNING\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server_app", "start", "--config", str(cfg)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}"
-    seen = []
-    while True:
-        line = lines.get(timeout=60)
-        seen.append(line)
-        if line.strip() == f"vantage6nb server listening on {url}":
-            break
-        assert proc.poll() is None, "".join(seen)
-    try:
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path, {"root_password": ROOT_PW}) as srv:
+        yield srv
 
 
 def _post(url: str, path: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
@@ -69,8 +32,8 @@ def _post(url: str, path: str, body: dict[str, Any], token: str | None = None) -
     return r.json()
 
 
-def test_events_over_websocket(server):
-    url, proc = server
+def test_events_over_websocket(server: ServerProcess):
+    url = server.url
     root = _post(url, "/api/token/user", {"username": "root", "password": ROOT_PW})["access_token"]
     org = _post(url, "/api/organization", {"name": "org1"}, root)
     col = _post(url, "/api/collaboration", {"name": "c1", "organization_ids": [org["id"]]}, root)
@@ -98,13 +61,10 @@ def test_events_over_websocket(server):
         node_sio.connect(url, auth={"token": node_token}, transports=["websocket"], wait_timeout=20)
         name, data = user_events.get(timeout=20)
         assert (name, data["node_id"], data["status"]) == ("node_online", node["id"], "online")
-        assert (
-            requests.get(
-                f"{url}/api/node/{node['id']}",
-                headers={"Authorization": f"Bearer {root}"},
-                timeout=30,
-            ).json()["status"]
-            == "online"
+        wait_for(
+            lambda: server.ok("GET", f"/api/node/{node['id']}", root)["status"] == "online",
+            30,
+            "the node to be online",
         )
 
         task = _post(
@@ -153,5 +113,4 @@ def test_events_over_websocket(server):
     finally:
         node_sio.disconnect()
         user_sio.disconnect()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
+    assert server.stop(signal.SIGTERM) == 0

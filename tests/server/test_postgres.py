@@ -22,7 +22,7 @@ from tests.server.test_auth import (  # noqa: F401
 from tests.server.test_errors import *  # noqa: F403
 from tests.server.test_resources import *  # noqa: F403
 from tests.server.test_tasks import *  # noqa: F403
-from tests.services import PG_URL, ServerProcess, fresh_database, require_postgres
+from tests.support import PG_URL, ServerProcess, fresh_database, require_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -64,14 +64,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A real server process on its own fresh PostgreSQL database."""
     require_postgres()
     with fresh_database(PG_URL) as url:
-        srv = ServerProcess(
-            tmp_path_factory.mktemp("pg-server"), {"database_url": url, "root_password": ROOT_PW}
-        )
-        srv.start()
-        try:
+        settings = {"database_url": url, "root_password": ROOT_PW}
+        with ServerProcess(tmp_path_factory.mktemp("pg-server"), settings) as srv:
             yield srv
-        finally:
-            srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ def _run_of(task, org_id):
     return next(r for r in task["runs"] if r["organization_id"] == org_id)
 
 
-def test_create_task_and_runs(net: Network):
-    c = net.client
-    task = net.task(
+def test_create_task_and_runs(server_net: Network):
+    c = server_net.client
+    task = server_net.task(
         "alice", "ab", ["a", "b"], name="t1", databases=[{"label": "default"}], uid="u-1"
     )
     assert task["uid"] == "u-1" and task["job_id"] == task["id"] and task["status"] == "pending"
@@ -19,69 +19,79 @@ def test_create_task_and_runs(net: Network):
     assert all(r["node_status"] == "offline" for r in task["runs"])
     # duplicate uid
     body = {
-        "collaboration_id": net.collabs["ab"],
-        "organizations": [{"id": net.orgs["a"], "input": "x"}],
+        "collaboration_id": server_net.collabs["ab"],
+        "organizations": [{"id": server_net.orgs["a"], "input": "x"}],
         "image": "i",
         "method": "m",
         "uid": "u-1",
     }
-    r = c.post("/api/task", json=body, headers=net.users["alice"])
+    r = c.post("/api/task", json=body, headers=server_net.users["alice"])
     assert r.status_code == 409 and "uid" in r.json["errors"]
     # a generated uid when absent
-    assert len(net.task("alice", "ab", ["a"])["uid"]) == 32
+    assert len(server_net.task("alice", "ab", ["a"])["uid"]) == 32
     # not a member of the collaboration / receiver outside it
-    body = {**body, "uid": "u-2", "collaboration_id": net.collabs["bc"]}
-    assert c.post("/api/task", json=body, headers=net.users["alice"]).status_code == 403
+    body = {**body, "uid": "u-2", "collaboration_id": server_net.collabs["bc"]}
+    assert c.post("/api/task", json=body, headers=server_net.users["alice"]).status_code == 403
     body = {
         **body,
-        "collaboration_id": net.collabs["ab"],
-        "organizations": [{"id": net.orgs["c"], "input": "x"}],
+        "collaboration_id": server_net.collabs["ab"],
+        "organizations": [{"id": server_net.orgs["c"], "input": "x"}],
     }
-    r = c.post("/api/task", json=body, headers=net.users["alice"])
+    r = c.post("/api/task", json=body, headers=server_net.users["alice"])
     assert r.status_code == 400 and "organizations[0].id" in r.json["errors"]
     # nodes do not create tasks
-    assert c.post("/api/task", json=body, headers=net.nodes["a@ab"]["headers"]).status_code == 403
+    assert (
+        c.post("/api/task", json=body, headers=server_net.nodes["a@ab"]["headers"]).status_code
+        == 403
+    )
 
 
-def test_task_visibility_and_filters(net: Network):
-    c = net.client
-    t1 = net.task("alice", "ab", ["a", "b"])
-    t2 = net.task("carol", "bc", ["b", "c"])
-    assert [t["id"] for t in c.get("/api/task", headers=net.users["alice"]).json["data"]] == [
-        t1["id"]
-    ]
-    assert c.get(f"/api/task/{t2['id']}", headers=net.users["alice"]).status_code == 403
-    bob = c.get("/api/task", headers=net.users["bob"]).json
+def test_task_visibility_and_filters(server_net: Network):
+    c = server_net.client
+    t1 = server_net.task("alice", "ab", ["a", "b"])
+    t2 = server_net.task("carol", "bc", ["b", "c"])
+    assert [
+        t["id"] for t in c.get("/api/task", headers=server_net.users["alice"]).json["data"]
+    ] == [t1["id"]]
+    assert c.get(f"/api/task/{t2['id']}", headers=server_net.users["alice"]).status_code == 403
+    bob = c.get("/api/task", headers=server_net.users["bob"]).json
     assert bob["total"] == 2
     r = c.get(
-        "/api/task", query_string={"collaboration_id": net.collabs["bc"]}, headers=net.users["bob"]
+        "/api/task",
+        query_string={"collaboration_id": server_net.collabs["bc"]},
+        headers=server_net.users["bob"],
     )
     assert [t["id"] for t in r.json["data"]] == [t2["id"]]
-    r = c.get("/api/task", query_string={"init_org_id": net.orgs["a"]}, headers=net.root)
+    r = c.get(
+        "/api/task", query_string={"init_org_id": server_net.orgs["a"]}, headers=server_net.root
+    )
     assert [t["id"] for t in r.json["data"]] == [t1["id"]]
     # node of a in ab sees only its own org's runs
-    runs = c.get("/api/run", headers=net.nodes["a@ab"]["headers"]).json["data"]
-    assert [r["organization_id"] for r in runs] == [net.orgs["a"]]
-    other = _run_of(t1, net.orgs["b"])
-    assert c.get(f"/api/run/{other['id']}", headers=net.nodes["a@ab"]["headers"]).status_code == 403
+    runs = c.get("/api/run", headers=server_net.nodes["a@ab"]["headers"]).json["data"]
+    assert [r["organization_id"] for r in runs] == [server_net.orgs["a"]]
+    other = _run_of(t1, server_net.orgs["b"])
+    assert (
+        c.get(f"/api/run/{other['id']}", headers=server_net.nodes["a@ab"]["headers"]).status_code
+        == 403
+    )
     assert (
         c.patch(
             f"/api/run/{other['id']}",
             json={"status": "active"},
-            headers=net.nodes["a@ab"]["headers"],
+            headers=server_net.nodes["a@ab"]["headers"],
         ).status_code
         == 403
     )
 
 
-def test_run_lifecycle_and_final_immutability(net: Network):
-    c = net.client
-    task = net.task("alice", "ab", ["a", "b"])
-    node = net.nodes["a@ab"]["headers"]
-    run = _run_of(task, net.orgs["a"])
+def test_run_lifecycle_and_final_immutability(server_net: Network):
+    c = server_net.client
+    task = server_net.task("alice", "ab", ["a", "b"])
+    node = server_net.nodes["a@ab"]["headers"]
+    run = _run_of(task, server_net.orgs["a"])
     r = c.patch(f"/api/run/{run['id']}", json={"status": "active"}, headers=node)
     assert r.status_code == 200 and r.json["started_at"] is not None
-    r = c.get("/api/task", query_string={"status": "pending"}, headers=net.users["alice"])
+    r = c.get("/api/task", query_string={"status": "pending"}, headers=server_net.users["alice"])
     assert r.json["total"] == 1  # b is still pending
     r = c.patch(
         f"/api/run/{run['id']}",
@@ -92,35 +102,39 @@ def test_run_lifecycle_and_final_immutability(net: Network):
     r = c.patch(f"/api/run/{run['id']}", json={"status": "active"}, headers=node)
     assert r.status_code == 409
     assert c.patch(f"/api/run/{run['id']}", json={"log": "more"}, headers=node).status_code == 409
-    assert c.get(f"/api/run/{run['id']}", headers=net.users["alice"]).json["log"] == "done"
+    assert c.get(f"/api/run/{run['id']}", headers=server_net.users["alice"]).json["log"] == "done"
     # lists omit input/result/log unless included
-    lst = c.get("/api/run", query_string={"task_id": task["id"]}, headers=net.users["alice"]).json[
-        "data"
-    ]
+    lst = c.get(
+        "/api/run", query_string={"task_id": task["id"]}, headers=server_net.users["alice"]
+    ).json["data"]
     assert "result" not in lst[0]
     lst = c.get(
         "/api/run",
         query_string={"task_id": task["id"], "include": "result,log", "status": "completed"},
-        headers=net.users["alice"],
+        headers=server_net.users["alice"],
     ).json["data"]
     assert [x["result"] for x in lst] == ["R"]
     assert (
-        c.get("/api/run", query_string={"status": "open"}, headers=net.users["alice"]).json["total"]
-        == 1
-    )
-    assert (
-        c.get("/api/run", query_string={"node_id": net.nodes["a@ab"]["id"]}, headers=net.root).json[
+        c.get("/api/run", query_string={"status": "open"}, headers=server_net.users["alice"]).json[
             "total"
         ]
         == 1
     )
+    assert (
+        c.get(
+            "/api/run",
+            query_string={"node_id": server_net.nodes["a@ab"]["id"]},
+            headers=server_net.root,
+        ).json["total"]
+        == 1
+    )
     results = c.get(
-        "/api/result", query_string={"task_id": task["id"]}, headers=net.users["alice"]
+        "/api/result", query_string={"task_id": task["id"]}, headers=server_net.users["alice"]
     ).json["data"]
     assert {x["result"] for x in results} == {"R", None}
     # bad status value / bad time
-    b = _run_of(task, net.orgs["b"])
-    nb = net.nodes["b@ab"]["headers"]
+    b = _run_of(task, server_net.orgs["b"])
+    nb = server_net.nodes["b@ab"]["headers"]
     assert c.patch(f"/api/run/{b['id']}", json={"status": "done"}, headers=nb).status_code == 400
     assert (
         c.patch(f"/api/run/{b['id']}", json={"started_at": "yesterday"}, headers=nb).status_code
@@ -128,44 +142,52 @@ def test_run_lifecycle_and_final_immutability(net: Network):
     )
     r = c.patch(f"/api/run/{b['id']}", json={"status": "failed", "reason": "no data"}, headers=nb)
     assert r.json["reason"] == "no data"
-    assert c.get(f"/api/task/{task['id']}", headers=net.users["alice"]).json["status"] == "failed"
+    assert (
+        c.get(f"/api/task/{task['id']}", headers=server_net.users["alice"]).json["status"]
+        == "failed"
+    )
 
 
-def test_kill(net: Network):
-    c = net.client
-    task = net.task("alice", "ab", ["a", "b"])
-    node = net.nodes["a@ab"]["headers"]
-    a_run = _run_of(task, net.orgs["a"])
+def test_kill(server_net: Network):
+    c = server_net.client
+    task = server_net.task("alice", "ab", ["a", "b"])
+    node = server_net.nodes["a@ab"]["headers"]
+    a_run = _run_of(task, server_net.orgs["a"])
     c.patch(f"/api/run/{a_run['id']}", json={"status": "completed", "result": "x"}, headers=node)
-    assert c.post(f"/api/task/{task['id']}/kill", headers=net.users["carol"]).status_code == 403
-    r = c.post(f"/api/task/{task['id']}/kill", headers=net.users["alice"])
-    assert r.status_code == 200 and r.json["run_ids"] == [_run_of(task, net.orgs["b"])["id"]]
-    killed = c.get(f"/api/run/{r.json['run_ids'][0]}", headers=net.root).json
+    assert (
+        c.post(f"/api/task/{task['id']}/kill", headers=server_net.users["carol"]).status_code == 403
+    )
+    r = c.post(f"/api/task/{task['id']}/kill", headers=server_net.users["alice"])
+    assert r.status_code == 200 and r.json["run_ids"] == [_run_of(task, server_net.orgs["b"])["id"]]
+    killed = c.get(f"/api/run/{r.json['run_ids'][0]}", headers=server_net.root).json
     assert killed["status"] == "killed" and killed["reason"] == "killed by alice"
-    assert c.get(f"/api/run/{a_run['id']}", headers=net.root).json["status"] == "completed"
+    assert c.get(f"/api/run/{a_run['id']}", headers=server_net.root).json["status"] == "completed"
     assert (
         c.patch(
             f"/api/run/{killed['id']}",
             json={"status": "completed"},
-            headers=net.nodes["b@ab"]["headers"],
+            headers=server_net.nodes["b@ab"]["headers"],
         ).status_code
         == 409
     )
-    assert c.delete(f"/api/task/{task['id']}", headers=net.users["alice"]).status_code == 200
-    assert c.get(f"/api/run/{a_run['id']}", headers=net.root).status_code == 404
+    assert c.delete(f"/api/task/{task['id']}", headers=server_net.users["alice"]).status_code == 200
+    assert c.get(f"/api/run/{a_run['id']}", headers=server_net.root).status_code == 404
 
 
-def test_container_subtasks(net: Network):
-    c = net.client
-    parent = net.task("alice", "ab", ["a"])
-    node = net.nodes["a@ab"]["headers"]
+def test_container_subtasks(server_net: Network):
+    c = server_net.client
+    parent = server_net.task("alice", "ab", ["a"])
+    node = server_net.nodes["a@ab"]["headers"]
     run = parent["runs"][0]
     tok = c.post("/api/token/container", json={"run_id": run["id"]}, headers=node).json[
         "container_token"
     ]
     ch = {"Authorization": f"Bearer {tok}"}
     body = {
-        "organizations": [{"id": net.orgs["a"], "input": "i"}, {"id": net.orgs["b"], "input": "i"}],
+        "organizations": [
+            {"id": server_net.orgs["a"], "input": "i"},
+            {"id": server_net.orgs["b"], "input": "i"},
+        ],
         "method": "partial",
     }
     r = c.post("/api/task", json=body, headers=ch)
@@ -176,16 +198,19 @@ def test_container_subtasks(net: Network):
         and sub["job_id"] == parent["job_id"]
         and sub["image"] == "img:1"
     )
-    assert sub["init_org_id"] == net.orgs["a"] and sub["init_user_id"] == net.user_ids["alice"]
+    assert (
+        sub["init_org_id"] == server_net.orgs["a"]
+        and sub["init_user_id"] == server_net.user_ids["alice"]
+    )
     assert c.post("/api/task", json={**body, "image": "evil:1"}, headers=ch).status_code == 403
     assert (
         c.post(
-            "/api/task", json={**body, "collaboration_id": net.collabs["bc"]}, headers=ch
+            "/api/task", json={**body, "collaboration_id": server_net.collabs["bc"]}, headers=ch
         ).status_code
         == 403
     )
     # reads within its job only
-    other = net.task("bob", "ab", ["b"])
+    other = server_net.task("bob", "ab", ["b"])
     assert c.get(f"/api/task/{sub['id']}", headers=ch).status_code == 200
     denied = c.get(f"/api/task/{other['id']}", headers=ch)
     assert denied.status_code == 403
@@ -199,15 +224,15 @@ def test_container_subtasks(net: Network):
     assert len(c.get("/api/run", query_string={"task_id": sub["id"]}, headers=ch).json["data"]) == 2
     assert c.get("/api/result", query_string={"task_id": sub["id"]}, headers=ch).status_code == 200
     orgs = c.get("/api/organization", headers=ch).json["data"]
-    assert {o["id"] for o in orgs} == {net.orgs["a"], net.orgs["b"]}
+    assert {o["id"] for o in orgs} == {server_net.orgs["a"], server_net.orgs["b"]}
     # killing the parent kills the subtask's runs too
-    r = c.post(f"/api/task/{parent['id']}/kill", headers=net.users["alice"])
+    r = c.post(f"/api/task/{parent['id']}/kill", headers=server_net.users["alice"])
     assert len(r.json["run_ids"]) == 3
     assert (
         c.get(
             "/api/task",
             query_string={"parent_id": parent["id"], "status": "failed"},
-            headers=net.root,
+            headers=server_net.root,
         ).json["total"]
         == 1
     )

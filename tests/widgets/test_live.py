@@ -1,4 +1,5 @@
-"""Widgets against a real demo network (server + 3 node processes on loopback): events drive them."""
+"""Widgets against the module's own demo network (server + 3 node processes on loopback; tests stop
+and start nodes): events drive them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from vantage6nb import demo
 from vantage6nb.widgets import Login, NetworkView, TaskBuilder, TaskMonitor
 
 pytestmark = pytest.mark.integration
@@ -17,18 +17,12 @@ pytestmark = pytest.mark.integration
 WAIT_S = 120.0  # an upper bound so a broken widget fails instead of hanging; not a speed check
 
 
-@pytest.fixture(scope="module")
-def net():
-    with demo.start(nodes=3) as network:
-        yield network
-
-
 @pytest.fixture
-def client(net):
-    return net.client()
+def client(demo_net):
+    return demo_net.client()
 
 
-def wait_for(widget: Any, trait: str, predicate: Callable[[Any], bool]) -> Any:
+def wait_for_trait(widget: Any, trait: str, predicate: Callable[[Any], bool]) -> Any:
     """Block until ``predicate(widget.<trait>)`` holds, woken by the trait's observer."""
     hit = threading.Event()
 
@@ -47,9 +41,11 @@ def wait_for(widget: Any, trait: str, predicate: Callable[[Any], bool]) -> Any:
     return getattr(widget, trait)
 
 
-def test_login_shows_user_and_organization(net):
+def test_login_shows_user_and_organization(demo_net):
     login = Login(
-        url=net.url, username=net.credentials["username"], password=net.credentials["password"]
+        url=demo_net.url,
+        username=demo_net.credentials["username"],
+        password=demo_net.credentials["password"],
     )
     seen: list[str] = []
     login.observe(lambda change: seen.append(change["new"]), names=["username"])
@@ -61,8 +57,8 @@ def test_login_shows_user_and_organization(net):
     assert login.client.whoami["username"] == "researcher"
 
 
-def test_bad_password_is_shown_in_the_widget(net):
-    login = Login(url=net.url, username="researcher", password="wrong")
+def test_bad_password_is_shown_in_the_widget(demo_net):
+    login = Login(url=demo_net.url, username="researcher", password="wrong")
     login.login_button.click()
     assert login.client is None and login.username == ""
     assert len(login.errors.messages) == 1
@@ -70,28 +66,28 @@ def test_bad_password_is_shown_in_the_widget(net):
     assert "Traceback" not in login.errors.widget.outputs[0]["text"]
 
 
-def test_network_view_follows_node_events(net, client):
+def test_network_view_follows_node_events(demo_net, client):
     view = NetworkView(client)
     try:
-        assert sorted(view.node_status.values()) == ["online"] * 3
+        wait_for_trait(view, "node_status", lambda s: sorted(s.values()) == ["online"] * 3)
         assert "3 of 3 nodes online" in view.html.value
-        name = net.node_names[-1]
+        name = demo_net.node_names[-1]
         node_id = int(client.nodes().set_index("organization").loc[name, "id"])
-        net.stop_node(name)
-        wait_for(view, "node_status", lambda s: s.get(node_id) == "offline")
+        demo_net.stop_node(name)
+        wait_for_trait(view, "node_status", lambda s: s.get(node_id) == "offline")
         assert "2 of 3 nodes online" in view.html.value
-        net.start_node(name)
-        wait_for(view, "node_status", lambda s: s.get(node_id) == "online")
+        demo_net.start_node(name)
+        wait_for_trait(view, "node_status", lambda s: s.get(node_id) == "online")
         assert set(view.dataframe["status"]) == {"online"}
     finally:
         view.close()
-        net.start_node(net.node_names[-1])
+        demo_net.start_node(demo_net.node_names[-1])
 
 
-def test_monitor_moves_on_pushed_run_status_events(net, client):
+def test_monitor_moves_on_pushed_run_status_events(demo_net, client):
     # One node is down, so its run waits as pending; only a pushed event can move it on
-    name = net.node_names[-1]
-    net.stop_node(name)
+    name = demo_net.node_names[-1]
+    demo_net.stop_node(name)
     try:
         task = client.task.create(
             image="v6nb/summary",
@@ -102,15 +98,15 @@ def test_monitor_moves_on_pushed_run_status_events(net, client):
         monitor = TaskMonitor(task)
         history: list[dict[str, str]] = []
         monitor.observe(lambda change: history.append(dict(change["new"])), names=["statuses"])
-        wait_for(
+        wait_for_trait(
             monitor,
             "statuses",
             lambda s: sum(v == "completed" for v in s.values()) == 2 and s.get(name) == "pending",
         )
         assert not monitor.done and monitor.status == "running"
         assert monitor.bar.value == 2 and monitor.bar.max == 3
-        net.start_node(name)
-        wait_for(monitor, "done", bool)
+        demo_net.start_node(name)
+        wait_for_trait(monitor, "done", bool)
         assert monitor.status == "completed" and monitor.bar.bar_style == "success"
         assert set(monitor.statuses.values()) == {"completed"}
         assert any(h.get(name) == "pending" for h in history)  # we saw it before it completed
@@ -118,12 +114,12 @@ def test_monitor_moves_on_pushed_run_status_events(net, client):
         assert monitor.table.value.count("data-status='completed'") == 3
         assert list(monitor.dataframe["status"]) == ["completed"] * 3
     finally:
-        net.start_node(name)
+        demo_net.start_node(name)
 
 
-def test_kill_button_kills_open_runs(net, client):
-    name = net.node_names[0]
-    net.stop_node(name)
+def test_kill_button_kills_open_runs(demo_net, client):
+    name = demo_net.node_names[0]
+    demo_net.stop_node(name)
     try:
         org = int(client.organizations().set_index("name").loc[name, "id"])
         task = client.task.create(
@@ -135,11 +131,11 @@ def test_kill_button_kills_open_runs(net, client):
         monitor = TaskMonitor(task)
         assert monitor.statuses == {name: "pending"}
         monitor.kill_button.click()
-        wait_for(monitor, "done", bool)
+        wait_for_trait(monitor, "done", bool)
         assert monitor.status == "killed" and monitor.statuses == {name: "killed"}
         assert monitor.errors.messages == []
     finally:
-        net.start_node(name)
+        demo_net.start_node(name)
 
 
 def test_failed_run_shows_reason_and_log_tail(client):
@@ -150,14 +146,14 @@ def test_failed_run_shows_reason_and_log_tail(client):
         databases=["default"],
     )
     monitor = TaskMonitor(task)
-    wait_for(monitor, "done", bool)
+    wait_for_trait(monitor, "done", bool)
     assert monitor.status == "failed" and monitor.bar.bar_style == "danger"
     assert set(monitor.statuses.values()) <= {"failed", "crashed"}
     assert "no_such_column" in monitor.table.value  # the log tail names the missing column
     assert "log tail" in monitor.table.value
 
 
-def test_task_builder_runs_summary_and_shows_result(net, client):
+def test_task_builder_runs_summary_and_shows_result(demo_net, client):
     builder = TaskBuilder(client)
     assert (
         builder.algorithm_input.value == "v6nb/summary" and builder.method_input.value == "summary"
@@ -166,12 +162,12 @@ def test_task_builder_runs_summary_and_shows_result(net, client):
     builder.argument_inputs["columns"].value = "bill_length_mm, body_mass_g"
     builder.run_button.click()
     assert builder.errors.messages == [] and builder.task_id > 0
-    wait_for(builder, "status", lambda s: s not in ("", "pending", "running"))
+    wait_for_trait(builder, "status", lambda s: s not in ("", "pending", "running"))
     assert builder.status == "completed"
     # subtasks: every organization's part shows up in the monitor
-    assert set(builder.monitor.subtask_statuses) == set(net.datasets)
+    assert set(builder.monitor.subtask_statuses) == set(demo_net.datasets)
     df = builder.dataframe
-    pooled = pd.concat(pd.read_csv(p) for p in net.datasets.values())
+    pooled = pd.concat(pd.read_csv(p) for p in demo_net.datasets.values())
     assert list(df.index) == ["bill_length_mm", "body_mass_g"]
     assert df.loc["body_mass_g", "count"] == pooled["body_mass_g"].count()
     assert df.loc["bill_length_mm", "std"] == pytest.approx(
@@ -181,7 +177,7 @@ def test_task_builder_runs_summary_and_shows_result(net, client):
     assert builder.output.children == (builder.monitor, builder.result_view)
 
 
-def test_task_builder_crosstab_and_form_errors(net, client):
+def test_task_builder_crosstab_and_form_errors(demo_net, client):
     builder = TaskBuilder(client)
     builder.algorithm_input.value = "v6nb/crosstab"
     assert list(builder.argument_inputs) == ["row", "col"]
@@ -190,8 +186,8 @@ def test_task_builder_crosstab_and_form_errors(net, client):
     builder.argument_inputs["row"].value = "species"
     builder.argument_inputs["col"].value = "island"
     builder.run()
-    wait_for(builder, "status", lambda s: s == "completed")
-    pooled = pd.concat(pd.read_csv(p) for p in net.datasets.values())
+    wait_for_trait(builder, "status", lambda s: s == "completed")
+    pooled = pd.concat(pd.read_csv(p) for p in demo_net.datasets.values())
     expected = pd.crosstab(pooled["species"], pooled["island"])
     assert builder.dataframe.to_numpy().tolist() == expected.to_numpy().tolist()
     assert builder.result_view.kind == "crosstab"

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-
+from tests.support import free_port
 from vantage6nb.widgets import Login
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when we return: nothing listens
 
 
 def test_empty_fields_ask_for_input():
@@ -24,7 +17,7 @@ def test_empty_fields_ask_for_input():
 
 
 def test_unreachable_server_is_shown_in_the_widget():
-    login = Login(url=f"http://127.0.0.1:{closed_port()}", username="researcher", password="x")
+    login = Login(url=f"http://127.0.0.1:{free_port()}", username="researcher", password="x")
     seen = []
     login.observe(lambda change: seen.append(change["new"]), names=["username"])
     login.login_button.click()  # must not raise

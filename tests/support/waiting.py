@@ -1,0 +1,38 @@
+"""Waiting for a state another process or thread reaches: poll it, with a deadline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["wait_for"]
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 60.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.1,
+    check: Callable[[], None] | None = None,
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy, and return that; fail after ``timeout`` s.
+
+    For every state reached asynchronously (a run's status, a node online, a file written by a
+    child process). ``timeout`` is a hang guard, not a speed assertion: make it generous.
+    ``check`` runs before every poll and may raise, e.g. when the process that should get there
+    has died. Raises ``AssertionError`` naming ``what`` and the last value seen.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if check is not None:
+            check()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {what} (last: {value!r:.300})"
+            )
+        time.sleep(interval)
