@@ -49,17 +49,6 @@ def _sealed_bytes(text: str) -> bytes:
         return text.encode("utf-8")  # not decodable: hand it over as stored
 
 
-def _read_head(stream: Any) -> bytes:
-    parts, got = [], 0
-    while got < _HEAD:
-        chunk = stream.read(_HEAD - got)
-        if not chunk:
-            break
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
-
-
 def _check_sealed(head: bytes, run: Run, task: Task) -> None:
     """An encrypted collaboration takes only a sealed result of this very run (header check only)."""
     try:
@@ -107,7 +96,7 @@ def put_result(run_id: int) -> Any:
     s.commit()  # end the read transaction: the upload may take a while
     request.max_content_length = store.max_bytes  # this endpoint's limit, not max_body_mb
     stream = request.stream
-    head = _read_head(stream)
+    head = crypto.read_exact(stream, _HEAD)
     if encrypted:
         _check_sealed(head, run, task)
     tmp, size = store.receive(stream, head=head)

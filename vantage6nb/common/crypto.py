@@ -33,6 +33,7 @@ __all__ = [
     "open",
     "open_stream",
     "open_text",
+    "read_exact",
     "read_header",
     "seal",
     "seal_stream",
@@ -158,8 +159,15 @@ def _encode_header(b: Binding, chunk_size: int, sender_pk: bytes, recipient_pk: 
     return fixed + uid
 
 
-def _read_exact(src: Readable, n: int) -> bytes:
-    """Read up to n bytes, looping over short reads; fewer only at end of stream."""
+def read_exact(src: Readable, n: int) -> bytes:
+    """Read up to ``n`` bytes, looping over short reads; fewer only at the end of the stream.
+
+    Examples
+    --------
+    >>> import io
+    >>> read_exact(io.BytesIO(b"abc"), 2), read_exact(io.BytesIO(b"abc"), 9)
+    (b'ab', b'abc')
+    """
     first = src.read(n)
     if first is None or len(first) == n:
         return bytes(first or b"")
@@ -175,7 +183,7 @@ def _read_exact(src: Readable, n: int) -> bytes:
 
 
 def _parse_header(src: Readable) -> Header:
-    fixed = _read_exact(src, _FIXED.size)
+    fixed = read_exact(src, _FIXED.size)
     if fixed[:1] and fixed[0] != VERSION:
         raise DecryptionError(
             f"unsupported sealed payload version {fixed[0]} (this library reads version "
@@ -188,7 +196,7 @@ def _parse_header(src: Readable) -> Header:
         raise DecryptionError("sealed payload header is malformed (kind, flags or chunk size)")
     if not 0 < uid_len <= _MAX_UID:
         raise DecryptionError("sealed payload header is malformed (task uid length)")
-    uid = _read_exact(src, uid_len)
+    uid = read_exact(src, uid_len)
     if len(uid) < uid_len:
         raise DecryptionError("sealed payload is truncated inside its header")
     has_run = bool(flags & _FLAG_RUN)
@@ -267,9 +275,9 @@ def seal_stream(
         ss_header = sodium.crypto_secretstream_xchacha20poly1305_init_push(state, payload_key)
     written = dst.write(header + nonce + wrapped + ss_header) or 0
     push = sodium.crypto_secretstream_xchacha20poly1305_push
-    current = _read_exact(src, chunk_size)
+    current = read_exact(src, chunk_size)
     while True:
-        nxt = _read_exact(src, chunk_size) if len(current) == chunk_size else b""
+        nxt = read_exact(src, chunk_size) if len(current) == chunk_size else b""
         final = not nxt
         chunk = push(state, current, digest, _TAG_FINAL if final else _TAG_MESSAGE)
         written += dst.write(chunk) or 0
@@ -333,9 +341,9 @@ def open_stream(
             f"that is not the known key of that organization ({fingerprint(sender_pk)}); "
             "it was forged, or the sender's key changed"
         )
-    nonce = _read_exact(src, _NONCE)
-    wrapped = _read_exact(src, _WRAPPED)
-    ss_header = _read_exact(src, _SS_HEADER)
+    nonce = read_exact(src, _NONCE)
+    wrapped = read_exact(src, _WRAPPED)
+    ss_header = read_exact(src, _SS_HEADER)
     if len(ss_header) < _SS_HEADER:
         raise DecryptionError("sealed payload is truncated before its first chunk")
     try:
@@ -359,7 +367,7 @@ def open_stream(
     written = 0
     index = 0
     while True:
-        chunk = _read_exact(src, full)
+        chunk = read_exact(src, full)
         if not chunk:
             raise DecryptionError(
                 f"sealed payload is truncated: it ends after chunk {index - 1} "
