@@ -138,6 +138,7 @@ class DockerRuntime(Runtime):
         self._images: dict[int, str] = {}  # run id -> verified image id, from prepare()
         self._containers: dict[int, Any] = {}
         self._killed: set[int] = set()
+        self._starting: set[int] = set()  # run ids inside run(), from the first step to the end
         self._suffixes: dict[int, str] = {}  # run id -> random part of its containers' names
         self._lock = threading.Lock()
         self.warm = warm
@@ -209,6 +210,8 @@ class DockerRuntime(Runtime):
         files = container_files(spec)
         sidecar: Sidecar | None = None
         container = None
+        with self._lock:
+            self._starting.add(spec.run_id)  # a kill from now on is remembered (see kill())
         try:
             try:
                 inputs = {
@@ -254,6 +257,7 @@ class DockerRuntime(Runtime):
             return self._outcome(spec, container, files, sidecar, output, timed_out=timed_out)
         finally:
             with self._lock:
+                self._starting.discard(spec.run_id)
                 self._containers.pop(spec.run_id, None)
                 self._killed.discard(spec.run_id)
                 self._suffixes.pop(spec.run_id, None)
@@ -267,22 +271,21 @@ class DockerRuntime(Runtime):
                 remove(done)
 
     def kill(self, run_id: int) -> bool:
+        """Kill a run in progress here; True when it was (its outcome is then KILLED).
+
+        A kill that comes while the run is still being set up (side-car, run volume, container
+        create) is remembered and carried out as soon as the container exists; one that finds the
+        container not started yet is carried out by :meth:`run` right after the start.
+        """
         with self._lock:
-            container = self._containers.get(run_id)
-            if container is None:
+            if run_id not in self._starting:
                 return False
             self._killed.add(run_id)
-        try:
-            container.kill()  # SIGKILL: PID 1 in a container ignores SIGTERM unless it handles it
-            return True
-        except Exception:  # not started yet (run() kills it at start) or already ended
-            with contextlib.suppress(Exception):
-                container.reload()
-            if container.status == "created":
-                return True
-            with self._lock:
-                self._killed.discard(run_id)
-            return False
+            container = self._containers.get(run_id)
+        if container is not None:
+            with contextlib.suppress(Exception):  # not started yet, or already ended: run() sees it
+                container.kill()  # SIGKILL: PID 1 in a container ignores SIGTERM unless it handles it
+        return True
 
     def running(self) -> list[int]:
         """Run ids with a container."""

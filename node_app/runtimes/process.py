@@ -163,6 +163,7 @@ class ProcessRuntime(Runtime):
         self.pythonpath = list(pythonpath)
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._killed: set[int] = set()
+        self._starting: set[int] = set()  # run ids inside run(), from the first step to the end
         self._lock = threading.Lock()
 
     def module_for(self, image: str) -> str | None:
@@ -193,6 +194,16 @@ class ProcessRuntime(Runtime):
         module = self.module_for(spec.image)
         if module is None:  # prepare() was skipped
             self.prepare(spec)
+        with self._lock:
+            self._starting.add(spec.run_id)  # a kill from now on is remembered (see kill())
+        try:
+            return self._run(spec, module)
+        finally:
+            with self._lock:
+                self._starting.discard(spec.run_id)
+                self._killed.discard(spec.run_id)
+
+    def _run(self, spec: RunSpec, module: str | None) -> RunOutcome:
         spec.tmp_dir.mkdir(parents=True, exist_ok=True)
         # The algorithm writes into a folder of its own; the node copies the output out of it
         # (no links followed, bounded) into ``spec.output_file``, which the algorithm never names.
@@ -224,6 +235,9 @@ class ProcessRuntime(Runtime):
         exited = _exit_notifier(proc)  # opened before anyone can reap the child
         with self._lock:
             self._procs[spec.run_id] = proc
+            killed_early = spec.run_id in self._killed
+        if killed_early:  # a kill that came while the process was being started
+            self._signal_group(proc, signal.SIGKILL)
         captured = bytearray()
         reader = threading.Thread(target=self._drain, args=(proc, captured), daemon=True)
         reader.start()
@@ -235,7 +249,6 @@ class ProcessRuntime(Runtime):
         with self._lock:
             self._procs.pop(spec.run_id, None)
             killed = spec.run_id in self._killed
-            self._killed.discard(spec.run_id)
         outcome = self._outcome(
             spec, proc.returncode, bytes(captured), killed=killed, timed_out=timed_out
         )
@@ -283,9 +296,19 @@ class ProcessRuntime(Runtime):
             pass
 
     def kill(self, run_id: int) -> bool:
+        """Stop a run in progress here (SIGTERM, then SIGKILL after a grace period).
+
+        A kill that comes while the process is being started is remembered and carried out as
+        soon as it exists.
+        """
         with self._lock:
             proc = self._procs.get(run_id)
-            if proc is None or proc.poll() is not None:
+            if proc is None:
+                if run_id not in self._starting:
+                    return False
+                self._killed.add(run_id)
+                return True
+            if proc.poll() is not None:
                 return False
             self._killed.add(run_id)
         self._signal_group(proc, signal.SIGTERM)

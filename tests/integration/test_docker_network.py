@@ -88,11 +88,15 @@ def test_kill_stops_the_containers(docker_client, docker_net, client, org_ids):
     task.kill()
     task.wait(timeout=60, raise_on_failure=False)
     assert set(task.status()["status"]) == {"killed"}
-    wait_for(
-        lambda: not any(_containers(docker_client, docker_net, rid) for rid in run_ids),
-        60,
-        "the killed runs' containers to be removed",
-    )
+    try:
+        wait_for(
+            lambda: not any(_containers(docker_client, docker_net, rid) for rid in run_ids),
+            60,
+            "the killed runs' containers to be removed",
+        )
+    except AssertionError as exc:  # say what the nodes did: the CI log is all there is
+        logs = "\n".join(f"--- {n}\n{docker_net.node_log(n, 60)}" for n in docker_net.node_names)
+        raise AssertionError(f"{exc}\n{logs}") from None
 
 
 def test_image_outside_the_policy_is_not_allowed(client, org_ids):

@@ -15,13 +15,15 @@ from vantage6nb.common.schemas import RunStatus
 class RuntimeContract:
     """Pytest tests every runtime must pass.
 
-    A subclass (named ``Test...``) provides two fixtures:
+    A subclass (named ``Test...``) provides three fixtures:
 
     - ``runtime``: a ready :class:`~node_app.runtimes.base.Runtime` instance (closed by the fixture);
     - ``probe_image``: the image name under which that runtime runs the module
       ``tests.node.algorithms.probe`` (for the process runtime: a key of its ``algorithms`` map; for
       Docker: an image whose entry point runs ``python -m vantage6nb.algorithm
-      tests.node.algorithms.probe``, with ``vantage6nb`` and the ``tests`` package installed).
+      tests.node.algorithms.probe``, with ``vantage6nb`` and the ``tests`` package installed);
+    - ``setup_step``: the name of a method the runtime calls inside ``run()`` before the algorithm
+      exists (a kill sent from there must not be lost).
 
     Database files are created under pytest's ``tmp_path``; a runtime that mounts them (Docker)
     must make them readable to the algorithm at the URI it hands over. A runtime must report a
@@ -123,6 +125,28 @@ class RuntimeContract:
         outcome = self.execute(runtime, spec)
         assert outcome.status == RunStatus.FAILED
         assert "timed out after 2 s" in outcome.reason
+
+    def test_kill_while_the_run_is_set_up_is_not_lost(
+        self, runtime: Runtime, probe_image: str, tmp_path: Path, setup_step: str, monkeypatch
+    ) -> None:
+        """A kill that arrives before the container or process exists still ends the run KILLED.
+
+        ``setup_step`` (a fixture of the subclass) names a method the runtime calls inside
+        :meth:`run` before the algorithm exists; the kill is sent from there.
+        """
+        spec = self.make_spec(tmp_path, probe_image, "sleep", kwargs={"seconds": 30}, run_id=9)
+        step = getattr(runtime, setup_step)
+        answers: list[bool] = []
+
+        def kill_then_step(*args, **kwargs):
+            answers.append(runtime.kill(9))
+            return step(*args, **kwargs)
+
+        monkeypatch.setattr(runtime, setup_step, kill_then_step)
+        outcome = self.execute(runtime, spec)
+        assert answers == [True]
+        assert outcome.status == RunStatus.KILLED, outcome
+        assert runtime.kill(9) is False  # over: nothing to kill
 
     def test_kill_stops_the_run(self, runtime: Runtime, probe_image: str, tmp_path: Path) -> None:
         spec = self.make_spec(tmp_path, probe_image, "sleep", kwargs={"seconds": 120}, run_id=7)

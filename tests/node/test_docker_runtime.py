@@ -59,6 +59,10 @@ class TestDockerRuntime(RuntimeContract):
     def probe_image(self, test_images) -> str:
         return test_images["probe"]
 
+    @pytest.fixture
+    def setup_step(self) -> str:
+        return "_create_algorithm"  # called inside run(), after the side-car, before the container
+
 
 # -- a proxy on a unix socket, as the node serves it to side-cars ----------------------------------
 

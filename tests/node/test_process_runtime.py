@@ -34,6 +34,10 @@ class TestProcessRuntime(RuntimeContract):
     def probe_image(self) -> str:
         return "test/probe"
 
+    @pytest.fixture
+    def setup_step(self) -> str:
+        return "_base_env"  # called inside run(), before the process exists
+
     def test_image_matching_ignores_registry_tag_digest(self, runtime: ProcessRuntime) -> None:
         assert (
             runtime.module_for("127.0.0.1:5000/test/probe:2.1@sha256:abc")
