@@ -101,23 +101,30 @@ class RunVolume:
             labels=labels,
         )
         self.name: str = self.volume.name
+        self._host: Path | None = None  # the mount point, when the node may use it directly
+        self._host_checked = False
 
     def bind(self) -> dict[str, dict[str, str]]:
         """The ``volumes=`` entry that mounts the volume at ``IO_DIR``."""
         return {self.name: {"bind": IO_DIR, "mode": "rw"}}
 
     def _host_dir(self) -> Path | None:
-        """The volume's mount point on this host when the node may use it directly, else None."""
-        if os.geteuid() != 0:
-            return None
-        with contextlib.suppress(Exception):
-            self.volume.reload()
-            mp = Path(self.volume.attrs.get("Mountpoint") or "")
-            # Only a mounted tmpfs (another device than its parent): else the engine lives in
-            # another mount namespace and the folder here is not the one the container sees.
-            if mp.is_absolute() and os.stat(mp).st_dev != os.stat(mp.parent).st_dev:
-                return mp
-        return None
+        """The volume's mount point on this host when the node may use it directly, else None.
+
+        Asked once the side-car holds the volume (mounted); the answer is kept for the run.
+        """
+        if self._host_checked:
+            return self._host
+        self._host_checked = True
+        if os.geteuid() == 0:
+            with contextlib.suppress(OSError):
+                # the engine's answer to the create names it; no further request
+                mp = Path(self.volume.attrs.get("Mountpoint") or "")
+                # Only a mounted tmpfs (another device than its parent): else the engine lives in
+                # another mount namespace and the folder here is not the one the container sees.
+                if mp.is_absolute() and os.stat(mp).st_dev != os.stat(mp.parent).st_dev:
+                    self._host = mp
+        return self._host
 
     def write_inputs(self, holder: Any, files: dict[str, bytes]) -> None:
         """Put ``files`` (read-only for the algorithm) and an empty output folder into the volume."""
