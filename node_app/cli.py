@@ -102,6 +102,16 @@ def _verify_audit(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     folder = config.data_dir / "audit"
+    if not (folder / LOG_NAME).exists():
+        if folder.is_dir():  # started, no run yet: an empty log is an intact one
+            print(f"audit log intact: no runs recorded yet in {folder}")
+            return 0
+        print(
+            f"error: no audit log in {folder}: start the node once with this configuration "
+            "(`v6nb node start`), or check `data_dir`",
+            file=sys.stderr,
+        )
+        return 2
     problems = verify_folder(folder)
     if problems:
         for problem in problems:

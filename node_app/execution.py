@@ -29,6 +29,7 @@ __all__ = ["RunExecution"]
 
 log = logging.getLogger(__name__)
 
+_PARSE_LIMIT = 1 << 20  # bytes of input the node parses for the audit log's method
 _RESTART_NOTE = "the node restarted while this run was in progress; it was run again"
 
 # The server's answer to the move to initializing: None when the run is already final there.
@@ -228,7 +229,7 @@ class RunExecution:
         except RuntimeRefusal as refusal:
             self._refuse(rid, RunOutcome(refusal.status, refusal.reason), moving)
             return None
-        return _Prepared(spec, binding, method=_method(data), arguments=digest_bytes(data))
+        return _Prepared(spec, binding, method=_method(data, task), arguments=digest_bytes(data))
 
     def _container_token(self, rid: int, moving: _Moving | None) -> str | None:
         """The run's container token (brought by the move to initializing, else asked for);
@@ -344,8 +345,15 @@ class RunExecution:
         return self.status_pool.submit(report)
 
 
-def _method(data: bytes) -> str | None:
-    """The method an input asks for (None when it is not the contract's JSON object)."""
+def _method(data: bytes, task: dict[str, Any]) -> str | None:
+    """The method an input asks for (None when it is not the contract's JSON object).
+
+    An input over ``_PARSE_LIMIT`` is not parsed a second time here (the algorithm parses it):
+    the task's clear method stands in for it, marked ``(clear)``.
+    """
+    if len(data) > _PARSE_LIMIT:
+        clear = task.get("method")
+        return f"{clear} (clear)" if clear else None
     try:
         request = json.loads(data)
     except ValueError:

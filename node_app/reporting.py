@@ -18,7 +18,7 @@ from vantage6nb.common.errors import (
 )
 from vantage6nb.common.schemas import RunStatus
 
-from .audit import AuditLog, digest_file
+from .audit import AuditLog, digest_bytes, digest_file
 from .nodestate import NodeState
 from .outbox import Outbox
 from .payloads import PayloadCodec
@@ -93,11 +93,13 @@ class Reporter:
         When the output cannot be returned (unreadable, not encodable), the run fails saying why.
         """
         try:
-            released = digest_file(output)
             if self._is_large(output):
+                released = digest_file(output)  # one more pass, over a file in the page cache
                 staged = self._stage_result(output, binding)
                 return self.finish(rid, outcome, result_file=staged, released=released)
-            result = self.codec.encode_result(output.read_bytes(), binding)
+            data = output.read_bytes()
+            released = digest_bytes(data)
+            result = self.codec.encode_result(data, binding)
         except (OSError, CryptoError, UnicodeDecodeError) as exc:
             return self.finish(
                 rid,

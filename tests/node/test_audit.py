@@ -105,3 +105,13 @@ def test_read_gives_a_dataframe_oldest_first(tmp_path) -> None:
     assert list(frame.columns[-2:]) == ["prev", "hash"]
     assert str(frame["time"].dtype).startswith("datetime64")
     assert list(frame["run_id"]) == [0, 1, 2]
+
+
+def test_cli_verify_on_a_node_without_runs_or_never_started(tmp_path, capsys) -> None:
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(f"name: n\napi_key: k\ndata_dir: {tmp_path / 'data'}\n")
+    assert main(["audit", "verify", "--config", str(cfg)]) == 2
+    assert "start the node once" in capsys.readouterr().err
+    AuditLog(tmp_path / "data" / "audit")  # what a node's start creates
+    assert main(["audit", "verify", "--config", str(cfg)]) == 0
+    assert "no runs recorded yet" in capsys.readouterr().out

@@ -319,6 +319,32 @@ def test_side_file_beyond_the_cap_crashes_the_run_saying_which_limit(
     assert not spec.output_file.exists()
 
 
+@pytest.mark.parametrize(
+    ("method", "kwargs", "status", "says"),
+    [
+        ("echo", {"x": 1}, RunStatus.COMPLETED, ""),
+        ("symlink_output", {"target": "/etc/passwd"}, RunStatus.FAILED, "symbolic link"),
+        ("sparse_output", {"gib": 8}, RunStatus.FAILED, "8192.0 MiB"),
+    ],
+    ids=["completes", "symlink-refused", "sparse-refused"],
+)
+def test_a_node_that_cannot_see_the_volume_uses_the_archive_api(
+    docker_runtime, proxy_socket, tmp_path, monkeypatch, method, kwargs, status, says
+) -> None:
+    """The path a node without root (or in another mount namespace) takes, checked the same way."""
+    from node_app.runtimes.docker_mounts import RunVolume
+
+    monkeypatch.setattr(RunVolume, "_host_dir", lambda self: None)
+    spec = probe_spec(tmp_path, method, proxy_socket=proxy_socket, image=PROBE_IMAGE, kwargs=kwargs)
+    outcome, seen = run_probe(docker_runtime, spec)
+    assert outcome.status == status, outcome
+    assert says in outcome.reason
+    if status == RunStatus.COMPLETED:
+        assert seen == {"args": [], "kwargs": kwargs}
+    else:
+        assert not spec.output_file.exists()
+
+
 def test_container_sees_no_host_folders_of_the_node(docker_runtime, proxy_socket, tmp_path) -> None:
     outcome, seen = run_probe(
         docker_runtime, probe_spec(tmp_path, "mountinfo", proxy_socket=proxy_socket)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
+
+from vantage6nb.demo._processes import wait_until
 
 __all__ = ["wait_for"]
 
@@ -22,17 +23,15 @@ def wait_for(
     For every state reached asynchronously (a run's status, a node online, a file written by a
     child process). ``timeout`` is a hang guard, not a speed assertion: make it generous.
     ``check`` runs before every poll and may raise, e.g. when the process that should get there
-    has died. Raises ``AssertionError`` naming ``what`` and the last value seen.
+    has died. Raises ``AssertionError`` naming ``what`` and the last value seen (the library's
+    ``wait_until``, polling at a fixed ``interval``).
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        if check is not None:
-            check()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout:g} s waiting for {what} (last: {value!r:.300})"
-            )
-        time.sleep(interval)
+    return wait_until(
+        predicate,
+        timeout=timeout,
+        what=what,
+        check=check,
+        interval=interval,
+        max_interval=interval,
+        error=AssertionError,
+    )

@@ -41,10 +41,14 @@ def wait_until(
     what: str,
     check: Callable[[], None] | None = None,
     interval: float = 0.05,
+    max_interval: float = 0.5,
+    error: type[Exception] = ServerUnavailable,
 ) -> object:
-    """Poll ``predicate`` until it returns something truthy; raise ServerUnavailable after ``timeout``.
+    """Poll ``predicate`` until it returns something truthy (returned); raise ``error`` after ``timeout``.
 
-    ``check`` runs before every poll and may raise (e.g. when a process died).
+    ``check`` runs before every poll and may raise (e.g. when a process died). The pause between
+    polls grows from ``interval`` to ``max_interval``. The message names ``what`` and, when it
+    was not just False or None, the last value seen.
     """
     deadline = time.monotonic() + timeout
     delay = interval
@@ -55,9 +59,10 @@ def wait_until(
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise ServerUnavailable(f"Timed out after {timeout:.0f} s waiting for {what}.")
+            last = "" if value in (None, False) else f" (last: {value!r:.300})"
+            raise error(f"Timed out after {timeout:g} s waiting for {what}{last}.")
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+        delay = min(delay * 1.5, max_interval)
 
 
 class ManagedProcess:
