@@ -1,4 +1,4 @@
-"""``v6nb node ...``: start a node; create the organization's private key; verify its audit log."""
+"""``v6nb node ...``: start a node; create the organization's private key; verify its audit log; show its policy."""
 
 from __future__ import annotations
 
@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check the chain; exit 1 on any edited, removed or reordered line"
     )
     verify.add_argument("--config", "-c", required=True, help="the node's YAML configuration")
+    policy = sub.add_parser(
+        "policy", help="print the effective disclosure policy (defaults, node.yaml, environment)"
+    )
+    policy.add_argument("--config", "-c", required=True, help="the node's YAML configuration")
+    policy.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     return parser
 
 
@@ -87,7 +92,33 @@ def main(argv: list[str] | None = None) -> int:
         return _create_private_key(args)
     if args.command == "audit" and args.audit_command == "verify":
         return _verify_audit(args)
+    if args.command == "policy":
+        return _print_policy(args)
     parser.print_help()
+    return 0
+
+
+def _print_policy(args: argparse.Namespace) -> int:
+    """``v6nb node policy``: the effective disclosure policy, as node.yaml would spell it."""
+    import json
+
+    import yaml
+
+    from .config import load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    effective = {"disclosure": config.disclosure.to_mapping()}
+    if args.json:
+        print(json.dumps(effective, indent=2))
+    else:
+        print(f"# effective disclosure policy of {config.name} (see docs/privacy.md)")
+        print(yaml.safe_dump(effective, sort_keys=False), end="")
+    if not config.disclosure.enabled:
+        print("warning: disclosure.enabled is false: outputs leave unchecked", file=sys.stderr)
     return 0
 
 

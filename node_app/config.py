@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vantage6nb.common.contract import DATABASE_TYPES
+from vantage6nb.common.disclosure import DisclosurePolicy
 from vantage6nb.common.errors import ConfigurationError
 from vantage6nb.common.settings import Setting, resolve_settings
 
@@ -117,6 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("log_level", "INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.", str),
     Setting(
+        "disclosure",
+        DisclosurePolicy().to_mapping(),
+        "The disclosure policy: what this node releases (on by default; every key, its default and why in docs/privacy.md). Keys given here replace the defaults one by one; `V6NB_NODE_DISCLOSURE_<KEY>` (JSON or plain) overrides one key, `V6NB_NODE_DISCLOSURE` (JSON) the mapping. `v6nb node policy --config node.yaml` prints the effective policy.",
+        dict,
+    ),
+    Setting(
         "binary_result_kb",
         1024,
         "Outputs larger than this many KiB go to the server as a binary stream (`PUT /api/run/<id>/result`; sealed with `seal_stream` when encrypted) instead of a JSON string, so a large result is never held whole in memory.",
@@ -171,6 +178,7 @@ class NodeConfig:
     log_level: str
     image_registry: str = ""
     binary_result_kb: int = 1024
+    disclosure: DisclosurePolicy = field(default_factory=DisclosurePolicy)
     config_file: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -209,14 +217,32 @@ def load_config(
             )
         file_values = dict(loaded or {})
         base = cfile.parent
+    env = os.environ if environ is None else environ
     values = resolve_settings(
-        SETTINGS,
-        prefix=PREFIX,
-        file_values=file_values,
-        environ=os.environ if environ is None else environ,
-        overrides=overrides,
+        SETTINGS, prefix=PREFIX, file_values=file_values, environ=env, overrides=overrides
     )
+    values["disclosure"] = _disclosure(values["disclosure"], env)
     return _build(values, base, cfile)
+
+
+def _disclosure(given: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The policy's keys: defaults, replaced one by one by the given mapping, then by
+    ``V6NB_NODE_DISCLOSURE_<KEY>`` variables (JSON, or plain text for a word)."""
+    import json
+
+    from vantage6nb.common.settings import env_name
+
+    merged = {**DisclosurePolicy().to_mapping(), **given}
+    prefix = env_name(PREFIX, "disclosure") + "_"
+    for name, raw in environ.items():
+        if not name.startswith(prefix):
+            continue
+        key = name[len(prefix) :].lower()
+        try:
+            merged[key] = json.loads(raw)
+        except ValueError:
+            merged[key] = raw
+    return merged
 
 
 def _build(v: dict[str, Any], base: Path, cfile: Path | None) -> NodeConfig:
@@ -269,6 +295,7 @@ def _build(v: dict[str, Any], base: Path, cfile: Path | None) -> NodeConfig:
         log_level=str(v["log_level"]).upper(),
         image_registry=str(v["image_registry"]).strip().rstrip("/"),
         binary_result_kb=max(0, int(v["binary_result_kb"])),
+        disclosure=DisclosurePolicy.from_mapping(v["disclosure"]),
         config_file=cfile,
         raw=v,
     )

@@ -17,6 +17,7 @@ from vantage6nb.common.schemas import RunStatus
 from .audit import AuditLog, digest_bytes
 from .config import NodeConfig
 from .datasources import DataSourceError, requested_labels, resolve_databases
+from .disclosure import DisclosureGate, Screened
 from .nodestate import NodeState
 from .payloads import PayloadCodec
 from .policy import ImagePolicy
@@ -44,6 +45,7 @@ class _Prepared:
     binding: dict[str, Any]
     method: str | None = None  # from the opened input, for the audit log
     arguments: str = ""  # digest of the opened input
+    screened: Screened | None = None  # the disclosure gate's word before the run
 
 
 class RunExecution:
@@ -95,6 +97,12 @@ class RunExecution:
         self.codec = codec
         self.stopping = stopping
         self.workroot = config.data_dir / "runs"
+        self.gate = DisclosureGate(
+            config.disclosure,
+            functions=self.runtime.functions,
+            parent_image=self._parent_image,
+            audit=audit,
+        )
         self.node: dict[str, Any] = {}
         self.proxy_socket: Path | None = None
         # status updates sent while an algorithm starts (one at a time per run, so a few threads)
@@ -222,14 +230,23 @@ class RunExecution:
             proxy_socket=self.proxy_socket,
             limits=self.config.limits,
             digest=decision.digest,
+            extra_env=dict(self.config.disclosure.algorithm_env),  # the operator's variables
         )
+        method = _method(data, task)
+        screened = self.gate.screen(rid, task, method, data, decision.digest)
+        if screened.refusal is not None:
+            log.warning("run %s refused: %s", rid, screened.refusal.what)
+            self._refuse(rid, RunOutcome(RunStatus.REFUSED, screened.refusal.reason()), moving)
+            return None
         spec.input_file.write_bytes(data)
         try:
             self.runtime.prepare(spec)
         except RuntimeRefusal as refusal:
             self._refuse(rid, RunOutcome(refusal.status, refusal.reason), moving)
             return None
-        return _Prepared(spec, binding, method=_method(data, task), arguments=digest_bytes(data))
+        return _Prepared(
+            spec, binding, method=method, arguments=digest_bytes(data), screened=screened
+        )
 
     def _container_token(self, rid: int, moving: _Moving | None) -> str | None:
         """The run's container token (brought by the move to initializing, else asked for);
@@ -305,13 +322,37 @@ class RunExecution:
             return
         if outcome.status == RunStatus.COMPLETED:
             outcome.reason = note
-            self.reporter.return_output(rid, outcome, prepared.spec.output_file, prepared.binding)
+            spec = prepared.spec
+            try:
+                released, refusal = self.gate.release(
+                    rid, spec.image, spec.output_file, prepared.screened or Screened(), _asked(spec)
+                )
+            except OSError as exc:
+                outcome = RunOutcome(
+                    RunStatus.FAILED, f"could not read the output: {exc}", outcome.log
+                )
+                return self.reporter.finish(rid, outcome)
+            if refusal is not None:  # the log could hold what was refused: it stays here
+                return self.reporter.finish(rid, RunOutcome(RunStatus.REFUSED, refusal.reason()))
+            assert released is not None
+            self.reporter.return_output(rid, outcome, released, prepared.binding)
             return
         if note:
             outcome.reason = f"{outcome.reason} ({note})"
         self.reporter.finish(rid, outcome)
 
     # -- status updates on the way ---------------------------------------------------------------
+    def _parent_image(self, task_id: int) -> str | None:
+        """The image of task ``task_id`` (a run's parent), None when the server has no such task."""
+        try:
+            task = self.client.until_ok(
+                lambda: self.client.request("GET", f"/task/{task_id}"),
+                f"fetching parent task {task_id}",
+            )
+        except NotFound:
+            return None
+        return str(task.get("image") or "") or None
+
     def _patch(self, rid: int, body: dict[str, Any]) -> dict[str, Any] | None:
         """An intermediate status update: the server's answer ({} when the server is away for
         now); None when the run is already final on the server."""
@@ -343,6 +384,16 @@ class RunExecution:
             return False
 
         return self.status_pool.submit(report)
+
+
+def _asked(spec: RunSpec) -> bytes:
+    """The run's input, for the names a refusal may show (none from an input over the limit)."""
+    try:
+        if spec.input_file.stat().st_size <= _PARSE_LIMIT:
+            return spec.input_file.read_bytes()
+    except OSError:
+        pass
+    return b""
 
 
 def _method(data: bytes, task: dict[str, Any]) -> str | None:

@@ -6,7 +6,8 @@
 #   v6nb/python:<version>   base + pandas, numpy, requests, pyarrow, openpyxl + this repo's wheel,
 #                           non-root user 10001; the parent of every algorithm image
 #   v6nb/summary:<version>, v6nb/crosstab:<version>, v6nb/diagnostics:<version>
-#                           the shipped algorithms (PKG_NAME set)
+#                           the shipped algorithms (PKG_NAME set; label org.vantage6nb.functions:
+#                           their functions' roles, from `python3 -m vantage6nb.algorithm --describe`)
 #
 # Everything is pushed to $REGISTRY (default 127.0.0.1:5000), as :<version> and :latest, and the
 # digests are printed.
@@ -27,7 +28,7 @@ for arg in "$@"; do
     --base-only) BASE_ONLY=1 ;;
     --no-push) PUSH=0 ;;
     -h | --help)
-        sed -n '2,14p' "$0"
+        sed -n '2,15p' "$0"
         exit 0
         ;;
     *)
@@ -205,10 +206,24 @@ build_python_and_algorithms() {
             log "missing $ROOT/vantage6nb/algorithms/$name.py: cannot build v6nb/$name"
             exit 1
         fi
-        local ctx
+        # The roles of its functions (@federated, @entry_point), read by the node from this label.
+        # The host Python describes the checked-out source, the same the image's wheel holds.
+        local ctx functions
+        functions=$(cd "$ROOT" && PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+            python3 -m vantage6nb.algorithm --describe "$module") || {
+            log "cannot describe $module (python3 -m vantage6nb.algorithm --describe $module)"
+            exit 1
+        }
+        case "$functions" in *"'"*)  # JSON of identifiers and role names never has one
+            log "describe of $module printed a single quote: $functions"
+            exit 1
+            ;;
+        esac
         ctx=$(mktemp -d)
-        printf 'FROM %s\nENV PKG_NAME=%s\nLABEL org.vantage6nb.algorithm=%s\n' "$PY_IMAGE" "$module" "$name" \
-            >"$ctx/Dockerfile"
+        {
+            printf 'FROM %s\nENV PKG_NAME=%s\nLABEL org.vantage6nb.algorithm=%s\n' "$PY_IMAGE" "$module" "$name"
+            printf "LABEL org.vantage6nb.functions='%s'\n" "$functions"  # single quotes: taken literally
+        } >"$ctx/Dockerfile"
         docker build --quiet --force-rm --network none -t "v6nb/$name:$VERSION" "$ctx" \
             >"$CACHE/docker-build.log" 2>&1 || {
             log "docker build of v6nb/$name failed; see $CACHE/docker-build.log"

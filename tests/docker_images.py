@@ -1,4 +1,4 @@
-"""The test algorithm images (probe and isolation), built offline on the project's parent image."""
+"""The test algorithm images (probe, isolation, roles), built offline on the project's parent image."""
 
 from __future__ import annotations
 
@@ -12,6 +12,30 @@ PARENT_IMAGE = "v6nb/python:latest"
 SIDECAR_IMAGE = "v6nb/base:latest"
 PROBE_IMAGE = "v6nb-test/probe:latest"
 ISOLATION_IMAGE = "v6nb-test/isolation:latest"
+ROLES_IMAGE = "v6nb-test/roles:latest"
+#: What ROLES_IMAGE's label says (module ``roles_algo``; ``plain`` has no role).
+ROLES_TABLE = {"central": "entry_point", "part": "federated"}
+
+_ROLES_MODULE = """\
+from vantage6nb.algorithm import algorithm_client, entry_point, federated
+
+
+@federated
+def part(x=1):
+    return {"x": x}
+
+
+@entry_point
+@algorithm_client
+def central(client, x=1):
+    orgs = [o["id"] for o in client.organization.list()]
+    task = client.task.create({"method": "part", "kwargs": {"x": x}}, orgs)
+    return client.wait_for_results(task["id"], timeout=120)
+
+
+def plain():
+    return 0
+"""
 
 
 def build_test_images(docker_client, folder: Path) -> dict[str, str]:
@@ -47,3 +71,22 @@ def build_test_images(docker_client, folder: Path) -> dict[str, str]:
     )
     docker_client.images.build(path=str(iso), tag=ISOLATION_IMAGE, network_mode="none", rm=True)
     return {"probe": PROBE_IMAGE, "isolation": ISOLATION_IMAGE}
+
+
+def build_roles_image(folder: Path) -> str:
+    """Build ROLES_IMAGE with ``v6nb algorithm build`` on the probe image (current kit source).
+
+    Its module has a ``@federated`` part, an ``@entry_point`` central function and a plain
+    function, so the image carries the label ``org.vantage6nb.functions`` (:data:`ROLES_TABLE`).
+    Needs :func:`build_test_images` first.
+    """
+    from vantage6nb.algorithm.build import build_image
+
+    pkg = folder / "roles-algo"
+    (pkg / "roles_algo").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "roles-algo"\nversion = "0.1"\n'
+    )
+    (pkg / "roles_algo" / "__init__.py").write_text(_ROLES_MODULE)
+    return build_image(pkg, tag=ROLES_IMAGE, base=PROBE_IMAGE).tag

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .algorithm.results import is_suppressed, is_typed_value, unwrap
 from .algorithms.crosstab import crosstab_frame
 from .algorithms.summary import SUMMARY_COLUMNS, summary_frame
 from .client._frames import with_provenance
-from .common.errors import TaskError
+from .common.errors import DisclosureRefused, TaskError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client, Task
 
-__all__ = ["SUMMARY_COLUMNS", "crosstab", "summary"]
+__all__ = ["SUMMARY_COLUMNS", "DisclosureWarning", "crosstab", "summary"]
+
+
+class DisclosureWarning(UserWarning):
+    """Part of a result was withheld by a node's disclosure policy; the table shows it as missing
+    (NaN or ``<NA>``) and ``df.attrs["suppressed"]`` says where.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", DisclosureWarning)  # a notebook that knows
+    """
+
 
 SUMMARY_IMAGE = "v6nb/summary"
 CROSSTAB_IMAGE = "v6nb/crosstab"
@@ -54,7 +69,19 @@ def summary(
     -------
     pandas.DataFrame
         Indexed by column name, with columns count, missing, mean, std (ddof=1), min, max;
-        ``df.attrs`` holds task_id, image, organizations and created.
+        ``df.attrs`` holds task_id, image, organizations and created. A column a node's
+        disclosure policy withheld is a row of NaN, named in ``df.attrs["suppressed"]``; min
+        and max are NaN where the nodes withhold extremes.
+
+    Warns
+    -----
+    DisclosureWarning
+        When a node withheld part of the result, naming the organizations and rules.
+
+    Raises
+    ------
+    DisclosureRefused
+        When a node refused its part, or every column was withheld.
 
     Examples
     --------
@@ -77,7 +104,15 @@ def summary(
         timeout=timeout,
         name="summary",
     )
-    df = summary_frame(_central_result(task, "columns"))
+    result = _central_result(task, "columns")
+    df = summary_frame(result)
+    withheld = [
+        (f"column '{name}'", v) for name, v in result["columns"].items() if is_suppressed(v)
+    ]
+    everything = bool(result["columns"]) and len(withheld) == len(result["columns"])
+    if is_suppressed(result.get("rows")):
+        withheld.append(("the number of rows", result["rows"]))
+    _disclose(client, task, withheld, everything=everything)
     return _provenance(df, task, names)
 
 
@@ -106,7 +141,20 @@ def crosstab(
     -------
     pandas.DataFrame
         Index: the ``row`` values (named ``row``), columns: the ``col`` values (named ``col``),
-        integer counts (0 for pairs never seen); ``df.attrs`` holds the provenance.
+        integer counts (0 for pairs never seen); ``df.attrs`` holds the provenance. A cell a
+        node withheld is ``<NA>`` (the counts are then ``Int64``), listed in
+        ``df.attrs["suppressed"]``.
+
+    Warns
+    -----
+    DisclosureWarning
+        When a node withheld cells, naming the organizations and rules.
+
+    Raises
+    ------
+    DisclosureRefused
+        When a node refused its part (a small cell where the policy refuses them, too many
+        levels), or every cell was withheld.
 
     Examples
     --------
@@ -128,7 +176,19 @@ def crosstab(
         timeout=timeout,
         name=f"crosstab {row} x {col}",
     )
-    df = crosstab_frame(_central_result(task, "table"), {"row": row, "col": col})
+    result = _central_result(task, "table")
+    df = crosstab_frame(result, {"row": row, "col": col})
+    table = result["table"]
+    withheld = [
+        (f"cells of {row} x {col}", v) for v in result.get("suppressed") or [] if is_suppressed(v)
+    ]
+    if is_suppressed(table):
+        withheld.append((f"the table {row} x {col}", table))
+    cells = table.get("cells") or [] if is_typed_value(table, "count_table") else []
+    everything = is_suppressed(table) or (bool(cells) and all(c[-1] is None for c in cells))
+    if is_suppressed(result.get("rows")):
+        withheld.append(("the number of rows", result["rows"]))
+    _disclose(client, task, withheld, everything=everything)
     return _provenance(df, task, names)
 
 
@@ -165,13 +225,54 @@ def _run_central(
 
 
 def _central_result(task: Task, key: str) -> dict[str, Any]:
-    result = task.result()
+    result = unwrap(task.result())
     if not isinstance(result, dict) or key not in result:
         raise TaskError(
             f"Task {task.id} ({task.image}) returned an unexpected result "
             f"(no '{key}'): {str(result)[:200]}. Is the image a different version of the algorithm?"
         )
     return result
+
+
+def _disclose(
+    client: Client,
+    task: Task,
+    withheld: list[tuple[str, Mapping[str, Any]]],
+    *,
+    everything: bool,
+) -> None:
+    """Warn about what the nodes withheld, by organization name and rule; refuse when it is all."""
+    if not withheld:
+        return
+    ids = list(dict.fromkeys(int(o) for _, v in withheld for o in v.get("organizations") or []))
+    known = client.organization_names(ids) if ids else {}
+    orgs = [known.get(i, f"organization {i}") for i in ids]
+    who = " and ".join(orgs) if orgs else "a node"
+    parts = []
+    for what, value in withheld:
+        threshold = value.get("threshold")
+        limit = "" if threshold is None else f", threshold {threshold}"
+        at = [known.get(int(o), f"organization {o}") for o in value.get("organizations") or []]
+        parts.append(
+            f"{what} (rule {value.get('rule')}{limit}" + (f", at {', '.join(at)})" if at else ")")
+        )
+    if everything:
+        first = withheld[0][1]
+        raise DisclosureRefused(
+            f"Task {task.id} ({task.image}): the disclosure policy of {who} withheld the whole "
+            f"result: {'; '.join(parts)}. Ask for coarser groups or more records, or ask the "
+            "data owner about its disclosure policy.",
+            organization=orgs[0] if orgs else None,
+            rule=str(first.get("rule") or ""),
+            threshold=first.get("threshold"),
+            what="; ".join(parts),
+        )
+    warnings.warn(
+        f"Task {task.id} ({task.image}): the disclosure policy of {who} withheld part of the "
+        f"result: {'; '.join(parts)}. It shows as missing; df.attrs['suppressed'] says where.",
+        DisclosureWarning,
+        stacklevel=3,
+    )
 
 
 def _provenance(df: pd.DataFrame, task: Task, organizations: list[str]) -> pd.DataFrame:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +20,11 @@ __all__ = [
     "Runtime",
     "RuntimeRefusal",
     "crashed_outcome",
+    "functions_table",
     "timed_out_outcome",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,36 @@ def timed_out_outcome(limits: Limits, log: str, exit_code: int | None) -> RunOut
     return RunOutcome(RunStatus.FAILED, reason, log, exit_code)
 
 
+def functions_table(raw: str | bytes | None, *, source: str) -> dict[str, str] | None:
+    """The ``{name: role}`` table from ``{"functions": {...}}`` JSON (describe's output, an image label).
+
+    None when ``raw`` is empty; also when it is not such JSON, with a warning naming ``source``.
+
+    Examples
+    --------
+    >>> functions_table('{"functions": {"part": "federated"}}', source="v6nb/summary")
+    {'part': 'federated'}
+    >>> functions_table(None, source="v6nb/summary") is None
+    True
+    """
+    if raw is None or not raw.strip():
+        return None
+    try:
+        table = json.loads(raw).get("functions")
+    except (ValueError, AttributeError, TypeError):  # not JSON, or JSON but not an object
+        table = None
+    if not isinstance(table, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in table.items()
+    ):
+        log.warning(
+            '%s: its function roles are not {"functions": {name: role}} JSON; treating it as '
+            "declaring none (rebuild it with `v6nb algorithm build`)",
+            source,
+        )
+        return None
+    return dict(table)
+
+
 class RuntimeRefusal(Exception):
     """Raised by :meth:`Runtime.prepare` when a run cannot start; carries the final status and why."""
 
@@ -153,6 +188,13 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def kill(self, run_id: int) -> bool:
         """Stop a running run; its :meth:`run` then returns KILLED. False if it was not running."""
+
+    def functions(self, image: str, digest: str | None = None) -> dict[str, str] | None:
+        """The roles ``image`` declares, ``{method: "federated" | "entry_point"}``; None: none declared.
+
+        Methods without a role are not listed. Cached: cheap from the second call on.
+        """
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources at node shutdown."""

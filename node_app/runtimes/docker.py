@@ -25,7 +25,7 @@ from .base import (
     crashed_outcome,
     timed_out_outcome,
 )
-from .docker_images import explain, find_image
+from .docker_images import explain, find_image, image_functions, lookup_image
 from .docker_mounts import ContainerFiles, RunVolume, container_files
 from .docker_sidecar import RELAY_PORT, RELAY_UID, Sidecar, remove, remove_started, start_sidecar
 from .logs import Captured, drain, log_tail
@@ -136,6 +136,8 @@ class DockerRuntime(Runtime):
         self.sidecar_image = sidecar_image
         self.registry = registry
         self._images: dict[int, str] = {}  # run id -> verified image id, from prepare()
+        self._roles: dict[str, dict[str, str] | None] = {}  # image id -> its function roles
+        self._resolved: dict[tuple[str, str | None], str] = {}  # (name, pin) -> image id, latest
         self._containers: dict[int, Any] = {}
         self._killed: set[int] = set()
         self._starting: set[int] = set()  # run ids inside run(), from the first step to the end
@@ -189,9 +191,43 @@ class DockerRuntime(Runtime):
         image = find_image(self.client, spec, self.registry)
         with self._lock:
             self._images[spec.run_id] = image.id
+        self._remember_roles(spec.image, spec.digest, image)  # what functions() says, for free
         if self.warm and spec.proxy_socket is not None:
             # starts while the node fetches the token and reports
             self._prestart(spec.proxy_socket, spec.limits)
+
+    def functions(self, image: str, digest: str | None = None) -> dict[str, str] | None:
+        """The roles in the image's ``org.vantage6nb.functions`` label; None without (a valid) one.
+
+        Cached by image id: after :meth:`prepare` of a run of ``image`` (which resolves the name
+        afresh) this makes no engine call, and describes exactly the image that run uses.
+        """
+        import docker.errors
+
+        with self._lock:
+            image_id = self._resolved.get((image, digest))
+            if image_id is not None and image_id in self._roles:
+                return self._roles[image_id]
+        try:
+            found = lookup_image(self.client, image, digest, self.registry)
+        except RuntimeRefusal as refusal:  # prepare() refuses the run for the same reason
+            log.warning("%s: cannot read its function roles: %s", image, refusal.reason)
+            return None
+        except (docker.errors.DockerException, OSError) as exc:
+            log.warning("%s: cannot read its function roles: %s", image, explain(exc))
+            return None
+        return self._remember_roles(image, digest, found)
+
+    def _remember_roles(self, name: str, digest: str | None, image: Any) -> dict[str, str] | None:
+        with self._lock:
+            known = image.id in self._roles
+            roles = self._roles.get(image.id)
+        if not known:
+            roles = image_functions(image)  # parsed (and warned about) once per image
+        with self._lock:
+            self._roles.setdefault(image.id, roles)
+            self._resolved[(name, digest)] = image.id
+            return self._roles[image.id]
 
     # -- running -----------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Which image a Docker run uses: local or pulled from a registry, and checked against its pinned digest."""
+"""Which image a Docker run uses: local or pulled, checked against its pinned digest; its labels."""
 
 from __future__ import annotations
 
@@ -9,9 +9,20 @@ from typing import Any
 from vantage6nb.common.schemas import RunStatus
 
 from ..policy import ImageRef, parse_image
-from .base import RunSpec, RuntimeRefusal
+from .base import RunSpec, RuntimeRefusal, functions_table
 
-__all__ = ["explain", "find_image", "image_digests"]
+__all__ = [
+    "FUNCTIONS_LABEL",
+    "explain",
+    "find_image",
+    "image_digests",
+    "image_functions",
+    "lookup_image",
+]
+
+# The label `v6nb algorithm build` and scripts/build-images.sh write (the kit's
+# vantage6nb.algorithm._roles.FUNCTIONS_LABEL; a test holds the two together).
+FUNCTIONS_LABEL = "org.vantage6nb.functions"
 
 
 def find_image(client: Any, spec: RunSpec, registry: str | None) -> Any:
@@ -20,27 +31,32 @@ def find_image(client: Any, spec: RunSpec, registry: str | None) -> Any:
     ``registry`` is used for names that name none. Raises :class:`RuntimeRefusal` (NOT_ALLOWED on a
     digest mismatch, FAILED when the image cannot be had).
     """
+    return lookup_image(client, spec.image, spec.digest, registry)
+
+
+def lookup_image(client: Any, name: str, digest: str | None, registry: str | None) -> Any:
+    """:func:`find_image` for an image name and its pinned digest (None: not pinned)."""
     import docker.errors
 
-    ref = parse_image(spec.image)
-    pinned = spec.digest or ref.digest
-    if spec.digest and ref.digest and spec.digest != ref.digest:
+    ref = parse_image(name)
+    pinned = digest or ref.digest
+    if digest and ref.digest and digest != ref.digest:
         raise RuntimeRefusal(
             RunStatus.NOT_ALLOWED,
-            f"digest mismatch: expected {spec.digest}, got {ref.digest} (in the image name)",
+            f"digest mismatch: expected {digest}, got {ref.digest} (in the image name)",
         )
     if not ref.registry and registry:
         ref = dataclasses.replace(ref, registry=registry)
     if ref.registry:
         image = _pull(client, ref, pinned)
     else:
-        local = spec.image.split("@", 1)[0]
+        local = name.split("@", 1)[0]
         try:
             image = client.images.get(local if ref.tag else f"{local}:latest")
         except docker.errors.ImageNotFound as exc:
             raise RuntimeRefusal(
                 RunStatus.FAILED,
-                f"image '{spec.image}' is not on this node's Docker engine: build it with "
+                f"image '{name}' is not on this node's Docker engine: build it with "
                 "`v6nb algorithm build`, or name it with its registry (e.g. 127.0.0.1:5000/...) "
                 "so the node pulls it",
             ) from exc
@@ -92,6 +108,13 @@ def image_digests(image: Any, repository: str | None = None) -> list[str]:
             digests.append(digest)
     digests.append(image.id)
     return list(dict.fromkeys(digests))
+
+
+def image_functions(image: Any) -> dict[str, str] | None:
+    """The roles an image declares in its ``org.vantage6nb.functions`` label; None without one."""
+    labels = (image.attrs.get("Config") or {}).get("Labels") or {}
+    shown = ", ".join(getattr(image, "tags", None) or []) or image.id
+    return functions_table(labels.get(FUNCTIONS_LABEL), source=f"image {shown}")
 
 
 def explain(exc: BaseException) -> str:

@@ -21,7 +21,15 @@ from vantage6nb.common.contract import build_environment
 from vantage6nb.common.schemas import RunStatus
 
 from ..policy import parse_image
-from .base import RunOutcome, RunSpec, Runtime, RuntimeRefusal, crashed_outcome, timed_out_outcome
+from .base import (
+    RunOutcome,
+    RunSpec,
+    Runtime,
+    RuntimeRefusal,
+    crashed_outcome,
+    functions_table,
+    timed_out_outcome,
+)
 from .logs import LOG_TAIL_BYTES, LOG_TAIL_LINES, log_tail
 from .output import MISSING_OUTPUT, copy_output
 
@@ -150,6 +158,8 @@ class ProcessRuntime(Runtime):
 
     name: ClassVar[str] = "process"
     isolated: ClassVar[bool] = False
+    #: How long ``--describe`` may take (importing the module) before :meth:`functions` gives up.
+    describe_timeout_s: float = 30.0
 
     def __init__(
         self, algorithms: Mapping[str, str], *, pythonpath: Sequence[str] | None = None
@@ -165,6 +175,8 @@ class ProcessRuntime(Runtime):
         self._killed: set[int] = set()
         self._starting: set[int] = set()  # run ids inside run(), from the first step to the end
         self._lock = threading.Lock()
+        self._functions: dict[str, dict[str, str] | None] = {}  # module -> its roles
+        self._functions_lock = threading.Lock()  # held while describing: one child per module
 
     def module_for(self, image: str) -> str | None:
         """The module that implements ``image``, or None."""
@@ -178,6 +190,55 @@ class ProcessRuntime(Runtime):
                 f"image '{spec.image}' has no module for the process runtime (known: {known}); "
                 "add it to `process_algorithms` in node.yaml, or run the node with `runtime: docker`",
             )
+
+    def functions(self, image: str, digest: str | None = None) -> dict[str, str] | None:
+        """The roles of ``image``'s module, from ``python -m vantage6nb.algorithm --describe``.
+
+        One child process per module for the node's life (a failure too is remembered: the
+        module is the same until the node restarts); None, with a warning, when it fails.
+        """
+        module = self.module_for(image)
+        if module is None:
+            return None
+        with self._functions_lock:
+            if module not in self._functions:
+                self._functions[module] = self._describe(module)
+            return self._functions[module]
+
+    def _describe(self, module: str) -> dict[str, str] | None:
+        env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+        env["PYTHONPATH"] = os.pathsep.join(self.pythonpath)
+        cmd = [sys.executable, "-m", "vantage6nb.algorithm", "--describe", module]
+        prefix = _pdeathsig_prefix()
+        try:
+            out = subprocess.run(
+                [*prefix, *cmd] if prefix else cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=self.describe_timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "%s: describing its function roles took over %s s; treating it as declaring none",
+                module,
+                self.describe_timeout_s,
+            )
+            return None
+        except OSError as exc:
+            log.warning("%s: could not describe its function roles: %s", module, exc)
+            return None
+        if out.returncode != 0:
+            why = log_tail(out.stderr).strip().splitlines()
+            log.warning(
+                "%s: describing its function roles failed (exit code %s): %s",
+                module,
+                out.returncode,
+                why[-1] if why else "no message",
+            )
+            return None
+        return functions_table(out.stdout, source=f"module {module}")
 
     def _base_env(self, spec: RunSpec) -> dict[str, str]:
         env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}

@@ -8,12 +8,14 @@ import pytest
 from node_app.proxy import AlgorithmProxy, RunContext
 from node_app.server_client import ServerClient
 from tests.support import free_port
-from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data
+from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data, typed
+from vantage6nb.algorithm.results import count
 from vantage6nb.algorithm.testing import LocalNetwork
 from vantage6nb.common import contract
 from vantage6nb.common.errors import (
     AuthenticationError,
     ConfigurationError,
+    DisclosureRefused,
     NotFound,
     ServerUnavailable,
     TaskFailed,
@@ -103,6 +105,13 @@ def _rows(df):
     return len(df)
 
 
+@data(1)
+def _typed_rows(df):
+    if "boom" in df.columns:
+        raise RuntimeError("partial exploded")
+    return typed({"rows": count(len(df))})
+
+
 @algorithm_client
 def _central(client, organizations=None):
     orgs = organizations or [o["id"] for o in client.organization.list()]
@@ -113,22 +122,64 @@ def _central(client, organizations=None):
 class _Module:
     __name__ = "local_test_algorithm"
     rows = staticmethod(_rows)
+    typed_rows = staticmethod(_typed_rows)
     central = staticmethod(_central)
 
 
 def test_wait_for_results_returns_one_result_per_organization_in_id_order():
     net = LocalNetwork(
-        _Module, [pd.DataFrame({"a": [1]}), pd.DataFrame({"a": [1, 2, 3]})], organization_ids=[7, 3]
+        _Module,
+        [pd.DataFrame({"a": [1]}), pd.DataFrame({"a": [1, 2, 3]})],
+        organization_ids=[7, 3],
+        policy=False,  # plain JSON results, released unchecked
     )
     assert net.run("central") == [3, 1]
     assert net.run("central", kwargs={"organizations": [7]}) == [1]
 
 
 def test_failed_subtask_raises_task_failed_naming_the_organization():
-    net = LocalNetwork(_Module, [pd.DataFrame({"a": [1]}), pd.DataFrame({"boom": [1]})])
+    net = LocalNetwork(
+        _Module, [pd.DataFrame({"a": [1]}), pd.DataFrame({"boom": [1]})], policy=False
+    )
     with pytest.raises(
         TaskFailed, match=r"1 of 2.*organization 1: crashed \(RuntimeError: partial exploded\)"
     ):
         net.run("central")
     with pytest.raises(NotFound, match="not in this local network"):
         net.run("central", organization=5)
+
+
+def _subtask(net, method, organizations):
+    client = net.client()
+    task = client.task.create({"method": method}, organizations=organizations)
+    return client, task["id"]
+
+
+def test_a_refused_subtask_raises_disclosure_refused_naming_the_organization_and_rule():
+    frames = [pd.DataFrame({"a": range(9)}), pd.DataFrame({"a": [1, 2]})]
+    net = LocalNetwork(_Module, frames, organization_ids=[7, 3])
+    client, task_id = _subtask(net, "typed_rows", [7, 3])
+    assert [r["status"] for r in net.tasks[task_id]["runs"]] == ["completed", "completed"]
+    rows = client.wait_for_result_rows(task_id)
+    assert [(r["organization_id"], r["result"]["value"]["rows"]) for r in rows] == [
+        (3, {"@type": "suppressed", "rule": "min_count", "threshold": 5}),
+        (7, {"@type": "count", "n": 9}),
+    ]
+    client, task_id = _subtask(net, "rows", [7, 3])  # plain JSON: both nodes refuse it
+    with pytest.raises(DisclosureRefused, match="organization.s. 3, 7") as caught:
+        client.wait_for_results(task_id)
+    assert (caught.value.organization, caught.value.rule, caught.value.threshold) == (
+        "3",
+        "untyped",
+        None,
+    )
+    assert isinstance(caught.value, TaskFailed)
+
+
+def test_a_refusal_next_to_a_crash_is_a_task_failure():
+    frames = [pd.DataFrame({"a": [1]}), pd.DataFrame({"boom": [1]})]
+    client, task_id = _subtask(LocalNetwork(_Module, frames), "rows", [0, 1])
+    with pytest.raises(TaskFailed, match="failed at 2 of 2") as caught:
+        client.wait_for_results(task_id)
+    assert not isinstance(caught.value, DisclosureRefused)
+    assert any("refused" in why for why in caught.value.errors.values())

@@ -34,13 +34,10 @@ def test_summary_equals_pandas_on_pooled_data(shared_demo_net, client) -> None:
         col = numeric[name]
         assert df.loc[name, "count"] == col.count()
         assert df.loc[name, "missing"] == col.isna().sum()
-        for stat, expected in [
-            ("mean", col.mean()),
-            ("std", col.std(ddof=1)),
-            ("min", col.min()),
-            ("max", col.max()),
-        ]:
+        for stat, expected in [("mean", col.mean()), ("std", col.std(ddof=1))]:
             assert df.loc[name, stat] == pytest.approx(expected, rel=1e-9), (name, stat)
+        # the demo's nodes keep the default policy: a minimum or maximum is one record's value
+        assert pd.isna(df.loc[name, "min"]) and pd.isna(df.loc[name, "max"])
     attrs = df.attrs
     assert attrs["image"] == "v6nb/summary" and isinstance(attrs["task_id"], int)
     assert sorted(attrs["organizations"]) == sorted(shared_demo_net.datasets)
@@ -68,10 +65,14 @@ def test_crosstab_equals_pandas_and_keeps_value_types(shared_demo_net, client) -
         table, expected, check_names=True, check_index_type=False, check_column_type=False
     )
     assert table.attrs["image"] == "v6nb/crosstab"
-    by_year = analysis.crosstab(client, "species", "year")
+    # (species x year has a cell below 5 records at the smallest station: refused there)
+    by_year = analysis.crosstab(client, "sex", "year")
     assert list(by_year.columns) == sorted(pooled["year"].unique().tolist())
     assert all(isinstance(c, int) for c in by_year.columns)
-    assert by_year.values.sum() == len(pooled.dropna(subset=["species", "year"]))
+    assert by_year.values.sum() == len(pooled.dropna(subset=["sex", "year"]))
+    assert by_year.equals(
+        pd.crosstab(pooled["sex"], pooled["year"]).rename_axis(index="sex", columns="year")
+    )
 
 
 def test_unknown_column_fails_with_the_reason(client) -> None:

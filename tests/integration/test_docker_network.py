@@ -65,6 +65,21 @@ def test_summary_and_crosstab_equal_pandas_on_pooled_data(docker_net, client):
     assert_federated_equals_pooled(client, pooled)
 
 
+def test_a_direct_call_of_a_federated_part_is_refused_by_the_image_label(client, org_ids):
+    from vantage6nb.errors import DisclosureRefused
+
+    task = client.task.create(
+        organizations=org_ids[:1],
+        image="v6nb/crosstab",
+        method="crosstab_partial",
+        kwargs={"row": "species", "col": "island"},
+        databases=["default"],
+    )
+    with pytest.raises(DisclosureRefused) as caught:
+        task.wait(timeout=120)
+    assert caught.value.rule == "direct_part" and "crosstab_partial" in str(caught.value)
+
+
 def test_algorithm_sees_a_non_root_user_and_only_loopback(client, org_ids):
     task = client.task.create(organizations=org_ids[:1], image=DIAG, method="runtime_info")
     (info,) = task.results(timeout=120)

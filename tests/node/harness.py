@@ -10,8 +10,9 @@ from typing import Any
 import requests
 
 from tests.support import NodeProcess, ServerProcess, wait_for
+from vantage6nb.common.schemas import FINAL_VALUES
 
-FINAL = {"completed", "failed", "crashed", "killed", "not allowed"}
+FINAL = set(FINAL_VALUES)
 ROOT_PASSWORD = "root-pass-123"
 RUNS_S = 120  # a hang guard, not a speed assertion
 

@@ -53,6 +53,7 @@ def node(tmp_path: Path):
                 "runtime": "process",
                 "process_algorithms": {"test/probe": "tests.node.algorithms.probe"},
                 "allowed_images": ["test/*"],
+                "disclosure": {"untyped_images": ["test/*"]},  # the probe returns plain JSON
                 "sync_interval_s": 30,
                 "databases": [{"label": "default", "uri": str(data), "type": "csv"}],
             },

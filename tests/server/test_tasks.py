@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.server.conftest import Network
 
 
@@ -146,6 +148,45 @@ def test_run_lifecycle_and_final_immutability(server_net: Network):
         c.get(f"/api/task/{task['id']}", headers=server_net.users["alice"]).json["status"]
         == "failed"
     )
+
+
+REFUSAL = (
+    "refused by this node's disclosure policy (rule min_count, threshold 5): "
+    "a cell of species x island is below this node's minimum of 5 records"
+)
+
+
+@pytest.mark.parametrize("before", [[], ["initializing", "active"]])
+def test_a_node_refuses_a_run_for_good(server_net: Network, before: list[str]):
+    c = server_net.client
+    task = server_net.task("alice", "ab", ["a", "b"])
+    node, alice = server_net.nodes["a@ab"]["headers"], server_net.users["alice"]
+    run = _run_of(task, server_net.orgs["a"])
+    for status in before:  # refused straight from pending (direct_part) or after running
+        assert (
+            c.patch(f"/api/run/{run['id']}", json={"status": status}, headers=node).status_code
+            == 200
+        )
+    body = {"status": "refused", "reason": REFUSAL, "finished_at": "2024-05-01T10:02:11+00:00"}
+    r = c.patch(f"/api/run/{run['id']}", json=body, headers=node)
+    assert r.status_code == 200, r.json
+    assert r.json["status"] == "refused" and r.json["reason"] == REFUSAL
+    assert r.json["finished_at"].startswith("2024-05-01T10:02:11")
+    # final: neither back to active nor on to completed, and nothing else changes
+    for later in ({"status": "active"}, {"status": "completed", "result": "R"}, {"log": "x"}):
+        assert c.patch(f"/api/run/{run['id']}", json=later, headers=node).status_code == 409
+    assert c.get(f"/api/run/{run['id']}", headers=alice).json["status"] == "refused"
+    listed = c.get("/api/run", query_string={"status": "refused"}, headers=alice).json["data"]
+    assert [x["id"] for x in listed] == [run["id"]]
+    # the task: a failed one once the other run ends, and no result for the refused run
+    b = _run_of(task, server_net.orgs["b"])
+    nb = server_net.nodes["b@ab"]["headers"]
+    c.patch(f"/api/run/{b['id']}", json={"status": "completed", "result": "R"}, headers=nb)
+    assert c.get(f"/api/task/{task['id']}", headers=alice).json["status"] == "failed"
+    failed = c.get("/api/task", query_string={"status": "failed"}, headers=alice).json["data"]
+    assert task["id"] in [t["id"] for t in failed]
+    results = c.get("/api/result", query_string={"task_id": task["id"]}, headers=alice).json
+    assert {x["run_id"]: x["result"] for x in results["data"]} == {run["id"]: None, b["id"]: "R"}
 
 
 def test_kill(server_net: Network):

@@ -90,9 +90,8 @@ def test_monitor_moves_on_pushed_run_status_events(demo_net, client):
     demo_net.stop_node(name)
     try:
         task = client.task.create(
-            image="v6nb/summary",
-            method="summary_partial",
-            kwargs={"columns": ["bill_length_mm"]},
+            image="v6nb/diagnostics",
+            method="shape",
             databases=["default"],
         )
         monitor = TaskMonitor(task)
@@ -124,9 +123,9 @@ def test_kill_button_kills_open_runs(demo_net, client):
         org = int(client.organizations().set_index("name").loc[name, "id"])
         task = client.task.create(
             organizations=[org],
-            image="v6nb/summary",
-            method="summary_partial",
-            databases=["default"],
+            image="v6nb/diagnostics",
+            method="sleep",
+            kwargs={"seconds": 60},
         )
         monitor = TaskMonitor(task)
         assert monitor.statuses == {name: "pending"}
@@ -140,16 +139,15 @@ def test_kill_button_kills_open_runs(demo_net, client):
 
 def test_failed_run_shows_reason_and_log_tail(client):
     task = client.task.create(
-        image="v6nb/crosstab",
-        method="crosstab_partial",
-        kwargs={"row": "no_such_column", "col": "island"},
-        databases=["default"],
+        image="v6nb/diagnostics",
+        method="crash",
+        kwargs={"message": "no_such_column is not in the data"},
     )
     monitor = TaskMonitor(task)
     wait_for_trait(monitor, "done", bool)
     assert monitor.status == "failed" and monitor.bar.bar_style == "danger"
     assert set(monitor.statuses.values()) <= {"failed", "crashed"}
-    assert "no_such_column" in monitor.table.value  # the log tail names the missing column
+    assert "no_such_column" in monitor.table.value  # the log tail holds the algorithm's error
     assert "log tail" in monitor.table.value
 
 

@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..common import contract
+from ..common.disclosure import parse_reason
 from ..common.errors import (
     ConfigurationError,
+    DisclosureRefused,
     ServerUnavailable,
     TaskFailed,
     TaskTimeout,
@@ -101,12 +103,27 @@ class AlgorithmClient:
     ) -> list[Any]:
         """Wait until every run of ``task_id`` has ended and return the results (one per run).
 
-        Raises :class:`TaskFailed` (with each failed run's reason) when a run did not complete,
+        Raises :class:`DisclosureRefused` when every run that did not complete was refused by its
+        node's disclosure policy (naming the first such organization's id, rule and threshold),
+        :class:`TaskFailed` (with each failed run's reason) when a run did not complete otherwise,
         and :class:`TaskTimeout` after ``timeout`` seconds.
 
         Examples
         --------
         >>> results = client.wait_for_results(task["id"], timeout=120)  # doctest: +SKIP
+        """
+        rows = self.wait_for_result_rows(task_id, timeout=timeout, interval=interval)
+        return [row.get("result") for row in rows]
+
+    def wait_for_result_rows(
+        self, task_id: int, *, timeout: float | None = None, interval: float = 0.05
+    ) -> list[dict[str, Any]]:
+        """As :meth:`wait_for_results`, but the rows ``{run_id, organization_id, status, result}``.
+
+        Examples
+        --------
+        >>> [r["organization_id"] for r in client.wait_for_result_rows(task["id"])]  # doctest: +SKIP
+        [1, 2]
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = interval
@@ -125,16 +142,39 @@ class AlgorithmClient:
             delay = min(delay * 1.5, 1.0)
         failed = [r for r in runs if str(r.get("status")) != RunStatus.COMPLETED.value]
         if failed:
-            # one entry per distinct reason, so the same failure at every organization reads once
-            by_reason: dict[str, list[str]] = {}
-            for r in failed:
-                why = str(r.get("status")) + (f" ({r['reason']})" if r.get("reason") else "")
-                by_reason.setdefault(why, []).append(str(r.get("organization_id")))
-            raise TaskFailed(
-                f"Subtask {task_id} failed at {len(failed)} of {len(runs)} organization(s)",
-                errors={"organization " + ", ".join(orgs): why for why, orgs in by_reason.items()},
-            )
-        return self.result.from_task(task_id)
+            _raise_failed(task_id, runs, failed)
+        return self.result.rows(task_id)
+
+
+def _raise_failed(task_id: int, runs: list[dict[str, Any]], failed: list[dict[str, Any]]) -> None:
+    # one entry per distinct reason, so the same failure at every organization reads once
+    by_reason: dict[str, list[str]] = {}
+    for r in failed:
+        why = str(r.get("status")) + (f" ({r['reason']})" if r.get("reason") else "")
+        by_reason.setdefault(why, []).append(str(r.get("organization_id")))
+    errors = {"organization " + ", ".join(orgs): why for why, orgs in by_reason.items()}
+    refused = sorted(
+        (r for r in failed if str(r.get("status")) == RunStatus.REFUSED.value),
+        key=lambda r: r.get("organization_id") or 0,
+    )
+    if not refused or len(refused) != len(failed):
+        raise TaskFailed(
+            f"Subtask {task_id} failed at {len(failed)} of {len(runs)} organization(s)",
+            errors=errors,
+        )
+    first = refused[0]
+    parsed = parse_reason(str(first.get("reason") or ""))
+    # a refusal passed on from further down names its own organization; else it is this run's
+    org = parsed.organization if parsed and parsed.organization else first.get("organization_id")
+    orgs = ", ".join(str(r.get("organization_id")) for r in refused)
+    raise DisclosureRefused(
+        f"Subtask {task_id} was refused by the disclosure policy of organization(s) {orgs}",
+        errors=errors,
+        organization=None if org is None else str(org),
+        rule=parsed.rule if parsed else "",
+        threshold=parsed.threshold if parsed else None,
+        what=parsed.what if parsed else "",
+    )
 
 
 class _Endpoint:

@@ -132,10 +132,12 @@ def _type_from_uri(uri: str) -> str:
 
 
 def min_cell_count() -> int:
-    """The node's small-cell threshold (``V6NB_MIN_CELL_COUNT``); 0 when the node sets none.
+    """The small-cell threshold in the run's environment (``V6NB_MIN_CELL_COUNT``); 0 when unset.
 
-    Shipped partials refuse to return any count greater than 0 and below this threshold, so an
-    aggregate cannot single out a few individuals.
+    Legacy, for vantage6-style algorithms that return plain JSON and check their own counts (an
+    operator can set the variable through the policy's ``disclosure.algorithm_env``). Algorithms
+    that return typed values (:mod:`vantage6nb.algorithm.results`) need no self-check: the node
+    checks every value against its disclosure policy before anything leaves it.
 
     Examples
     --------

@@ -12,8 +12,11 @@ from types import ModuleType
 from typing import Any
 
 from ..common import contract
+from ..common.disclosure import RESULT_MARKER
+from ..common.errors import DisclosureRefused
+from .results import TypedResult, refusal
 
-__all__ = ["dispatch", "result_to_json", "wrap_algorithm"]
+__all__ = ["dispatch", "refusal_result", "result_to_json", "wrap_algorithm"]
 
 
 def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | None = None) -> int:
@@ -21,6 +24,9 @@ def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | No
 
     ``module`` defaults to the ``PKG_NAME`` environment variable (the vantage6 image convention).
     Returns the process exit code: 0 on success, 1 when the algorithm raised (traceback on stderr).
+    A method that raises :class:`~vantage6nb.common.errors.DisclosureRefused` (an entry point whose
+    part a node refused) writes a typed ``refusal`` instead and returns 0: the node then ends the
+    run refused, with a reason it renders itself from the refusal's fields.
 
     Examples
     --------
@@ -42,7 +48,12 @@ def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | No
     try:
         with open(input_file, "rb") as fh:
             request = contract.parse_input(fh.read())
-        payload = result_to_json(dispatch(module, request))
+        try:
+            result = dispatch(module, request)
+        except DisclosureRefused as exc:
+            print(f"vantage6nb.algorithm: passing on a refusal: {exc.msg}", file=sys.stderr)
+            result = refusal_result(exc)
+        payload = result_to_json(result)
     except Exception:  # the algorithm's own failure: its traceback is the run's log
         traceback.print_exc()
         return 1
@@ -74,16 +85,50 @@ def dispatch(module: str | ModuleType, request: Mapping[str, Any]) -> Any:
 def result_to_json(result: Any) -> str:
     """Serialise an algorithm's result the way the node ships it (numpy and pandas values allowed).
 
+    A :class:`~vantage6nb.algorithm.results.TypedResult` is written with the marker key first,
+    which is how the node tells a typed output from plain JSON.
+
     Examples
     --------
     >>> result_to_json({"n": 3})
     '{"n": 3}'
+    >>> from vantage6nb.algorithm.results import count, typed
+    >>> result_to_json(typed({"rows": count(3)}))
+    '{"v6nb.result": 1, "value": {"rows": {"@type": "count", "n": 3}}}'
     """
+    if isinstance(result, TypedResult):
+        result = {RESULT_MARKER: 1, "value": result.value}
     return json.dumps(result, default=_json_default, allow_nan=True)
+
+
+def refusal_result(exc: DisclosureRefused) -> TypedResult:
+    """The typed ``refusal`` an entry point writes when a part of it was refused.
+
+    Examples
+    --------
+    >>> exc = DisclosureRefused("no", organization="2", rule="min_count", threshold=5)
+    >>> refusal_result(exc).value["organization_id"], refusal_result(exc).value["rule"]
+    (2, 'min_count')
+    """
+    org = exc.organization
+    org_id = int(org) if isinstance(org, int) or (isinstance(org, str) and org.isdigit()) else None
+    columns = exc.errors.get("columns") or []
+    if isinstance(columns, str):
+        columns = [columns]
+    return TypedResult(
+        refusal(
+            rule=exc.rule or "unknown",
+            threshold=exc.threshold,
+            organization_id=org_id,
+            columns=[c for c in columns if isinstance(c, str)],
+        )
+    )
 
 
 def _json_default(obj: Any) -> Any:
     # numpy scalars and arrays, pandas objects: convert without importing either
+    if isinstance(obj, TypedResult):
+        raise TypeError("typed(...) is the whole result of a method, not a value inside one")
     for attr in ("to_dict", "tolist", "item"):
         if hasattr(obj, attr):
             return getattr(obj, attr)()

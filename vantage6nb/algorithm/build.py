@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import tomllib
 
 from ..common.errors import V6Error, ValidationError
+from ._roles import FUNCTIONS_LABEL
 
 __all__ = ["DEFAULT_BASE", "BuildFailed", "BuiltImage", "build_image", "push_image"]
 
@@ -37,6 +39,8 @@ USER 10001:10001
 WORKDIR /tmp
 ENTRYPOINT ["python3", "-m", "vantage6nb.algorithm"]
 """
+# Second step: the roles ``--describe`` printed inside the image, as a label (no new layer).
+_LABEL_DOCKERFILE = "FROM {image}\nLABEL {label}={value}\n"
 
 
 class BuildFailed(V6Error):
@@ -116,7 +120,9 @@ def build_image(
     The package and its dependencies become wheels on the host first (``pip wheel``); the build
     installs them with ``--no-index``, so it needs no network. The image runs
     ``python3 -m vantage6nb.algorithm`` with ``PKG_NAME`` set to ``module`` (default: the
-    distribution name with ``-`` as ``_``), as user 10001.
+    distribution name with ``-`` as ``_``), as user 10001. The image carries the label
+    ``org.vantage6nb.functions``: the module's roles (``@federated``, ``@entry_point``), read by
+    running ``--describe`` in the built image.
 
     Examples
     --------
@@ -150,16 +156,68 @@ def build_image(
             _DOCKERFILE.format(base=base, dist=dist, module=module or default_module)
         )
         try:
+            # untagged: the tag goes on the next step's image, which adds the roles label
             image, _ = client.images.build(
-                path=str(ctx), tag=tag, network_mode="none", rm=True, forcerm=True
+                path=str(ctx), network_mode="none", rm=True, forcerm=True
             )
         except docker.errors.BuildError as exc:
             lines = [c.get("stream", "") or c.get("error", "") for c in exc.build_log]
             raise BuildFailed(f"docker build failed: {exc.msg}\n{''.join(lines)[-2000:]}") from exc
         except docker.errors.APIError as exc:
             raise BuildFailed(f"docker build failed: {exc.explanation or exc}") from exc
+        image = _label_functions(client, image.id, module or default_module, tag, ctx / "label")
     built = BuiltImage(tag=tag, image_id=image.id)
     return push_image(tag, client=client) if push else built
+
+
+def _dockerfile_string(value: str) -> str:
+    """``value`` as a double-quoted Dockerfile string (backslash, quote and ``$`` escaped)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def _label_functions(client: Any, image_id: str, module: str, tag: str, ctx: Path) -> Any:
+    """Tag ``image_id`` plus the label :data:`FUNCTIONS_LABEL` holding ``module``'s roles.
+
+    The roles are read inside the image (``--describe``, no network): there the module imports
+    with the Python and the dependencies the node will run it with, which the host may not have.
+    """
+    import docker.errors
+
+    try:
+        out = client.containers.run(
+            image_id,
+            ["--describe", module],
+            network_mode="none",
+            remove=True,
+            stdout=True,
+            stderr=False,
+        )
+        table = json.loads(out)["functions"]
+        if not isinstance(table, dict):
+            raise TypeError(f"'functions' is a {type(table).__name__}, not an object")
+    except docker.errors.ContainerError as exc:
+        why = (exc.stderr or b"").decode("utf-8", "replace").strip()[-2000:]
+        raise BuildFailed(
+            f"the image cannot import '{module}' (python3 -m vantage6nb.algorithm --describe "
+            f"{module} failed): {why or exc}; check --module and the package's dependencies"
+        ) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BuildFailed(f"--describe {module} printed no roles table: {exc}") from exc
+    except docker.errors.APIError as exc:
+        raise BuildFailed(
+            f"describing '{module}' in the image failed: {exc.explanation or exc}"
+        ) from exc
+    ctx.mkdir()
+    value = _dockerfile_string(json.dumps({"functions": table}, sort_keys=True))
+    (ctx / "Dockerfile").write_text(
+        _LABEL_DOCKERFILE.format(image=image_id, label=FUNCTIONS_LABEL, value=value)
+    )
+    try:
+        image, _ = client.images.build(path=str(ctx), tag=tag, network_mode="none", rm=True)
+    except (docker.errors.BuildError, docker.errors.APIError) as exc:
+        raise BuildFailed(f"docker build of the roles label failed: {exc}") from exc
+    return image
 
 
 def push_image(tag: str, *, client: Any = None) -> BuiltImage:

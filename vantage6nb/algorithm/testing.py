@@ -3,7 +3,8 @@
 Like vantage6's ``MockAlgorithmClient``: each organization gets its own datasets, a central method
 gets an :class:`~vantage6nb.algorithm.AlgorithmClient` whose subtasks run right away, in this
 process, against each organization's data. Inputs and results go through JSON as they would on
-a real network, so a result that cannot travel fails here too.
+a real network, so a result that cannot travel fails here too, and every output is checked against
+a disclosure policy as a node checks it, so a test sees what nodes would release.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from types import ModuleType
 from typing import Any
 
 from ..common import contract
-from ..common.errors import NotFound, ValidationError
+from ..common.disclosure import DisclosurePolicy, Refusal
+from ..common.errors import DisclosureRefused, NotFound, ValidationError
+from ..common.release import check_output, check_request
 from ._client import AlgorithmClient
 from ._context import DatabaseSource, LocalContext, _type_from_uri, local_context
-from ._wrap import dispatch, result_to_json
+from ._wrap import dispatch, refusal_result, result_to_json
+from .results import unwrap
 
 __all__ = ["LocalNetwork"]
 
@@ -39,15 +43,28 @@ class LocalNetwork:
     organization_ids, organization_names
         Defaults ``0, 1, ...`` and ``"org_0", "org_1", ...``.
     environ
-        Extra contract variables every run sees (e.g. ``{"V6NB_MIN_CELL_COUNT": "5"}``).
+        Extra contract variables every run sees (the policy's ``algorithm_env`` comes first).
+    policy
+        The disclosure policy every node applies (a :class:`DisclosurePolicy` or a mapping as in
+        node.yaml's ``disclosure``); default: the default policy. Each partial's output is
+        checked as a federated part, the top-level run's as an entry point; a refused run ends
+        ``refused``. ``False`` releases every output unchecked.
+    image
+        The image name the policy sees (``untyped_images``); default: the shipped image of the
+        module, else ``local/<module name>``.
 
     Examples
     --------
     >>> import pandas as pd
     >>> net = LocalNetwork("vantage6nb.algorithms.summary",
-    ...                    datasets=[pd.DataFrame({"x": [1, 2]}), pd.DataFrame({"x": [3.0]})])
+    ...                    datasets=[pd.DataFrame({"x": [1, 2, 3, 4, 5]}), pd.DataFrame({"x": [3.0] * 5})])
     >>> net.run("summary")["columns"]["x"]["mean"]
-    2.0
+    3.0
+    >>> net.run("summary")["columns"]["x"]["min"] is None  # the default policy withholds extremes
+    True
+    >>> LocalNetwork("vantage6nb.algorithms.summary", [pd.DataFrame({"x": [1, 2]})],
+    ...              policy=False).run("summary")["columns"]["x"]["min"]
+    1.0
     """
 
     def __init__(
@@ -59,6 +76,8 @@ class LocalNetwork:
         organization_names: Sequence[str] | None = None,
         environ: Mapping[str, str] | None = None,
         collaboration_id: int = 1,
+        policy: DisclosurePolicy | Mapping[str, Any] | bool | None = None,
+        image: str | None = None,
     ) -> None:
         if not datasets:
             raise ValueError("LocalNetwork needs at least one organization's dataset")
@@ -73,7 +92,17 @@ class LocalNetwork:
             for i, n in zip(ids, names, strict=True)
         ]
         self._sources = {i: _normalise(d) for i, d in zip(ids, datasets, strict=True)}
-        self.environ = dict(environ or {})
+        if policy is False:
+            self.policy: DisclosurePolicy | None = None
+        elif policy is None or policy is True:
+            self.policy = DisclosurePolicy()
+        elif isinstance(policy, DisclosurePolicy):
+            self.policy = policy
+        else:
+            self.policy = DisclosurePolicy.from_mapping(policy)
+        self.image = image or _image_of(module)
+        algorithm_env = dict(self.policy.algorithm_env) if self.policy else {}
+        self.environ = {**algorithm_env, **dict(environ or {})}
         self.tasks: dict[int, dict[str, Any]] = {}
         self._results: dict[int, Any] = {}
         self._task_ids = itertools.count(1)
@@ -98,7 +127,9 @@ class LocalNetwork:
     ) -> Any:
         """Run ``method`` at one organization (default the first), in-process, and return its result.
 
-        The algorithm's own exceptions propagate unchanged, with their traceback.
+        The result is what the node releases of the method's output (checked as an entry point),
+        without the typed-result marker. The algorithm's own exceptions propagate unchanged, with
+        their traceback; a refused output raises :class:`DisclosureRefused` naming the rule.
 
         Examples
         --------
@@ -106,9 +137,8 @@ class LocalNetwork:
         """
         org = self.organizations[0]["id"] if organization is None else organization
         self._check_org(org)
-        request = json.loads(
-            json.dumps(contract.make_input(method, list(args or []), dict(kwargs or {})))
-        )
+        asked = json.dumps(contract.make_input(method, list(args or []), dict(kwargs or {})))
+        request = json.loads(asked)
         sources = self._select(org, databases)
         task_id = next(self._task_ids)
         run = {
@@ -133,16 +163,67 @@ class LocalNetwork:
         ctx = LocalContext(sources, _LocalAlgorithmClient(self, org, task_id), self.environ)
         try:
             with local_context(ctx):
-                result = json.loads(result_to_json(dispatch(self.module, request)))
+                result, refused = self._produce(request, asked, entry_point=True)
         except BaseException as exc:
             run.update(
                 status="crashed", reason=f"{type(exc).__name__}: {exc}", log=traceback.format_exc()
             )
             self.tasks[task_id]["status"] = "failed"
             raise
+        if refused is not None:
+            run.update(status="refused", reason=refused.reason())
+            self.tasks[task_id]["status"] = "failed"
+            raise self._refused_error(org, refused, method)
         run["status"] = self.tasks[task_id]["status"] = "completed"
         self._results[run["id"]] = result
-        return result
+        return unwrap(result)
+
+    # --- what a node does around the algorithm ---
+    def _produce(
+        self, request: Mapping[str, Any], asked: str, *, entry_point: bool
+    ) -> tuple[Any, Refusal | None]:
+        """What a node releases of a run (parsed JSON), or why it refuses."""
+        if self.policy is not None:
+            refused = check_request(asked.encode(), self.policy)
+            if refused is not None:
+                return None, refused
+        return self._release(self._call(request), asked, entry_point=entry_point)
+
+    def _call(self, request: Mapping[str, Any]) -> str:
+        """The method's output as the wrapper writes it (a passed-on refusal included)."""
+        try:
+            return result_to_json(dispatch(self.module, request))
+        except DisclosureRefused as exc:
+            if self.policy is None:  # nothing checks a refusal value: keep the exception
+                raise
+            return result_to_json(refusal_result(exc))
+
+    def _release(self, output: str, asked: str, *, entry_point: bool) -> tuple[Any, Refusal | None]:
+        """What a node releases of ``output`` (parsed JSON), or the refusal."""
+        if self.policy is None:
+            return json.loads(output), None
+        release = check_output(
+            output.encode("utf-8"),
+            self.policy,
+            image=self.image,
+            entry_point=entry_point,
+            asked=asked.encode("utf-8"),
+        )
+        if release.refusal is not None or release.data is None:
+            return None, release.refusal or Refusal("malformed", None, "nothing was released")
+        return json.loads(release.data), None
+
+    def _refused_error(self, org: Any, refusal: Refusal, method: str) -> DisclosureRefused:
+        names: dict[Any, Any] = {o["id"]: o["name"] for o in self.organizations}
+        who = refusal.organization
+        name = names.get(int(who), who) if who and who.isdigit() else names.get(org, str(org))
+        return DisclosureRefused(
+            f"The output of '{method}' (at {names.get(org, org)}) was {refusal.reason()}",
+            organization=name,
+            rule=refusal.rule,
+            threshold=refusal.threshold,
+            what=refusal.what,
+        )
 
     # --- the in-memory proxy ---
     def _check_org(self, org: int) -> None:
@@ -201,21 +282,23 @@ class LocalNetwork:
         self, task: dict[str, Any], run: dict[str, Any], input_: Any, labels: Sequence[str] | None
     ) -> None:
         org = run["organization_id"]
+        asked = input_ if isinstance(input_, str) else json.dumps(input_)
         try:
-            request = contract.parse_input(
-                input_ if isinstance(input_, str) else json.dumps(input_)
-            )
+            request = contract.parse_input(asked)
             ctx = LocalContext(
                 self._select(org, labels),
                 _LocalAlgorithmClient(self, org, task["id"]),
                 self.environ,
             )
             with local_context(ctx):
-                result = json.loads(result_to_json(dispatch(self.module, request)))
+                result, refused = self._produce(request, asked, entry_point=False)
         except Exception as exc:  # a crashing partial is an outcome, as on a node
             run.update(
                 status="crashed", reason=f"{type(exc).__name__}: {exc}", log=traceback.format_exc()
             )
+            return
+        if refused is not None:
+            run.update(status="refused", reason=refused.reason())
             return
         self._results[run["id"]] = result
         run["status"] = "completed"
@@ -263,6 +346,14 @@ class _LocalAlgorithmClient(AlgorithmClient):
         if method == "GET" and path == "/run":
             return {"data": list(net._task(int(params["task_id"]))["runs"])}
         raise NotFound(f"The algorithm proxy has no {method} {path}.")
+
+
+def _image_of(module: str | ModuleType) -> str:
+    from ..algorithms import IMAGES  # the shipped images, by module
+
+    name = module if isinstance(module, str) else getattr(module, "__name__", "algorithm")
+    by_module = {m: image for image, m in IMAGES.items()}
+    return by_module.get(name, f"local/{name}")
 
 
 def _normalise(entry: Any) -> list[DatabaseSource]:

@@ -3,8 +3,8 @@
 - :mod:`~vantage6nb.algorithms.summary`: count, missing, mean, std, min, max of numeric columns;
 - :mod:`~vantage6nb.algorithms.crosstab`: the pooled contingency table of two categorical columns.
 
-Both honour a node's small-cell threshold ``V6NB_MIN_CELL_COUNT`` (see
-:func:`vantage6nb.algorithm.min_cell_count`).
+Both return typed results (:mod:`vantage6nb.algorithm.results`), which each node checks against
+its disclosure policy before release; the central parts pool only what the nodes released.
 """
 
 __all__ = ["IMAGES"]

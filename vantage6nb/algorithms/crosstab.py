@@ -1,8 +1,9 @@
 """Federated crosstab: the pooled contingency table of two categorical columns.
 
 Each node returns the non-zero cells of ``pandas.crosstab(df[row], df[col])`` (rows where either
-value is missing are dropped, as pandas does); the central part adds them up. A node with
-``V6NB_MIN_CELL_COUNT`` set refuses to release any cell above 0 and below that threshold.
+value is missing are dropped, as pandas does) as a typed ``count_table``; its node checks the table
+against its disclosure policy (small cells, too many levels) and refuses it or nulls small cells.
+The central part adds the released tables up; a pooled cell with a withheld part is null.
 
 Image ``v6nb/crosstab``. Run it with :func:`vantage6nb.analysis.crosstab`, or by hand with
 ``method="crosstab", kwargs={"row": "species", "col": "island"}``, and turn its result into a
@@ -12,37 +13,49 @@ table with :func:`crosstab_frame` (on the researcher's side).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data, min_cell_count
+from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data, entry_point, federated
+from vantage6nb.algorithm.results import (
+    count,
+    count_table,
+    is_suppressed,
+    is_typed_value,
+    suppressed,
+    typed,
+    unwrap,
+)
+from vantage6nb.common.disclosure import describe_suppressed
 from vantage6nb.common.errors import ValidationError
 
-from ._common import check_cell, only_result, run_partials
+from ._common import Part, only_result, pool_rows, run_partials
 
 __all__ = ["crosstab", "crosstab_frame", "crosstab_partial", "value_key"]
 
 
+@entry_point
 @algorithm_client
 def crosstab(
     client: AlgorithmClient, row: str, col: str, organizations: Sequence[int] | None = None
-) -> dict[str, Any]:
+) -> Any:
     """Pooled counts of (``row``, ``col``) value pairs over ``organizations`` (default: all).
 
-    Returns ``{"row": row, "col": col, "table": {row_value: {col_value: n}}, "row_values": [...],
-    "col_values": [...]}``. Table keys are strings (JSON object keys): strings as they are, other
-    values as their JSON text (``2007``, ``true``); ``row_values``/``col_values`` keep the original
-    values, sorted, so a client can rebuild typed labels with :func:`value_key`. Every row holds
-    every column value, with 0 for pairs never seen.
+    Returns a typed result ``{"row": row, "col": col, "table": count_table, "rows": count,
+    "suppressed": [...]}``. The table's cells are ``[row_value, col_value, n]`` for the pairs seen
+    somewhere, sorted, with the values as they are (a year stays ``2007``); ``n`` is null where a
+    node withheld its small cell of that pair. ``suppressed`` names, per rule, the organizations
+    that withheld cells. :func:`crosstab_frame` makes the table (0 for pairs seen nowhere).
 
     Examples
     --------
     >>> from vantage6nb.algorithm.testing import LocalNetwork
     >>> import pandas as pd
     >>> net = LocalNetwork("vantage6nb.algorithms.crosstab",
-    ...                    [pd.DataFrame({"a": ["x", "y"], "b": [1, 1]}), pd.DataFrame({"a": ["x"], "b": [2]})])
-    >>> net.run("crosstab", kwargs={"row": "a", "col": "b"})["table"]
-    {'x': {'1': 1, '2': 1}, 'y': {'1': 1, '2': 0}}
+    ...                    [pd.DataFrame({"a": ["x"] * 6 + ["y"] * 5, "b": [1] * 11}),
+    ...                     pd.DataFrame({"a": ["x"] * 20, "b": [2] * 20})])
+    >>> net.run("crosstab", kwargs={"row": "a", "col": "b"})["table"]["cells"]
+    [['x', 1, 6], ['x', 2, 20], ['y', 1, 5]]
     """
     _check_names(row, col)
     parts = run_partials(
@@ -51,28 +64,52 @@ def crosstab(
         {"row": row, "col": col},
         organizations,
         name="crosstab (partial)",
+        columns=[row, col],
     )
-    counts: dict[tuple[Any, Any], int] = {}
-    for part in parts:
-        for r, c, n in part["cells"]:
-            counts[(r, c)] = counts.get((r, c), 0) + int(n)
-    row_values = _sorted({r for r, _ in counts})
-    col_values = _sorted({c for _, c in counts})
-    table = {
-        value_key(r): {value_key(c): counts.get((r, c), 0) for c in col_values} for r in row_values
-    }
-    return {
-        "row": row,
-        "col": col,
-        "table": table,
-        "row_values": row_values,
-        "col_values": col_values,
-    }
+    hidden_tables = [(p.organization_id, _table(p)) for p in parts if is_suppressed(_table(p))]
+    out: dict[str, Any] = {"row": row, "col": col}
+    withheld: list[dict[str, Any]] = []
+    if hidden_tables:
+        out["table"] = suppressed(
+            str(hidden_tables[0][1].get("rule") or "unknown"),
+            hidden_tables[0][1].get("threshold"),
+            f"the table {row} x {col}",
+            organizations=[org for org, _ in hidden_tables],
+        )
+    else:
+        cells: dict[str, list[Any]] = {}  # JSON of the keys -> [row value, col value, n or None]
+        nulled: list[int] = []
+        for part in parts:
+            for r, c, n in _table(part)["cells"]:
+                # keyed by JSON text, so 1, "1" and True stay three categories
+                cell = cells.setdefault(json.dumps([r, c]), [r, c, 0])
+                if n is None:
+                    if part.organization_id not in nulled:
+                        nulled.append(part.organization_id)
+                    cell[2] = None
+                elif cell[2] is not None:
+                    cell[2] += int(n)
+        rows_order = {_identity(v): i for i, v in enumerate(_sorted(c[0] for c in cells.values()))}
+        cols_order = {_identity(v): i for i, v in enumerate(_sorted(c[1] for c in cells.values()))}
+        ordered = sorted(
+            cells.values(),
+            key=lambda c: (rows_order[_identity(c[0])], cols_order[_identity(c[1])]),
+        )
+        out["table"] = count_table([row, col], ordered)
+        if nulled:
+            withheld.append(
+                suppressed("min_count", None, f"cells of {row} x {col}", organizations=nulled)
+            )
+    out["rows"] = pool_rows(parts)
+    out["suppressed"] = withheld
+    return typed(out)
 
 
+@federated
 @data(1)
-def crosstab_partial(df: Any, row: str, col: str) -> dict[str, Any]:
-    """This node's non-zero cells ``[row_value, col_value, n]`` of ``pandas.crosstab``."""
+def crosstab_partial(df: Any, row: str, col: str) -> Any:
+    """This node's non-zero cells ``[row_value, col_value, n]`` of ``pandas.crosstab``, as a
+    ``count_table``, and its row ``count``."""
     import pandas as pd
 
     _check_names(row, col)
@@ -83,15 +120,14 @@ def crosstab_partial(df: Any, row: str, col: str) -> dict[str, Any]:
             f"it has {', '.join(map(str, df.columns))}.",
             errors={"columns": missing},
         )
-    threshold = min_cell_count()
     table = pd.crosstab(df[row], df[col])
-    cells = []
-    for r, counts in table.iterrows():
-        for c, n in counts.items():
-            if n:
-                check_cell(int(n), threshold, f"the cell ({r}, {c})")
-                cells.append([_plain(r), _plain(c), int(n)])
-    return {"cells": cells, "rows": int(len(df))}
+    cells = [
+        [_plain(r), _plain(c), int(n)]
+        for r, counts in table.iterrows()
+        for c, n in counts.items()
+        if n
+    ]
+    return typed({"table": count_table([row, col], cells), "rows": count(len(df))})
 
 
 def value_key(value: Any) -> str:
@@ -109,10 +145,13 @@ def crosstab_frame(results: Any, kwargs: dict[str, Any] | None = None) -> Any:
     """A crosstab result as the pooled contingency table, as ``pandas.crosstab`` gives it.
 
     Rows are labelled by the ``row`` values and columns by the ``col`` values, with their types
-    restored (a year stays ``2007``, not ``"2007"``) when the result carries them; counts are
-    int64. ``results`` is what :func:`crosstab` returned or a task's list of results; several
-    :func:`crosstab_partial` results give one row per part and cell instead. ``kwargs`` (the
-    task's arguments) names the axes when the result does not.
+    (a year stays ``2007``, not ``"2007"``); counts are int64, 0 for pairs seen nowhere. A cell a
+    node's disclosure policy withheld is ``<NA>`` (the frame is then nullable ``Int64``) and
+    ``df.attrs["suppressed"]`` lists those cells as ``(row value, col value)``. ``results`` is
+    what :func:`crosstab` returned (typed, with or without the result marker, or the plain shape
+    of earlier versions) or a task's list of results; several :func:`crosstab_partial` results
+    give one row per part and cell instead. ``kwargs`` (the task's arguments) names the axes
+    when the result does not.
 
     Examples
     --------
@@ -120,17 +159,53 @@ def crosstab_frame(results: Any, kwargs: dict[str, Any] | None = None) -> Any:
     ...                      "row_values": ["x"], "col_values": [1, 2]})
     >>> df.to_dict(), df.index.name, df.columns.name
     ({1: {'x': 2}, 2: {'x': 0}}, 'a', 'b')
+    >>> df = crosstab_frame({"table": {"@type": "count_table", "names": ["a", "b"],
+    ...                                "cells": [["x", 1, 7], ["y", 2, None]]}})
+    >>> df
+    b  1     2
+    a
+    x  7     0
+    y  0  <NA>
+    >>> df.attrs["suppressed"]
+    [('y', 2)]
     """
     import pandas as pd
 
     result = only_result(results)
     names = kwargs or {}
-    if isinstance(result, dict) and isinstance(result.get("table"), dict):
-        table: dict[str, dict[str, Any]] = result["table"]
-        row_keys = list(table)
-        col_keys = list(dict.fromkeys(c for counts in table.values() for c in counts))
+    if isinstance(result, dict) and is_typed_value(result.get("table"), "count_table"):
+        table = result["table"]
+        axes = list(table.get("names") or [])
+        row_name = result.get("row", axes[0] if axes else names.get("row"))
+        col_name = result.get("col", axes[1] if len(axes) > 1 else names.get("col"))
+        cells = {(_identity(r), _identity(c)): n for r, c, n in table["cells"]}
+        row_values = _sorted(r for r, _, _ in table["cells"])
+        col_values = _sorted(c for _, c, _ in table["cells"])
+        blank = [(r, c) for r, c, n in table["cells"] if n is None]
         df = pd.DataFrame(
-            [[int(table[r].get(c, 0)) for c in col_keys] for r in row_keys],
+            [[cells.get((_identity(r), _identity(c)), 0) for c in col_values] for r in row_values],
+            index=pd.Index(row_values, name=row_name),
+            columns=pd.Index(col_values, name=col_name),
+            dtype="Int64" if blank else "int64",
+        )
+        df.attrs["kind"] = "crosstab"
+        df.attrs["suppressed"] = blank
+        return df
+    if isinstance(result, dict) and is_suppressed(result.get("table")):
+        df = pd.DataFrame(
+            index=pd.Index([], name=result.get("row", names.get("row"))),
+            columns=pd.Index([], name=result.get("col", names.get("col"))),
+            dtype="Int64",
+        )
+        df.attrs["kind"] = "crosstab"
+        df.attrs["suppressed"] = [describe_suppressed(result["table"])]
+        return df
+    if isinstance(result, dict) and isinstance(result.get("table"), dict):
+        plain: dict[str, dict[str, Any]] = result["table"]
+        row_keys = list(plain)
+        col_keys = list(dict.fromkeys(c for counts in plain.values() for c in counts))
+        df = pd.DataFrame(
+            [[int(plain[r].get(c, 0)) for c in col_keys] for r in row_keys],
             index=pd.Index(
                 _labels(result.get("row_values"), row_keys),
                 name=result.get("row", names.get("row")),
@@ -143,12 +218,30 @@ def crosstab_frame(results: Any, kwargs: dict[str, Any] | None = None) -> Any:
         )
         df.attrs["kind"] = "crosstab"
         return df
-    records = [
-        {"part": i, "row": r, "col": c, "count": n}
-        for i, part in enumerate(results if isinstance(results, list) else [results])
-        for r, c, n in (part or {}).get("cells", [])
-    ]
+    records = []
+    for i, part in enumerate(results if isinstance(results, list) else [results]):
+        part = unwrap(part) or {}
+        table = part.get("table")
+        typed_cells = (
+            table["cells"]
+            if isinstance(table, dict) and is_typed_value(table, "count_table")
+            else None
+        )
+        cells = part.get("cells", []) if typed_cells is None else typed_cells
+        records += [{"part": i, "row": r, "col": c, "count": n} for r, c, n in cells]
     return pd.DataFrame(records)
+
+
+def _table(part: Part) -> Mapping[str, Any]:
+    value = part.value
+    table = value.get("table") if isinstance(value, dict) else None
+    if not (is_typed_value(table, "count_table") or is_suppressed(table)):
+        raise ValidationError(
+            f"Organization {part.organization_id} returned no count table: {str(value)[:200]}. "
+            "Is its image a different version of the algorithm?",
+            errors={"organization": part.organization_id},
+        )
+    return table  # type: ignore[return-value]
 
 
 def _labels(values: Any, keys: list[str]) -> list[Any]:
@@ -164,11 +257,17 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _sorted(values: set[Any]) -> list[Any]:
+def _identity(value: Any) -> str:
+    # a category value's identity is its JSON text, so 1, "1" and True stay three categories
+    return json.dumps(value)
+
+
+def _sorted(values: Iterable[Any]) -> list[Any]:
+    unique = list({_identity(v): v for v in values}.values())
     try:
-        return sorted(values)
+        return sorted(unique)
     except TypeError:  # mixed types: group by type, then by value
-        return sorted(values, key=lambda v: (type(v).__name__, str(v)))
+        return sorted(unique, key=lambda v: (type(v).__name__, str(v)))
 
 
 def _check_names(row: Any, col: Any) -> None:

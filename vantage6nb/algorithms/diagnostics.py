@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data
+from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data, entry_point
 
 from ._common import run_partials
 
@@ -58,6 +58,7 @@ def blob(megabytes: float = 1.0, *, tag: str = "", seconds: float = 0.0) -> dict
     return {"lines": n, "tag": tag, "data": [f"{i:08d}{pad}"[:1000] for i in range(n)]}
 
 
+@entry_point
 @algorithm_client
 def blob_central(
     client: AlgorithmClient, megabytes: float = 1.0, organizations: list[int] | None = None
@@ -65,10 +66,15 @@ def blob_central(
     """Central: run :func:`blob` at ``organizations`` through the proxy and check what came back.
 
     Returns the line count of each organization's result and whether every line is intact.
+    Plain JSON, like every method here: a node releases it only when its policy trusts the image
+    (``disclosure.untyped_images``).
     """
-    parts = run_partials(
-        client, "blob", {"megabytes": megabytes}, organizations, name="blob (partial)"
-    )
+    parts = [
+        p.value
+        for p in run_partials(
+            client, "blob", {"megabytes": megabytes}, organizations, name="blob (partial)"
+        )
+    ]
     return {
         "lines": [int(p["lines"]) for p in parts],
         "intact": [

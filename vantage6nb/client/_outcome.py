@@ -9,7 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..common.errors import TaskFailed
+from ..common.disclosure import Refusal, parse_reason, unwrap_result
+from ..common.errors import DisclosureRefused, TaskFailed
 from ..common.schemas import FAILED_VALUES, FINAL_VALUES, RunStatus
 from . import _frames
 from ._codec import Codec
@@ -40,9 +41,10 @@ def decode_results(session: Session, task: Mapping[str, Any]) -> dict[int, Any]:
             "receiver_org_id": task.get("init_org_id"),
         }
         if row.get("result") is None and row.get("result_ref"):
-            out[int(row["run_id"])] = _fetch_large(session, codec, org_id, row, binding)
+            value = _fetch_large(session, codec, org_id, row, binding)
         else:
-            out[int(row["run_id"])] = codec.decode_result(org_id, row.get("result"), binding)
+            value = codec.decode_result(org_id, row.get("result"), binding)
+        out[int(row["run_id"])] = unwrap_result(value)  # a typed result's checked values
     return out
 
 
@@ -113,7 +115,12 @@ def raise_if_failed(
     runs: Sequence[Mapping[str, Any]],
     names: Callable[[], Mapping[int, str]],
 ) -> None:
-    """Raise :class:`TaskFailed` naming each run that did not complete, with its log tail."""
+    """Raise :class:`TaskFailed` naming each run that did not complete, with its log tail.
+
+    When every such run was ``refused`` (a node's disclosure policy withheld its output) the error
+    is :class:`DisclosureRefused`, with the first refusal's organization (by name), rule, threshold
+    and what fell short, read from the run's reason.
+    """
     failed = [r for r in runs if str(r.get("status")) in FAILED_VALUES]
     if not failed:
         return
@@ -122,16 +129,102 @@ def raise_if_failed(
         for r in session.transport.paginate("/run", {"task_id": task_id, "include": "log"})
     }
     by_id = names()
-    lines = [f"Task {task_id} ({label}) did not complete everywhere:"]
+    parts: dict[int, Mapping[str, Any]] | None = None
+    entries: list[tuple[Mapping[str, Any], str, Refusal | None]] = []  # run, shown org, refusal
     for run in failed:
-        org_id = run.get("organization_id")
-        org = by_id.get(org_id, f"organization {org_id}")  # type: ignore[arg-type]
+        refusal = None
+        if str(run.get("status")) == RunStatus.REFUSED.value:
+            refusal = parse_reason(str(run.get("reason") or ""))
+            passed_on = refusal.organization if refusal is not None else None
+            if passed_on is not None and passed_on.isdigit():
+                # a central passing on a part's refusal: show the part's reason (its node's words)
+                parts = _refused_parts(session, task_id) if parts is None else parts
+                part = parts.get(int(passed_on))
+                if part is not None:
+                    run = {
+                        **run,
+                        "organization_id": part.get("organization_id"),
+                        "reason": part.get("reason"),
+                    }
+                    refusal = parse_reason(str(part.get("reason") or "")) or refusal
+                    refusal.organization = None
+        org = _refusing_org(by_id, run, refusal)
+        entries.append((run, org, refusal))
+    refusals = [
+        (org, refusal)
+        for run, org, refusal in entries
+        if str(run.get("status")) == RunStatus.REFUSED.value
+    ]
+    all_refused = len(refusals) == len(failed)
+    refusing = list(dict.fromkeys(org for org, _ in refusals))
+    orgs = " and ".join(refusing)
+    if all_refused:
+        lines = [f"Task {task_id} ({label}) was refused by the disclosure policy of {orgs}:"]
+    else:
+        lines = [f"Task {task_id} ({label}) did not complete everywhere:"]
+    for run, org, _ in entries:
         lines.append(f"  - {org}: {run.get('status')} — {run.get('reason') or 'no reason given'}")
         log_text = (logs.get(int(run["id"])) or {}).get("log") or ""
         tail = log_text.rstrip().splitlines()[-_LOG_TAIL_LINES:]
         lines += [f"      | {line}" for line in tail]
-    lines.append("See task.status() for every organization.")
-    raise TaskFailed("\n".join(lines), errors={"failed_runs": [int(r["id"]) for r in failed]})
+    errors = {"failed_runs": [int(r["id"]) for r in failed]}
+    if not all_refused:
+        lines.append("See task.status() for every organization.")
+        raise TaskFailed("\n".join(lines), errors=errors)
+    org, refusal = refusals[0]
+    hint = _HINTS.get(refusal.rule if refusal else "", "ask for less detail")
+    lines.append(
+        f"To get a result, {hint}; or ask the data owner{'s' if len(refusing) > 1 else ''} of "
+        f"{orgs} about the disclosure policy. "
+        "See task.status() for every organization."
+    )
+    raise DisclosureRefused(
+        "\n".join(lines),
+        errors=errors,
+        organization=org,
+        rule=refusal.rule if refusal else "",
+        threshold=refusal.threshold if refusal else None,
+        what=refusal.what if refusal else "",
+    )
+
+
+# what a researcher can change when a rule refused the output (other rules: "ask for less detail")
+_HINTS = {
+    "min_count": "ask for coarser groups (fewer or merged categories) or select more records, "
+    "so that every cell reaches the node's minimum",
+    "max_levels": "group a column with many distinct values into fewer levels (bin or merge them)",
+    "levels_density": "group a column with many distinct values into fewer levels "
+    "(bin or merge them)",
+    "untyped": "use an algorithm that returns typed values (vantage6nb.algorithm)",
+    "untyped_number": "use an algorithm that returns typed values (vantage6nb.algorithm)",
+    "direct_part": "run the algorithm's entry point, not its per-node (federated) part",
+    "denied_column": "leave out the column this node does not share",
+    "not_allowed_column": "leave out the column this node does not share",
+}
+
+
+def _refused_parts(session: Session, task_id: int) -> dict[int, Mapping[str, Any]]:
+    """The refused runs of the subtasks of ``task_id``, by organization id."""
+    transport = session.transport
+    out: dict[int, Mapping[str, Any]] = {}
+    for sub in transport.paginate("/task", {"parent_id": task_id}):
+        for run in transport.paginate("/run", {"task_id": int(sub["id"])}):
+            if str(run.get("status")) == RunStatus.REFUSED.value:
+                out.setdefault(int(run["organization_id"]), run)
+    return out
+
+
+def _refusing_org(by_id: Mapping[int, str], run: Mapping[str, Any], refusal: Refusal | None) -> str:
+    """The name of the organization that refused: the one a passed-on refusal names, else the run's."""
+    passed_on = refusal.organization if refusal else None
+    if passed_on is not None and passed_on.isdigit():
+        return _org_name(by_id, int(passed_on))
+    return passed_on or _org_name(by_id, run.get("organization_id"))
+
+
+def _org_name(by_id: Mapping[int, str], org_id: Any) -> str:
+    """An organization by name (``organization <id>`` when the name is not known)."""
+    return by_id.get(org_id, f"organization {org_id}")
 
 
 def _clock(value: Any) -> str | None:

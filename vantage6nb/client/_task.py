@@ -97,7 +97,7 @@ class Task:
 
     @property
     def done(self) -> bool:
-        """True when every run has a final status (completed, failed, crashed, killed, not allowed)."""
+        """True when every run has a final status (completed, or one of the ways a run fails)."""
         if not self._book.all_final():
             self.refresh()
         return self._book.all_final()
@@ -249,8 +249,10 @@ class Task:
         timeout : float, optional
             Seconds to wait; None waits for ever.
         raise_on_failure : bool
-            Raise :class:`~vantage6nb.errors.TaskFailed` when a run failed, crashed, was killed or
-            not allowed, with each organization's reason and log tail.
+            Raise :class:`~vantage6nb.errors.TaskFailed` when a run failed, crashed, was killed,
+            not allowed or refused, with each organization's reason and log tail;
+            :class:`~vantage6nb.errors.DisclosureRefused` (a TaskFailed) when every run that did
+            not complete was refused by its node's disclosure policy.
         progress : bool or callable, optional
             None: a one-line progress on a terminal, nothing in a notebook (the task displays itself
             there). True/False force the line on/off; a callable is called with the task on change.
@@ -259,6 +261,9 @@ class Task:
         ------
         TaskTimeout
             Naming each unfinished organization, its status and why (for example its node is offline).
+        DisclosureRefused
+            Naming the refusing organization, the rule and its threshold (``exc.organization``,
+            ``exc.rule``, ``exc.threshold``).
 
         Examples
         --------

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "API_PATH",
+    "CONTRACT_VARIABLES",
     "DATABASE_TYPES",
     "ENCODED_MARKER",
     "HOST",
@@ -40,6 +41,19 @@ HOST = "HOST"
 PORT = "PORT"
 API_PATH = "API_PATH"
 USER_REQUESTED_DATABASE_LABELS = "USER_REQUESTED_DATABASE_LABELS"
+#: The variables the node sets for every run (besides the per-database ones).
+CONTRACT_VARIABLES = frozenset(
+    {
+        INPUT_FILE,
+        OUTPUT_FILE,
+        TOKEN_FILE,
+        TEMPORARY_FOLDER,
+        HOST,
+        PORT,
+        API_PATH,
+        USER_REQUESTED_DATABASE_LABELS,
+    }
+)
 # Set (unencoded) when the values are encoded, so a reader can tell either way.
 ENCODED_MARKER = "V6NB_ENV_ENCODED"
 

@@ -14,6 +14,7 @@
     ├── ServerUnavailable (503, "unavailable")
     ├── TaskError (400, "task_error")
     │   ├── TaskFailed (400, "task_failed")
+    │   │   └── DisclosureRefused (403, "disclosure_refused")
     │   └── TaskTimeout (408, "task_timeout") also a builtin TimeoutError
     ├── ConfigurationError (400, "configuration_error")
     └── CryptoError (400, "crypto_error")
@@ -36,6 +37,7 @@ __all__ = [
     "Conflict",
     "CryptoError",
     "DecryptionError",
+    "DisclosureRefused",
     "KeyMismatch",
     "MissingKey",
     "NotFound",
@@ -68,10 +70,14 @@ class V6Error(Exception):
         return {"msg": self.msg, "errors": self.errors, "code": self.code}
 
     def __str__(self) -> str:
-        if not self.errors:
-            return self.msg
-        details = "; ".join(f"{k}: {v}" for k, v in self.errors.items())
-        return f"{self.msg} ({details})"
+        return _with_details(self.msg, self.errors)
+
+
+def _with_details(msg: str, errors: dict[str, Any]) -> str:
+    if not errors:
+        return msg
+    details = "; ".join(f"{k}: {v}" for k, v in errors.items())
+    return f"{msg} ({details})"
 
 
 class BadRequest(V6Error):
@@ -116,6 +122,53 @@ class TaskError(V6Error):
 
 class TaskFailed(TaskError):
     status, code = 400, "task_failed"
+
+
+class DisclosureRefused(TaskFailed):
+    """A node's disclosure policy withheld a run's output (the run ended ``refused``).
+
+    ``organization`` is the refusing organization's name, ``rule`` the policy rule (for example
+    ``min_count``), ``threshold`` its limit and ``what`` the node's sentence on what fell short.
+    They travel in ``errors`` too, so :func:`error_from_payload` rebuilds them.
+
+    Examples
+    --------
+    >>> exc = DisclosureRefused("refused by Leiden", organization="Leiden", rule="min_count",
+    ...                         threshold=5, what="a cell of species x island is below 5 records")
+    >>> back = error_from_payload(exc.status, exc.to_dict())
+    >>> type(back).__name__, back.organization, back.rule, back.threshold
+    ('DisclosureRefused', 'Leiden', 'min_count', 5)
+    """
+
+    status, code = 403, "disclosure_refused"
+
+    def __init__(
+        self,
+        msg: str = "",
+        *,
+        errors: dict[str, Any] | None = None,
+        organization: str | None = None,
+        rule: str = "",
+        threshold: float | int | None = None,
+        what: str = "",
+    ) -> None:
+        given = {"organization": organization, "rule": rule, "threshold": threshold, "what": what}
+        merged = dict(errors or {})
+        merged.update({k: v for k, v in given.items() if v not in (None, "")})
+        super().__init__(msg, errors=merged)
+        # from the arguments, else from ``errors`` (a payload read back by error_from_payload)
+        self.organization: str | None = merged.get("organization")
+        self.rule: str = str(merged.get("rule") or "")
+        self.threshold: float | int | None = merged.get("threshold")
+        self.what: str = str(merged.get("what") or "")
+
+    def __str__(self) -> str:
+        # the message already names the organization, rule and threshold: show the rest only
+        rest = {k: v for k, v in self.errors.items() if k not in _REFUSAL_FIELDS}
+        return _with_details(self.msg, rest)
+
+
+_REFUSAL_FIELDS = frozenset({"organization", "rule", "threshold", "what"})
 
 
 class TaskTimeout(TaskError, TimeoutError):

@@ -35,6 +35,8 @@ class RunStatus(str, Enum):
     CRASHED = "crashed"
     KILLED = "killed"
     NOT_ALLOWED = "not allowed"
+    #: the node's disclosure policy withheld the output (the reason names the rule)
+    REFUSED = "refused"
 
     def __str__(self) -> str:
         return self.value

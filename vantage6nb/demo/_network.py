@@ -362,7 +362,13 @@ def _populate(net: DemoNetwork, parts: list[Any], env: dict[str, str]) -> None:
                 "process_algorithms": {**IMAGES, **net.algorithms},
                 "allowed_images": ["v6nb/*", *net.algorithms],
                 "encryption": net.encrypted,
+                # the diagnostics image and the algorithms given to the demo return plain JSON;
+                # a real node trusts such images one by one (docs/privacy.md)
                 **net.node_settings,
+                "disclosure": {
+                    "untyped_images": ["v6nb/diagnostics", *net.algorithms],
+                    **net.node_settings.get("disclosure", {}),
+                },
                 **({"private_key": str(keys[name])} if net.encrypted else {}),
             },
         )

@@ -79,7 +79,7 @@ class TaskBuilder(widgets.VBox):
 
     task_id = traitlets.Int(0, help="Id of the last task started (0: none yet).")
     status = traitlets.Unicode(
-        "", help="Status of the last task: running, completed, failed, killed."
+        "", help="Status of the last task: running, completed, failed, refused, killed."
     )
 
     def __init__(

@@ -20,6 +20,11 @@ __all__ = ["TaskMonitor", "display_task"]
 log = logging.getLogger(__name__)
 # ended badly (a killed run was stopped on purpose: no log to show)
 _BAD = FAILED_VALUES - {RunStatus.KILLED.value}
+_COMPLETED, _KILLED, _REFUSED = (
+    RunStatus.COMPLETED.value,
+    RunStatus.KILLED.value,
+    RunStatus.REFUSED.value,
+)
 
 
 class TaskMonitor(widgets.VBox):
@@ -41,7 +46,9 @@ class TaskMonitor(widgets.VBox):
     """
 
     done = traitlets.Bool(False, help="Every run has reached a final status.")
-    status = traitlets.Unicode("pending", help="'running', 'completed', 'failed' or 'killed'.")
+    status = traitlets.Unicode(
+        "pending", help="'running', 'completed', 'failed', 'refused' or 'killed'."
+    )
     statuses = traitlets.Dict(help="organization name -> status of its run of this task.")
     subtask_statuses = traitlets.Dict(help="organization name -> status of its latest subtask run.")
 
@@ -140,9 +147,9 @@ class TaskMonitor(widgets.VBox):
         if self.progress.done:
             if self.progress.succeeded:
                 overall, style = "completed", "success"
-            elif any(r.status == "killed" for r in main) and not any(
-                r.status in _BAD for r in main
-            ):
+            elif {r.status for r in main} - {_COMPLETED} == {_REFUSED}:
+                overall, style = "refused", "warning"  # the runs worked; a policy withheld output
+            elif any(r.status == _KILLED for r in main) and not any(r.status in _BAD for r in main):
                 overall, style = "killed", "warning"
             else:
                 overall, style = "failed", "danger"

@@ -23,7 +23,9 @@ _COLOURS = {
     "crashed": "#c62828",
     "killed": "#ef6c00",
     "not allowed": "#6a1b9a",
+    "refused": "#ad1457",  # the node's disclosure policy withheld the output
 }
+_UNKNOWN_COLOUR = "#616161"  # a status this client does not know yet (a newer server)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -235,7 +237,7 @@ def render_runs_html(rows: list[RunRow], now: datetime | None = None) -> str:
     )
     body = []
     for r in rows:
-        colour = _COLOURS.get(r.status, "#616161")
+        colour = _COLOURS.get(r.status, _UNKNOWN_COLOUR)
         badge = (
             f"<span class='v6nb-status' data-status='{html.escape(r.status)}' style='background:{colour};"
             f"color:white;border-radius:4px;padding:1px 6px'>{html.escape(r.status)}</span>"

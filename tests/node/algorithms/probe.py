@@ -108,7 +108,14 @@ def central(organization_ids, vantage6_style=False, **kwargs):
         raise RuntimeError(f"subtask creation failed: {status} {task}")
     while True:
         status, info = _proxy("GET", f"/task/{task['id']}")
-        if info.get("status") in ("completed", "failed", "crashed", "killed", "not allowed"):
+        if info.get("status") in (
+            "completed",
+            "failed",
+            "crashed",
+            "killed",
+            "not allowed",
+            "refused",
+        ):
             break
         time.sleep(0.1)
     status, results = _proxy("GET", f"/result?task_id={task['id']}")
