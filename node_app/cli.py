@@ -98,18 +98,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> Any:
+    """The node configuration ``--config`` names; None (the error printed) when it is wrong."""
+    from .config import load_config
+
+    try:
+        return load_config(args.config)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def _print_policy(args: argparse.Namespace) -> int:
     """``v6nb node policy``: the effective disclosure policy, as node.yaml would spell it."""
     import json
 
     import yaml
 
-    from .config import load_config
-
-    try:
-        config = load_config(args.config)
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    config = _config(args)
+    if config is None:
         return 2
     effective = {"disclosure": config.disclosure.to_mapping()}
     if args.json:
@@ -125,12 +132,9 @@ def _print_policy(args: argparse.Namespace) -> int:
 def _verify_audit(args: argparse.Namespace) -> int:
     """``v6nb node audit verify``: 0 when the chain is intact, 1 (listing what broke) otherwise."""
     from .audit import LOG_NAME, verify_folder
-    from .config import load_config
 
-    try:
-        config = load_config(args.config)
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    config = _config(args)
+    if config is None:
         return 2
     folder = config.data_dir / "audit"
     if not (folder / LOG_NAME).exists():

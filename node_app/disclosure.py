@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vantage6nb.common.disclosure import DisclosurePolicy, Refusal
+from vantage6nb.common.disclosure import ENTRY_POINT, FEDERATED, DisclosurePolicy, Refusal
 from vantage6nb.common.images import image_matches, parse_image
 from vantage6nb.common.release import check_output, check_request, is_typed
 
@@ -25,8 +25,6 @@ from .audit import AuditLog
 __all__ = ["DisclosureGate", "Screened"]
 
 log = logging.getLogger(__name__)
-
-FEDERATED, ENTRY_POINT = "federated", "entry_point"
 
 
 @dataclass

@@ -87,9 +87,11 @@ def summary(
     --------
     >>> from vantage6nb import analysis
     >>> analysis.summary(client, columns=["bill_length_mm", "body_mass_g"])  # doctest: +SKIP
-                    count  missing         mean         std     min     max
-    bill_length_mm    342        2    43.921930    5.459584    32.1    59.6
-    body_mass_g       342        2  4201.754386  801.954536  2700.0  6300.0
+                    count  missing         mean         std  min  max
+    bill_length_mm    342        2    43.921930    5.459584  NaN  NaN
+    body_mass_g       342        2  4201.754386  801.954536  NaN  NaN
+
+    (min and max are NaN under the default policy: each is one record's value.)
     """
     if isinstance(columns, str):
         columns = [columns]

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 from typing import Any
 
+from vantage6nb.common.disclosure import FUNCTIONS_LABEL
 from vantage6nb.common.schemas import RunStatus
 
 from ..policy import ImageRef, parse_image
@@ -19,10 +20,6 @@ __all__ = [
     "image_functions",
     "lookup_image",
 ]
-
-# The label `v6nb algorithm build` and scripts/build-images.sh write (the kit's
-# vantage6nb.algorithm._roles.FUNCTIONS_LABEL; a test holds the two together).
-FUNCTIONS_LABEL = "org.vantage6nb.functions"
 
 
 def find_image(client: Any, spec: RunSpec, registry: str | None) -> Any:

@@ -40,7 +40,11 @@ def test_runs_and_decisions_are_recorded_and_the_chain_verifies(one_node):
     folder = _audit_folder(one_node)
     frame = audit.read(folder)
     mine = frame[frame["run_id"] == run_id]
-    assert list(mine["event"]) == ["decision", "run_started", "run_ended"]
+    assert list(mine["event"]) == ["decision", "run_started", "disclosure", "run_ended"]
+    checked = mine[mine["event"] == "disclosure"].iloc[0]
+    assert checked["outcome"] == "released" and checked["decisions"] == [
+        {"rule": "untyped", "outcome": "trusted"}
+    ]
     started = mine[mine["event"] == "run_started"].iloc[0]
     assert started["image"] == "v6nb/diagnostics" and started["method"] == "echo"
     assert started["task_id"] == task.id and started["arguments"].startswith("sha256:")

@@ -146,6 +146,8 @@ def strict_net(docker_client):
     settings = {
         "limits": {"memory_mb": TINY_MEMORY_MB, "cpus": 1.0, "pids": 128, "timeout_s": 300},
         "image_digests": {**digests, "v6nb/crosstab": WRONG_DIGEST},
+        # its operator lets the summary's part be called directly (to see the memory limit act)
+        "disclosure": {"direct_parts": ["v6nb/summary"]},
     }
     with demo.start(nodes=1, runtime="docker", node_settings=settings) as network:
         yield network

@@ -37,6 +37,7 @@ def probe_net(images):
         "image_digests": {},
         "sync_interval_s": SYNC_S,
         "limits": {"memory_mb": 512, "timeout_s": 120, "output_mb": CAP_MB},
+        "disclosure": {"untyped_images": ["v6nb-test/*"]},  # the probes write plain JSON
     }
     with demo.start(nodes=2, runtime="docker", node_settings=settings) as network:
         yield network

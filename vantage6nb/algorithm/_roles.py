@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, TypeVar, overload
 
+from ..common.disclosure import ENTRY_POINT, FEDERATED, FUNCTIONS_LABEL, ROLES
+
 __all__ = [
     "ENTRY_POINT",
     "FEDERATED",
@@ -25,12 +27,7 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-FEDERATED = "federated"  # a per-node part: its output leaves the node, so it is checked strictly
-ENTRY_POINT = "entry_point"  # what a researcher calls; it pools the (checked) parts
-ROLES = (ENTRY_POINT, FEDERATED)
 ROLE_ATTRIBUTE = "__v6nb_role__"
-#: The image label holding ``describe``'s table as JSON: ``{"functions": {name: role}}``.
-FUNCTIONS_LABEL = "org.vantage6nb.functions"
 
 
 def _mark(func: Any, role: str) -> Any:

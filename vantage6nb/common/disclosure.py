@@ -17,7 +17,11 @@ from . import contract
 from .errors import ConfigurationError
 
 __all__ = [
+    "ENTRY_POINT",
+    "FEDERATED",
+    "FUNCTIONS_LABEL",
     "RESULT_MARKER",
+    "ROLES",
     "RULES",
     "TYPES",
     "TYPE_KEY",
@@ -34,6 +38,13 @@ RESULT_MARKER = "v6nb.result"
 TYPE_KEY = "@type"
 #: The typed values a result may hold.
 TYPES = ("count", "count_table", "estimates", "moments", "refusal", "suppressed")
+
+#: The roles an algorithm declares for its functions (``vantage6nb.algorithm.federated`` ...).
+FEDERATED = "federated"  # a per-node part: runs only as a subtask of an entry point
+ENTRY_POINT = "entry_point"  # what a researcher calls; it pools the (checked) parts
+ROLES = (ENTRY_POINT, FEDERATED)
+#: The image label holding ``{"functions": {name: role}}``.
+FUNCTIONS_LABEL = "org.vantage6nb.functions"
 
 #: Every rule a decision or a refusal can name.
 RULES = (
