@@ -1,4 +1,5 @@
-"""``v6nb server start|import``: serve the app with gunicorn (gthread), or load entities from YAML."""
+"""``v6nb server start|import|db``: serve the app with gunicorn (gthread), load entities from YAML, or
+see and upgrade the database schema."""
 
 from __future__ import annotations
 
@@ -109,6 +110,54 @@ def _import(cfg: dict[str, Any], entities_path: str) -> int:
     return 0
 
 
+def _db(cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from . import migrations
+    from .bootstrap import prepare_data_dir
+    from .db import make_engine
+
+    url = make_url(cfg["database_url"])
+    where = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if args.db_command == "upgrade":
+            prepare_data_dir(cfg)
+        elif not Path(url.database).exists():
+            raise ConfigurationError(
+                f"No database at {url.database} yet: the server creates it when it starts "
+                "(`v6nb server start`), or `v6nb server db upgrade` does. Check `data_dir` and "
+                "`database_url` in the configuration if you expected one there.",
+            )
+    engine = make_engine(cfg["database_url"])
+    try:
+        if args.db_command == "current":
+            print(migrations.state(engine).describe())
+        elif args.db_command == "upgrade":
+            before, after = migrations.upgrade(engine)
+            if before.revision == after.revision:
+                print(f"already at revision {after.revision} (head): nothing to do")
+            else:
+                was = "an empty database" if before.empty else f"revision {before.revision}"
+                if before.legacy:
+                    was = f"a database from before migrations (stamped {migrations.FIRST})"
+                print(f"upgraded {was} to revision {after.revision} (head)")
+        else:
+            migrations.rename_user(engine, args.old, args.new)
+            print(f"renamed user {args.old!r} to {args.new!r}")
+    except SQLAlchemyError as exc:
+        why = str(getattr(exc, "orig", None) or exc).strip()
+        raise ConfigurationError(
+            f"Cannot use the database at {where}: {why}. Check "
+            "`database_url` in the configuration, and that the database server runs.",
+        ) from exc
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="v6nb server", description="Run and manage a vantage6nb server."
@@ -124,6 +173,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--config", help="YAML configuration file of the server")
     imp.add_argument("entities", help="YAML file with organizations, collaborations, users, nodes")
+    db = sub.add_parser(
+        "db", help="the database schema: where it stands, upgrade it (the server does on start)"
+    )
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    for name, what in (
+        ("current", "print the schema revision of the database and whether it is up to date"),
+        ("upgrade", "upgrade the database to this release's schema (head), as a start does"),
+    ):
+        db_sub.add_parser(name, help=what).add_argument(
+            "--config", help="YAML configuration file of the server"
+        )
+    rename = db_sub.add_parser(
+        "rename-user",
+        help="rename a user in the database, at any schema revision (e.g. before an upgrade "
+        "that refuses two usernames that differ only by case)",
+    )
+    rename.add_argument("--config", help="YAML configuration file of the server")
+    rename.add_argument("old", help="the current username, exactly (case included)")
+    rename.add_argument("new", help="the new username")
     return p
 
 
@@ -148,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.command == "start":
             return serve(cfg)
+        if args.command == "db":
+            return _db(cfg, args)
         return _import(cfg, args.entities)
     except V6Error as exc:
         print(f"v6nb server: {exc}", file=sys.stderr)

@@ -63,6 +63,35 @@ SETTINGS: list[Setting] = [
         "Lifetime of a container token (an algorithm's token for subtasks), in hours.",
         int,
     ),
+    Setting(
+        "session_cache_s",
+        1.0,
+        "How long an instance trusts what it read about a user's sessions (session version, "
+        "revoked sessions) and a container token's run, in seconds: a logout, password change or "
+        "revocation on another instance takes effect within this time; 0 reads the database on "
+        "every request.",
+        float,
+    ),
+    Setting(
+        "login_max_failures",
+        5,
+        "Failed logins (wrong password or two-factor code) after which an account is locked for "
+        "login_lockout_s seconds.",
+        int,
+    ),
+    Setting(
+        "login_lockout_s",
+        900,
+        "How long an account stays locked after login_max_failures failed logins, in seconds.",
+        int,
+    ),
+    Setting(
+        "login_rate_per_minute",
+        30,
+        "Failed logins one client address may make per minute (per server instance); past that "
+        "every login from it is answered 429 until the minute has passed.",
+        int,
+    ),
     Setting("max_body_mb", 256, "Largest request body accepted, in MiB (larger: 413).", int),
     Setting(
         "blob_dir",
@@ -203,6 +232,9 @@ def _check(cfg: dict[str, Any]) -> None:
         "container_token_hours",
         "max_body_mb",
         "threads",
+        "login_max_failures",
+        "login_lockout_s",
+        "login_rate_per_minute",
     ):
         if cfg[key] < 1:
             errors[key] = "must be at least 1"
@@ -210,6 +242,8 @@ def _check(cfg: dict[str, Any]) -> None:
         errors["blob_threshold_kb"] = "must be at least 0"
     if cfg["max_result_mb"] < 1:
         errors["max_result_mb"] = "must be at least 1"
+    if cfg["session_cache_s"] < 0:
+        errors["session_cache_s"] = "must be at least 0"
     if cfg["log_level"] not in _LOG_LEVELS:
         errors["log_level"] = f"must be one of {', '.join(_LOG_LEVELS)}"
     if errors:

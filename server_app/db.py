@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, g
-from sqlalchemy import create_engine, event, text, update
+from sqlalchemy import create_engine, event, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from .models import Base, Node
+from . import migrations
+from .models import Node
 
-__all__ = ["Database", "session"]
+__all__ = ["Database", "make_engine", "session"]
+
+log = logging.getLogger("server_app")
 
 _SQLITE_BUSY_MS = 10_000
 
@@ -31,18 +35,30 @@ class Database:
         self.sessions: sessionmaker[Session] | None = None
 
     def init_app(self, app: Flask, url: str, *, shared: bool = False) -> None:
-        """Create the engine and tables, mark every node offline, and register the teardown.
+        """Create the engine, upgrade the schema to head, mark every node offline, and register
+        the teardown.
+
+        The upgrade (server_app.migrations) creates the tables of an empty database, and brings an
+        older one to this release's schema under a lock, so instances starting together take
+        turns; it raises ``migrations.UpgradeFailed`` with what to do when it cannot.
 
         ``shared``: other server instances use this database too (a message queue is set), so
         node status is left alone: their nodes are still connected.
         """
-        self.engine = _make_engine(url)
+        self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Instances starting together on an empty database take turns creating tables.
-                conn.execute(text("SELECT pg_advisory_xact_lock(7601760176)"))
-            Base.metadata.create_all(conn)
+        try:
+            before, after = migrations.upgrade(self.engine)
+        except migrations.UpgradeFailed as exc:
+            log.error("the server cannot start: %s", exc)
+            self.engine.dispose()
+            raise
+        if before.revision != after.revision:
+            log.info(
+                "database schema %s -> %s",
+                "(new)" if before.empty else before.revision or f"{migrations.FIRST} (stamped)",
+                after.revision,
+            )
         if not shared:
             # Nobody is connected to a server that just started.
             with self.sessions.begin() as s:
@@ -76,7 +92,8 @@ def session() -> Session:
     return current_app.extensions["v6nb_db"].request_session()
 
 
-def _make_engine(url: str) -> Engine:
+def make_engine(url: str) -> Engine:
+    """The engine for ``url``: SQLite with WAL, a busy timeout and foreign keys; others pre-pinged."""
     kwargs: dict[str, Any] = {}
     is_sqlite = url.startswith("sqlite")
     if is_sqlite:

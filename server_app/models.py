@@ -16,20 +16,34 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 __all__ = [
+    "AuditEvent",
     "Base",
     "Collaboration",
     "Node",
     "Organization",
     "PayloadBlob",
+    "RefreshToken",
     "Run",
     "Task",
     "User",
     "collaboration_member",
+    "username_key",
     "utcnow",
 ]
+
+
+def username_key(username: str) -> str:
+    """The case-blind form of a username (``User.username_key``).
+
+    Examples
+    --------
+    >>> username_key("Alice")
+    'alice'
+    """
+    return username.casefold()
 
 
 def utcnow() -> dt.datetime:
@@ -60,6 +74,7 @@ class Organization(Base):
     domain: Mapped[str | None] = mapped_column(String(255))
     public_key: Mapped[str | None] = mapped_column(Text)  # base64
     key_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    require_totp: Mapped[bool] = mapped_column(default=False)
 
     collaborations: Mapped[list[Collaboration]] = relationship(
         secondary=collaboration_member, back_populates="organizations"
@@ -91,8 +106,20 @@ class User(Base):
     organization_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), index=True)
     is_admin: Mapped[bool] = mapped_column(default=False)
     email: Mapped[str | None] = mapped_column(String(255))
+    # username.casefold(): usernames are unique regardless of case; set by ``_key_username``.
+    username_key: Mapped[str] = mapped_column(String(255), unique=True)
+    session_version: Mapped[int] = mapped_column(default=0)  # bumped: every token of the user dies
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    totp_secret: Mapped[str | None] = mapped_column(String(64))  # base32; None: no second factor
 
     organization: Mapped[Organization] = relationship()
+
+    @validates("username")
+    def _key_username(self, _key: str, username: str) -> str:
+        """Keep ``username_key`` in step with every assignment of ``username``."""
+        self.username_key = username_key(username)
+        return username
 
 
 class Node(Base):
@@ -164,7 +191,7 @@ class Run(Base):
 class PayloadBlob(Base):
     """A payload too large for a Text column, kept as a file in ``blob_dir`` (docs/api.md).
 
-    Its own table (not columns on ``run``) so an existing database gains it through ``create_all``.
+    Its own table (not columns on ``run``): a large payload costs a row here, not a wide ``run``.
     """
 
     __tablename__ = "payload_blob"
@@ -177,3 +204,37 @@ class PayloadBlob(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sealed: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RefreshToken(Base):
+    """One issued refresh token (by its ``jti``); a family is one login's chain of rotations."""
+
+    __tablename__ = "refresh_token"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jti: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    family: Mapped[str] = mapped_column(String(64), index=True)
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked: Mapped[bool] = mapped_column(default=False)
+
+
+class AuditEvent(Base):
+    """One security-relevant event on the server (server_app/audit.py writes them)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")
+    actor_type: Mapped[str | None] = mapped_column(String(16))
+    actor_id: Mapped[int | None]
+    actor_org_id: Mapped[int | None]
+    address: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

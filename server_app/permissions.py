@@ -111,7 +111,12 @@ def _opt_int(value: Any) -> int | None:
 
 
 def current() -> Identity:
-    """The authenticated caller of this request; 401 when the request carries no valid access token."""
+    """The authenticated caller of this request; 401 when the request carries no valid access token.
+
+    Besides the signature and expiry, a user's token must carry the user's current session
+    version and a family not revoked, and a container token's run must still be open: both are
+    checked against the instance's cache (``server_app.sessions``), not the database each time.
+    """
     ident = g.get("_v6nb_identity")
     if ident is not None:
         return ident
@@ -121,8 +126,12 @@ def current() -> Identity:
         raise AuthenticationError(
             "Missing access token: send 'Authorization: Bearer <access_token>' (log in at /api/token/user)."
         )
-    claims = current_app.extensions["v6nb"].tokens.verify(token.strip(), kind="access")
-    ident = g._v6nb_identity = identity_from_claims(claims)
+    extensions = current_app.extensions
+    claims = extensions["v6nb"].tokens.verify(token.strip(), kind="access")
+    ident = identity_from_claims(claims)
+    if ident.type != "node":  # a node's API key is what is taken back, not its tokens
+        extensions["v6nb_sessions"].check(claims, endpoint=request.endpoint)
+    g._v6nb_identity = ident
     return ident
 
 

@@ -242,5 +242,11 @@ def parse_time(name: str, value: Any) -> dt.datetime:
             f"'{name}' must be an ISO 8601 timestamp.", errors={name: "expected an ISO timestamp"}
         ) from exc
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-01:00 is past the last date
+            raise ValidationError(
+                f"'{name}' is out of range once converted to UTC: send a time in UTC.",
+                errors={name: "out of range"},
+            ) from exc
     return parsed

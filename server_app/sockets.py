@@ -17,6 +17,7 @@ from .message_queue import QueueManager
 from .models import Node, utcnow
 from .permissions import Identity, identity_from_claims, visible_collaboration_ids
 from .serializers import iso
+from .sessions import SessionCache
 from .tokens import TokenService
 
 __all__ = ["SocketHub"]
@@ -58,6 +59,8 @@ class SocketHub:
         self._db = db
         self._lock = threading.Lock()
         self._node_sids: dict[int, set[str]] = {}
+        # the app's session cache (set when the auth resources are registered)
+        self.sessions: SessionCache | None = None
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         if manager is not None:
@@ -75,6 +78,11 @@ class SocketHub:
         with self._lock:
             return {n for n, sids in self._node_sids.items() if sids}
 
+    def _session_cache(self) -> SessionCache:
+        if self.sessions is None:
+            self.sessions = SessionCache(self._db)
+        return self.sessions
+
     # socket.io handlers -------------------------------------------------------------------------
 
     def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
@@ -84,13 +92,16 @@ class SocketHub:
                 'Missing token: connect with auth={"token": <access_token>}.'
             )
         try:
-            ident = identity_from_claims(self._tokens.verify(token, kind="access"))
+            claims = self._tokens.verify(token, kind="access")
+            ident = identity_from_claims(claims)
+            if ident.type == "container":
+                raise socketio.exceptions.ConnectionRefusedError(
+                    "Container tokens cannot open a socket.io connection."
+                )
+            if ident.type == "user":  # logged out, revoked, deleted: refused like REST requests
+                self._session_cache().check(claims)
         except V6Error as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.msg) from None
-        if ident.type == "container":
-            raise socketio.exceptions.ConnectionRefusedError(
-                "Container tokens cannot open a socket.io connection."
-            )
         self.sio.save_session(sid, {"type": ident.type, "id": ident.id})
         if ident.type == "node":
             return self._connect_node(sid, ident)

@@ -12,14 +12,17 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from vantage6nb.common.errors import AuthenticationError, TokenExpired
 
-__all__ = ["TokenService", "hash_api_key", "load_or_create_secret", "new_api_key"]
+__all__ = ["TokenService", "hash_api_key", "load_or_create_secret", "new_api_key", "new_token_id"]
 
 
 class TokenService:
     """Issue and verify access, refresh and container tokens.
 
-    A token is the signed JSON of its claims (``sub``, ``type``, ``org``, ``kind``, ``exp`` and, for
-    containers, ``run_id``, ``task_id``, ``node_id``, ``collaboration_id``, ``job_id``).
+    A token is the signed JSON of its claims (``sub``, ``type``, ``org``, ``kind``, ``exp``; for
+    users ``sv``, the session version, and ``fam``, the login it comes from, plus ``jti`` on refresh
+    tokens; for containers ``run_id``, ``task_id``, ``node_id``, ``collaboration_id``, ``job_id``).
+    Verifying one checks only its signature, kind and expiry: whether its session still stands is
+    ``server_app.sessions``' check.
 
     Examples
     --------
@@ -67,6 +70,11 @@ class TokenService:
                 )
             )
         return claims
+
+
+def new_token_id() -> str:
+    """A fresh random id for a refresh token (``jti``) or a session family (``fam``)."""
+    return secrets.token_urlsafe(24)
 
 
 def new_api_key() -> str:

@@ -3,9 +3,21 @@ engine client. Helpers (processes, ports, waiting, service checks) are in ``test
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
 from tests.support import docker_engine
+
+# A researcher client keeps key pins and the tasks it created in its state folder
+# ($XDG_STATE_HOME/vantage6nb): never the real home's during tests, and a fresh one per test.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="v6nb-test-state-")
+
+
+@pytest.fixture(autouse=True)
+def _researcher_state(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
 @pytest.fixture(scope="session")

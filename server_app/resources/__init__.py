@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .audit import bp as audit_bp
 from .auth import bp as auth_bp
 from .collaborations import bp as collaborations_bp
 from .health import bp as health_bp
@@ -15,6 +16,7 @@ from .users import bp as users_bp
 __all__ = ["BLUEPRINTS"]
 
 BLUEPRINTS = [
+    audit_bp,
     auth_bp,
     collaborations_bp,
     health_bp,

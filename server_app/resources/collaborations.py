@@ -9,9 +9,16 @@ from sqlalchemy import select
 
 from vantage6nb.common.errors import Conflict, NotFound, ValidationError
 
+from ..audit import record, record_now
 from ..db import session
 from ..models import Collaboration, Organization, collaboration_member
-from ..permissions import current, require_admin, require_collaboration, scoped_collaborations
+from ..permissions import (
+    Identity,
+    current,
+    require_admin,
+    require_collaboration,
+    scoped_collaborations,
+)
 from ..request_parsing import (
     check_id,
     get_or_404,
@@ -23,7 +30,7 @@ from ..request_parsing import (
     validated,
 )
 from ..serializers import collaboration_json
-from ..state import audit
+from ..state import audit, state
 
 __all__ = ["bp"]
 
@@ -91,6 +98,18 @@ def create_collaboration() -> Any:
     )
     s = session()
     s.add(collab)
+    s.flush()
+    record(
+        s,
+        "collaboration_created",
+        actor=ident,
+        target=f"collaboration {collab.id}",
+        detail={
+            "name": collab.name,
+            "encrypted": collab.encrypted,
+            "organization_ids": [o.id for o in collab.organizations],
+        },
+    )
     s.commit()
     audit("collaboration %s (%s) created by %s", collab.id, collab.name, ident.label)
     return collaboration_json(collab), 201
@@ -103,7 +122,7 @@ def get_collaboration(collab_id: int) -> Any:
 
 @bp.patch("/collaboration/<int:collab_id>")
 def update_collaboration(collab_id: int) -> Any:
-    require_admin()
+    ident = require_admin()
     s = session()
     collab = get_or_404(s, Collaboration, collab_id)
     body = validated(
@@ -112,16 +131,51 @@ def update_collaboration(collab_id: int) -> Any:
         {"name": str, "organization_ids": list, "encrypted": bool},
         strings={"name": 255},
     )
+    if "name" in body and not body["name"].strip():
+        raise ValidationError("name must not be empty.", errors={"name": "must not be empty"})
+    orgs = _organizations(body["organization_ids"]) if "organization_ids" in body else None
+    # checked before any change is made: a refusal changes nothing
+    if "encrypted" in body and body["encrypted"] != collab.encrypted:
+        _change_encryption(ident, collab, body["encrypted"])
     if "name" in body:
-        if not body["name"].strip():
-            raise ValidationError("name must not be empty.", errors={"name": "must not be empty"})
         collab.name = body["name"].strip()
-    if "encrypted" in body:
-        collab.encrypted = body["encrypted"]
-    if "organization_ids" in body:
-        collab.organizations = _organizations(body["organization_ids"])
+    if orgs is not None:
+        collab.organizations = orgs
     s.commit()
     return collaboration_json(collab)
+
+
+def _change_encryption(ident: Identity, collab: Collaboration, encrypted: bool) -> None:
+    """Switch encryption on (audited); switching it off is refused (docs/security.md)."""
+    target = f"collaboration {collab.id}"
+    if not encrypted:
+        # written at once: the refused request rolls back, the attempt stays on record
+        record_now(
+            state().db,
+            "encryption_changed",
+            actor=ident,
+            target=target,
+            outcome="refused",
+            detail={"name": collab.name, "encrypted": True, "requested": False},
+        )
+        raise Conflict(
+            f"Collaboration '{collab.name}' is encrypted, and encryption cannot be switched off: "
+            "results already sealed for its organizations stay sealed, and its members' clients "
+            "refuse to send plaintext to it. Create a new collaboration with encrypted: false "
+            "for unencrypted work (docs/security.md).",
+            errors={"encrypted": "cannot go from true to false"},
+        )
+    collab.encrypted = True
+    record(
+        session(),
+        "encryption_changed",
+        actor=ident,
+        target=target,
+        detail={"name": collab.name, "encrypted": True, "was": False},
+    )
+    audit(
+        "encryption of collaboration %s (%s) switched on by %s", collab.id, collab.name, ident.label
+    )
 
 
 @bp.delete("/collaboration/<int:collab_id>")
@@ -129,6 +183,13 @@ def delete_collaboration(collab_id: int) -> Any:
     ident = require_admin()
     s = session()
     collab = get_or_404(s, Collaboration, collab_id)
+    record(
+        s,
+        "collaboration_deleted",
+        actor=ident,
+        target=f"collaboration {collab_id}",
+        detail={"name": collab.name, "organization_ids": [o.id for o in collab.organizations]},
+    )
     s.delete(collab)
     s.commit()
     audit(

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from vantage6nb.common.errors import Conflict, ValidationError
 
+from ..audit import record
 from ..db import session
 from ..models import Collaboration, Node, Organization
 from ..permissions import current, require_admin, scoped_nodes, visible_node
@@ -89,6 +90,18 @@ def create_node() -> Any:
         status="offline",
     )
     s.add(node)
+    s.flush()
+    record(  # never the API key
+        s,
+        "node_created",
+        actor=ident,
+        target=f"node {node.id}",
+        detail={
+            "name": node.name,
+            "organization_id": org.id,
+            "collaboration_id": collab.id,
+        },
+    )
     s.commit()
     audit("node %s (%s) created by %s", node.id, node.name, ident.label)
     return {**node_json(node), "api_key": api_key}, 201
@@ -117,6 +130,17 @@ def delete_node(node_id: int) -> Any:
     ident = require_admin()
     s = session()
     node = get_or_404(s, Node, node_id)
+    record(
+        s,
+        "node_deleted",
+        actor=ident,
+        target=f"node {node_id}",
+        detail={
+            "name": node.name,
+            "organization_id": node.organization_id,
+            "collaboration_id": node.collaboration_id,
+        },
+    )
     s.delete(node)
     s.commit()
     audit("node %s (%s) deleted by %s", node_id, node.name, ident.label)

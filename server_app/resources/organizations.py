@@ -14,6 +14,7 @@ from vantage6nb.common.crypto import fingerprint
 from vantage6nb.common.errors import PermissionDenied, ValidationError
 from vantage6nb.common.keys import PUBLIC_KEY_BYTES
 
+from ..audit import record
 from ..db import session
 from ..models import Organization, collaboration_member
 from ..permissions import (
@@ -113,6 +114,14 @@ def create_organization() -> Any:
         org.key_fingerprint = fingerprint(check_public_key(body["public_key"]))
     s = session()
     s.add(org)
+    s.flush()
+    record(
+        s,
+        "organization_created",
+        actor=ident,
+        target=f"organization {org.id}",
+        detail={"name": org.name, "key_fingerprint": org.key_fingerprint},
+    )
     s.commit()
     audit("organization %s (%s) created by %s", org.id, org.name, ident.label)
     return organization_json(org), 201
@@ -148,6 +157,14 @@ def update_organization(org_id: int) -> Any:
         act = key_change_allowed(ident, org, bool(body.get("replace_key", False)))
         old = org.key_fingerprint
         org.public_key, org.key_fingerprint = body["public_key"], fingerprint(raw)
+        if act == "replace":
+            record(
+                session(),
+                "key_replaced",
+                actor=ident,
+                target=f"organization {org.id}",
+                detail={"name": org.name, "old": old, "new": org.key_fingerprint},
+            )
         audit(
             "public key of organization %s (%s) %s by %s: %s -> %s",
             org.id,
@@ -166,6 +183,13 @@ def delete_organization(org_id: int) -> Any:
     ident = require_admin()
     s = session()
     org = get_or_404(s, Organization, org_id)
+    record(
+        s,
+        "organization_deleted",
+        actor=ident,
+        target=f"organization {org_id}",
+        detail={"name": org.name},
+    )
     s.delete(org)
     s.commit()
     audit("organization %s (%s) deleted by %s", org_id, org.name, ident.label)

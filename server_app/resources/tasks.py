@@ -13,6 +13,7 @@ from vantage6nb.common import events
 from vantage6nb.common.errors import Conflict, PermissionDenied, ValidationError
 from vantage6nb.common.schemas import OPEN_ORDER, RunStatus
 
+from ..audit import record
 from ..blobs import blob_names_of_tasks, blob_store
 from ..db import session
 from ..lifecycle import descendant_ids, kill_tasks
@@ -281,12 +282,39 @@ def kill_task(task_id: int) -> Any:
     return {"task_id": task_id, "run_ids": [r.id for r, _ in killed]}
 
 
+def may_delete_task(ident: Identity, task: Task) -> bool:
+    """Who deletes a task: the user who created it (its subtasks count as theirs) or an administrator.
+
+    Other members of the collaboration may see and kill it, not delete it (docs/api.md).
+    """
+    return ident.is_admin or (ident.type == "user" and task.init_user_id == ident.id)
+
+
 @bp.delete("/task/<int:task_id>")
 def delete_task(task_id: int) -> Any:
-    ident, task = _manageable(task_id)
+    ident, task = _manageable(task_id)  # 404 / 403 exactly as reading it
+    if not may_delete_task(ident, task):
+        raise PermissionDenied(
+            f"Only the user who created task {task_id} or an administrator may delete it; "
+            f"to stop it, kill it (POST /api/task/{task_id}/kill), or ask its creator to delete it."
+        )
     s = session()
     kill_tasks(s, task, f"task deleted by {ident.label}")
-    files = blob_names_of_tasks(s, descendant_ids(s, task.id))
+    ids = descendant_ids(s, task.id)
+    files = blob_names_of_tasks(s, ids)
+    record(
+        s,
+        "task_deleted",
+        actor=ident,
+        target=f"task {task_id}",
+        detail={
+            "name": task.name,
+            "collaboration_id": task.collaboration_id,
+            "init_org_id": task.init_org_id,
+            "init_user_id": task.init_user_id,
+            "task_ids": sorted(ids),
+        },
+    )
     s.delete(task)
     s.commit()
     blob_store().delete(files)  # after the commit: a failed delete keeps its results readable

@@ -111,9 +111,9 @@ def _network(srv: ServerProcess, root: str, tag: str) -> dict[str, Any]:
             "POST",
             "/api/user",
             root,
-            json={"username": user, "password": f"{user}-pw", "organization_id": oid},
+            json={"username": user, "password": f"{user}-passphrase", "organization_id": oid},
         )
-        n["users"][o] = srv.login(user, f"{user}-pw")
+        n["users"][o] = srv.login(user, f"{user}-passphrase")
     return n
 
 
@@ -169,8 +169,14 @@ def test_crud_filters_and_pagination(server: ServerProcess, live_root: str):
     ]
     me = server.ok("GET", "/api/user/me", n["users"]["x"])
     assert me["organization_name"] == "crud-x"
-    server.ok("PATCH", f"/api/user/{me['id']}", n["users"]["x"], json={"password": "another-pw"})
-    assert server.login("crud-ux", "another-pw")
+    server.ok(
+        "PATCH",
+        f"/api/user/{me['id']}",
+        n["users"]["x"],
+        json={"password": "another-passphrase", "current_password": "crud-ux-passphrase"},
+    )
+    n["users"]["x"] = server.login("crud-ux", "another-passphrase")
+    assert n["users"]["x"]
     assert (
         server.request(
             "PATCH", f"/api/user/{me['id']}", n["users"]["x"], json={"is_admin": True}
@@ -350,7 +356,7 @@ def test_restart_keeps_data_and_tokens(server: ServerProcess, live_root: str):
     assert again["uid"] == task["uid"] and [r["id"] for r in again["runs"]] == [
         r["id"] for r in task["runs"]
     ]
-    assert server.login("restart-ux", "restart-ux-pw")
+    assert server.login("restart-ux", "restart-ux-passphrase")
     server.ok("POST", "/api/token/node", json={"api_key": n["nodes"]["y"]["api_key"]})
     names = {
         o["name"]

@@ -209,7 +209,11 @@ def test_users(server_net: Network):
     assert r.status_code == 400 and "password" in r.json["errors"]
     r = c.post(
         "/api/user",
-        json={"username": "alice", "password": "12345678", "organization_id": server_net.orgs["a"]},
+        json={
+            "username": "alice",
+            "password": "a-long-unusual-passphrase",
+            "organization_id": server_net.orgs["a"],
+        },
         headers=root,
     )
     assert r.status_code == 409
@@ -228,11 +232,14 @@ def test_users(server_net: Network):
     )
     assert (
         c.patch(
-            f"/api/user/{me}", json={"password": "new-password"}, headers=server_net.users["alice"]
+            f"/api/user/{me}",
+            json={"password": "a-new-unusual-passphrase", "current_password": "alice-password"},
+            headers=server_net.users["alice"],
         ).status_code
         == 200
     )
-    server_net.login("alice", "new-password")
+    server_net.login("alice", "a-new-unusual-passphrase")
+    server_net.users["alice"] = server_net.login("alice", "a-new-unusual-passphrase")
     # admins can do more
     assert (
         c.patch(f"/api/user/{me}", json={"is_admin": True}, headers=root).json["is_admin"] is True

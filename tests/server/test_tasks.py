@@ -277,3 +277,16 @@ def test_container_subtasks(server_net: Network):
         ).json["total"]
         == 1
     )
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_time_out_of_range_in_utc_is_a_400_not_a_500(server_net: Network, when: str):
+    c = server_net.client
+    task = server_net.task("alice", "ab", ["a"])
+    node = server_net.nodes["a@ab"]["headers"]
+    run = _run_of(task, server_net.orgs["a"])
+    r = c.patch(
+        f"/api/run/{run['id']}", json={"status": "active", "started_at": when}, headers=node
+    )
+    assert r.status_code == 400, r.json
+    assert r.json["errors"] == {"started_at": "out of range"} and "UTC" in r.json["msg"]

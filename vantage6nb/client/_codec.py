@@ -19,12 +19,14 @@ from typing import Any
 from ..common import envelope
 from ..common.envelope import Codec
 from ..common.errors import KeyMismatch, MissingKey
-from ..common.keys import KeyRing, OrgKey
+from ..common.keys import KeyRing, OrgKey, decode_public_key, fingerprint
 from ..common.keys import load_private_key as read_private_key
+from ._state import ResearcherState
 
 __all__ = [
     "Codec",
     "CollaborationKeys",
+    "PinnedKeyRing",
     "PlainCodec",
     "SealedCodec",
     "check_own_key",
@@ -46,6 +48,73 @@ class PlainCodec(envelope.PlainCodec):
     """
 
     hint = "if the collaboration is encrypted, set up your key with client.setup_encryption(...)."
+
+
+class PinnedKeyRing(KeyRing):
+    """A :class:`~vantage6nb.common.keys.KeyRing` whose pins live in the researcher's state folder
+    (:class:`ResearcherState`), so a new client notices a replaced key as this one would.
+
+    ``pins`` (fingerprints the researcher passed explicitly) win over the folder's and are written
+    to it. A key seen first is pinned in the folder, unless another client sharing the folder
+    pinned another key for the organization meanwhile: that pin counts.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> a, b = OrgKey.generate(), OrgKey.generate()
+    >>> folder = tempfile.mkdtemp()
+    >>> PinnedKeyRing(ResearcherState("http://s", folder)).add(2, a.public_key) == a.fingerprint
+    True
+    >>> try:  # a new client, same folder, no pins=
+    ...     PinnedKeyRing(ResearcherState("http://s", folder)).add(2, b.public_key)
+    ... except KeyMismatch as exc:
+    ...     print("changed" in str(exc))
+    True
+    """
+
+    def __init__(self, state: ResearcherState, pins: Mapping[int, str] | None = None) -> None:
+        explicit = {int(k): str(v) for k, v in (pins or {}).items()}
+        super().__init__({**state.pins(), **explicit}, names=state.pin_names())
+        self.state = state
+        self._explicit = set(explicit)
+        self._replacing: set[int] = set()
+
+    def add(self, org_id: int, public_key: bytes | str, *, name: str | None = None) -> str:
+        org_id = int(org_id)
+        replacing = org_id in self._replacing or org_id in self._explicit
+        if org_id not in self._pins and not replacing:  # first sight here: the folder decides
+            fp = fingerprint(decode_public_key(public_key))
+            stored = self.state.pin(org_id, fp, name=name)
+            if stored != fp:  # pinned by another client sharing the folder since this one began
+                self._pins[org_id] = stored
+        fp = super().add(org_id, public_key, name=name)  # KeyMismatch for a changed key
+        if replacing:
+            self.state.pin(org_id, fp, name=name, replace=True)
+        return fp
+
+    def repin(self, org_id: int, public_key: bytes | str, *, name: str | None = None) -> str | None:
+        org_id = int(org_id)
+        self._replacing.add(org_id)
+        try:
+            return super().repin(org_id, public_key, name=name)
+        finally:
+            self._replacing.discard(org_id)
+
+
+def trust_hint(name: Any, presented: Any, where: str) -> str:
+    """What to do about a changed key: check it, then ``client.trust_key(name, fingerprint)``.
+
+    Examples
+    --------
+    >>> print(trust_hint("Utrecht", "SHA256:new", "/home/r/.local/state/vantage6nb/x.json"))
+    Nothing is encrypted for or accepted from it (pins are kept in /home/r/.local/state/vantage6nb/x.json). Confirm the new fingerprint with that organization, not through this server; to accept exactly that key, call client.trust_key('Utrecht', 'SHA256:new'), or to accept whatever key the server holds, call client.trust_key('Utrecht').
+    """
+    return (
+        f"Nothing is encrypted for or accepted from it (pins are kept in {where}). Confirm the "
+        "new fingerprint with that organization, not through this server; to accept exactly "
+        f"that key, call client.trust_key({name!r}, {presented!r}), or to accept whatever key "
+        f"the server holds, call client.trust_key({name!r})."
+    )
 
 
 class CollaborationKeys:
@@ -83,11 +152,10 @@ class CollaborationKeys:
                     try:
                         self.ring.add(int(org["id"]), org["public_key"], name=org.get("name"))
                     except KeyMismatch as exc:
-                        raise exc.with_hint(
-                            "Nothing is encrypted for or accepted from it. Confirm the new "
-                            "fingerprint with that organization, then call "
-                            f"client.trust_key({org.get('name')!r})."
-                        ) from None
+                        state = getattr(self.ring, "state", None)
+                        where = state.where if state is not None else "this session's memory"
+                        presented = exc.errors.get("presented")
+                        raise exc.with_hint(trust_hint(org.get("name"), presented, where)) from None
 
     def peer_key(
         self,

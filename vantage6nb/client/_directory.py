@@ -26,6 +26,9 @@ class Directory:
         Where the listings come from.
     logged_in : callable
         Returns True once a user is logged in; organization names are fetched only then.
+    observe : callable, optional
+        Called with every collaboration (listing or single record) the server sends, e.g. to
+        remember the encrypted ones.
 
     Examples
     --------
@@ -35,9 +38,16 @@ class Directory:
     [1]
     """
 
-    def __init__(self, transport: Transport, *, logged_in: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        logged_in: Callable[[], bool],
+        observe: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self._transport = transport
         self._logged_in = logged_in
+        self._observe = observe or (lambda rows: None)
         self._cache: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -49,6 +59,7 @@ class Directory:
         if not fresh and hit is not None and now - hit[0] < COLLABORATIONS_TTL_S:
             return [dict(c) for c in hit[1]]
         rows = list(self._transport.paginate("/collaboration"))
+        self._observe(rows)
         self._store("collaborations", (now, rows))
         return [dict(c) for c in rows]
 
@@ -64,7 +75,9 @@ class Directory:
             for c in [] if fresh else self.collaborations():
                 if c["id"] == ref:
                     return c
-            return dict(self._transport.request("GET", f"/collaboration/{ref}"))
+            one = dict(self._transport.request("GET", f"/collaboration/{ref}"))
+            self._observe([one])
+            return one
         mine = self.collaborations(fresh=fresh)
         if isinstance(ref, str) and not fresh and all(c["name"] != ref for c in mine):
             mine = self.collaborations(fresh=True)

@@ -19,6 +19,18 @@ __all__ = [
 
 # Column order per resource; `id` is always a column (not the index) so frames merge easily.
 COLUMNS: dict[str, list[str]] = {
+    "audit": [
+        "id",
+        "time",
+        "action",
+        "outcome",
+        "actor_type",
+        "actor_id",
+        "actor_org_id",
+        "address",
+        "target",
+        "detail",
+    ],
     "organization": ["id", "name", "domain", "key_fingerprint", "public_key"],
     "collaboration": ["id", "name", "encrypted", "organization_ids", "organizations"],
     "user": ["id", "username", "organization_id", "organization", "is_admin", "email"],
@@ -60,7 +72,7 @@ STATUS_COLUMNS = [
     "run_id",
     "node_status",
 ]
-_TIME_COLUMNS = ("last_seen", "created_at", "started", "finished", "assigned_at")
+_TIME_COLUMNS = ("last_seen", "created_at", "started", "finished", "assigned_at", "time")
 
 
 def to_timestamp(value: Any) -> pd.Timestamp | None:

@@ -12,14 +12,34 @@ from typing import Any, BinaryIO
 
 import requests
 
-from ..common.errors import AuthenticationError, ServerUnavailable, ValidationError
+from ..common.errors import AuthenticationError, ServerUnavailable, TotpRequired, ValidationError
 from ..common.rest import Response, RestCore, collect_pages
 from ..common.rest import Transport as HttpTransport
 
-__all__ = ["Transport"]
+__all__ = ["TOTP_REQUIRED", "TotpRequired", "Transport"]
+
+#: the error code of a login that needs a TOTP code (``exc.code``; the Login widget asks for one)
+TOTP_REQUIRED = "totp_required"
+
 
 _START_HINT = "is the server running? start it with `v6nb server start` or `v6nb demo`"
 _NOT_LOGGED_IN = "Not logged in: call client.login(username, password) first."
+_LOGGED_OUT = "Logged out: log in again with client.login(username, password)."
+
+
+def _login_failed(exc: AuthenticationError, username: str, totp: str | None) -> AuthenticationError:
+    """The login error, of the class the server named, with what to do next."""
+    if exc.code == TOTP_REQUIRED:
+        msg = (
+            f"User '{username}' logs in with a second factor: pass the 6-digit code from your "
+            "authenticator app, client.login(username, password, totp='123456')."
+        )
+    elif "wrong" in exc.msg.lower() and "password" in exc.msg.lower():
+        extra = " or code" if totp is not None else ""
+        msg = f"Login failed for user '{username}': wrong username or password{extra} ({exc.msg})."
+    else:  # e.g. a locked account: the server says how long
+        msg = f"Login failed for user '{username}': {exc.msg}"
+    return type(exc)(msg, errors=exc.errors)
 
 
 class Transport:
@@ -73,26 +93,42 @@ class Transport:
         self.rest = RestCore(self.api, transport, timeout=timeout, on_failure=self._unreachable)
         self.access_token: str | None = None
         self.refresh_token: str | None = None
+        self._not_logged_in = _NOT_LOGGED_IN  # what a request without a token is told
         self._refresh_lock = threading.Lock()
 
     # -- tokens ---------------------------------------------------------------------------------
-    def login(self, username: str, password: str) -> dict[str, Any]:
-        """Exchange a username and password for tokens; returns the server's user object."""
+    def login(self, username: str, password: str, *, totp: str | None = None) -> dict[str, Any]:
+        """Exchange a username and password (and a TOTP code) for tokens; returns the server's
+        answer without the tokens (``user``, and ``totp_enrolment_required`` with a ``msg`` when
+        the organization requires two-factor login and the account has none yet).
+
+        An account with two-factor login answered without ``totp`` raises the error the server
+        names ``totp_required`` (an :class:`AuthenticationError` whose ``code`` says so).
+        """
+        body: dict[str, Any] = {"username": username, "password": password}
+        if totp is not None:
+            body["totp"] = str(totp).strip().replace(" ", "")
+        codes: list[Any] = []  # the error code the server named (kept even if not a known class)
+
+        def send(method: str, path: str, *, params: Any, json: Any, token: Any) -> Response:
+            resp = self._send(method, path, params=params, json=json, token=token)
+            if resp.status_code == 401:
+                try:
+                    codes.append((resp.json() or {}).get("code"))
+                except (ValueError, AttributeError):
+                    pass
+            return resp
+
         try:
-            body = self.request(
-                "POST",
-                "/token/user",
-                json={"username": username, "password": password},
-                auth=False,
-            )
+            answer = self.rest.call("POST", "/token/user", json=body, send=send)
         except AuthenticationError as exc:
-            raise AuthenticationError(
-                f"Login failed for user '{username}': wrong username or password ({exc.msg}).",
-                errors=exc.errors,
-            ) from None
-        self.access_token = body["access_token"]
-        self.refresh_token = body.get("refresh_token")
-        return dict(body.get("user") or {})
+            if codes and codes[-1] == TOTP_REQUIRED and exc.code != TOTP_REQUIRED:
+                exc = TotpRequired(exc.msg, errors=exc.errors)
+            raise _login_failed(exc, username, totp) from None
+        self.access_token = answer["access_token"]
+        self.refresh_token = answer.get("refresh_token")
+        self._not_logged_in = _NOT_LOGGED_IN
+        return {k: v for k, v in answer.items() if k not in ("access_token", "refresh_token")}
 
     def refresh(self, stale: str | None = None) -> str:
         """Get a new access token with the refresh token; returns it.
@@ -104,18 +140,49 @@ class Transport:
             if stale is not None and self.access_token not in (None, stale):
                 return self.access_token
             if not self.refresh_token:
-                raise AuthenticationError(_NOT_LOGGED_IN)
+                raise AuthenticationError(self._not_logged_in)
             try:
                 body = self.request(
                     "POST", "/token/refresh", json={"refresh_token": self.refresh_token}, auth=False
                 )
             except AuthenticationError as exc:
-                self.access_token = None
-                raise AuthenticationError(
-                    f"Your session has expired ({exc.msg}): log in again with client.login(...)."
-                ) from None
+                self.access_token = self.refresh_token = None
+                self._not_logged_in = (
+                    f"Your session has ended ({exc.msg}): log in again with client.login(...)."
+                )
+                raise AuthenticationError(self._not_logged_in, errors=exc.errors) from None
             self.access_token = str(body["access_token"])
+            # refresh tokens rotate: the old one is spent, and presenting it again ends the session
+            if body.get("refresh_token"):
+                self.refresh_token = str(body["refresh_token"])
             return self.access_token
+
+    def revoke(self, *, everywhere: bool = False) -> None:
+        """End the session on the server (``everywhere``: every session of the user), then forget
+        the tokens. A server that cannot be reached raises :class:`ServerUnavailable` and the
+        tokens are kept, so the call can be repeated."""
+        if self.access_token is None:
+            self._forget(_LOGGED_OUT)
+            return
+        body: dict[str, Any] = {"all": True} if everywhere else {}
+        if self.refresh_token and not everywhere:
+            body["refresh_token"] = self.refresh_token
+        try:
+            self.request("POST", "/token/revoke", json=body)
+        except AuthenticationError:
+            pass  # the session had ended already: nothing left to revoke
+        except ServerUnavailable as exc:
+            raise ServerUnavailable(
+                f"{exc.msg} The session was not revoked on the server and this client still "
+                "holds it: call client.logout() again when the server answers.",
+                errors=exc.errors,
+            ) from None
+        self._forget(_LOGGED_OUT)
+
+    def _forget(self, why: str) -> None:
+        with self._refresh_lock:
+            self.access_token = self.refresh_token = None
+            self._not_logged_in = why
 
     # -- requests -------------------------------------------------------------------------------
     def request(
@@ -129,7 +196,7 @@ class Transport:
     ) -> Any:
         """Send one request to ``/api<path>``; return the decoded JSON or raise the typed error."""
         if auth and self.access_token is None:
-            raise AuthenticationError(_NOT_LOGGED_IN)
+            raise AuthenticationError(self._not_logged_in)
         return self.rest.call(
             method,
             path,
@@ -149,7 +216,7 @@ class Transport:
         ...     t.download("/run/7/result", fh)
         """
         if self.access_token is None:
-            raise AuthenticationError(_NOT_LOGGED_IN)
+            raise AuthenticationError(self._not_logged_in)
 
         def cannot_download(exc: OSError) -> None:
             raise ServerUnavailable(

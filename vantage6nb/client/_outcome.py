@@ -4,28 +4,129 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..common.disclosure import Refusal, parse_reason, unwrap_result
-from ..common.errors import DisclosureRefused, TaskFailed
+from ..common.errors import CryptoError, DisclosureRefused, TaskFailed
 from ..common.schemas import FAILED_VALUES, FINAL_VALUES, RunStatus
 from . import _frames
 from ._codec import Codec
 from ._session import Session
 
-__all__ = ["decode_results", "raise_if_failed", "timeout_message"]
+__all__ = [
+    "UnverifiedResultWarning",
+    "binding_mismatch",
+    "check_runs",
+    "foreign_runs",
+    "decode_results",
+    "raise_if_failed",
+    "timeout_message",
+]
 
 _LOG_TAIL_LINES = 15
+_BOUND = ("uid", "collaboration_id", "init_org_id")  # what a created task's record fixes
+
+
+class UnverifiedResultWarning(UserWarning):
+    """Results of a task this client did not create: taken as the server describes the task."""
+
+
+def binding_mismatch(record: Mapping[str, Any], task: Mapping[str, Any]) -> dict[str, Any]:
+    """What the server says of a task that differs from this client's record of creating it.
+
+    Examples
+    --------
+    >>> binding_mismatch({"uid": "a", "collaboration_id": 1, "init_org_id": 2},
+    ...                  {"uid": "b", "collaboration_id": 1, "init_org_id": 2})
+    {'uid': {'created': 'a', 'server': 'b'}}
+    """
+    out = {}
+    for key in _BOUND:
+        if key in task and task.get(key) != record.get(key):
+            out[key] = {"created": record.get(key), "server": task.get(key)}
+    return out
+
+
+def _refuse(session: Session, task_id: int, differs: dict[str, Any]) -> CryptoError:
+    said = ", ".join(
+        f"{k} {v['server']!r} (created with {v['created']!r})" for k, v in differs.items()
+    )
+    return CryptoError(
+        f"Task {task_id} is not the task this client created: the server now gives {said}. "
+        f"This client's record of creating it is in {session.state.tasks_where}. Its results are "
+        "refused, because a server that edits its database could hand back an older task's "
+        "genuine results as this one's. Ask the server's operator what changed, and run the task "
+        "again for results you can trust.",
+        errors={"task_id": task_id, **{k: "differs from this client's record" for k in differs}},
+    )
+
+
+def foreign_runs(
+    session: Session, task_id: int, rows: Sequence[Mapping[str, Any]]
+) -> CryptoError | None:
+    """The refusal for runs of a task this client created that it did not create (another run
+    id, or the run of another organization: the server describes some other task as this one);
+    None when every run is one it created, or it has no record of the task."""
+    record = session.state.task(task_id)
+    runs = {int(k): int(v) for k, v in ((record or {}).get("runs") or {}).items()}
+    if not runs:
+        return None
+    for row in rows:
+        run_id, org = row.get("id", row.get("run_id")), row.get("organization_id")
+        if run_id is not None and org is not None and runs.get(int(run_id)) != int(org):
+            return _refuse(
+                session,
+                task_id,
+                {"run": {"created": sorted(runs), "server": f"run {run_id} of organization {org}"}},
+            )
+    return None
+
+
+def check_runs(session: Session, task_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Raise :func:`foreign_runs`' refusal, if any."""
+    refusal = foreign_runs(session, task_id, rows)
+    if refusal is not None:
+        raise refusal
+
+
+def _bound_task(session: Session, task: Mapping[str, Any]) -> dict[str, Any]:
+    """The task as this client created it, or as the server describes it (with a warning once)
+    when this client has no record of it."""
+    task_id = int(task["id"])
+    record = session.state.task(task_id)
+    if record is None:
+        if task_id not in session.unverified_warned:
+            session.unverified_warned.add(task_id)
+            warnings.warn(
+                f"Task {task_id} was not created by this client (no record in "
+                f"{session.state.where}): its results are taken as the server describes the task, "
+                "unverified (task.verified is False). Results of tasks you create are checked "
+                "against what you created.",
+                UnverifiedResultWarning,
+                stacklevel=5,  # the notebook line that asked for the results
+            )
+        return dict(task)
+    differs = binding_mismatch(record, task)
+    if differs:
+        raise _refuse(session, task_id, differs)
+    return {**dict(task), **{k: record[k] for k in _BOUND}}
 
 
 def decode_results(session: Session, task: Mapping[str, Any]) -> dict[int, Any]:
-    """The decoded result of every completed run of ``task`` (a task record), by run id."""
+    """The decoded result of every completed run of ``task`` (a task record), by run id.
+
+    A task this client created is decoded with the binding it created (uid, collaboration,
+    initiating organization, runs), whatever the server says now; a difference is refused.
+    """
+    task = _bound_task(session, task)
     task_id = int(task["id"])
     rows = session.transport.request("GET", "/result", params={"task_id": task_id})
     rows = rows.get("data", []) if isinstance(rows, dict) else rows
+    check_runs(session, task_id, rows)
     codec = session.codec
     out: dict[int, Any] = {}
     for row in rows:

@@ -43,6 +43,8 @@ class Task:
         self._data = dict(data)
         self._book = RunBook(int(data["id"]), self._data.get("organization_ids") or [])
         self._failures_accepted = False  # wait(raise_on_failure=False) was called
+        # the refusal for a run the server lists that this client did not create (see refresh)
+        self._foreign: Exception | None = None
         self._book.merge(runs if runs is not None else list(data.get("runs") or []))
         # set by _follow: the event connection (generation) that has fed this task every run_status
         # since before its creation, so a wait() on it needs no first re-read of the runs
@@ -76,6 +78,27 @@ class Task:
         return int(self._data["collaboration_id"])
 
     @property
+    def verified(self) -> bool:
+        """True when this client (or one sharing its state folder) created the task and the server
+        still describes it as created: its results are then checked against that binding.
+
+        False for tasks created elsewhere (their results come with an
+        :class:`UnverifiedResultWarning`, once) and for a task the server now describes otherwise
+        (whose results are refused).
+
+        Examples
+        --------
+        >>> client.task.create(image="v6nb/summary", method="summary").verified  # doctest: +SKIP
+        True
+        """
+        record = self._session.state.task(self.id)
+        return (
+            record is not None
+            and self._foreign is None
+            and not _outcome.binding_mismatch(record, self._data)
+        )
+
+    @property
     def created_at(self) -> pd.Timestamp | None:
         """When the server stored the task (UTC)."""
         return _frames.to_timestamp(self._data.get("created_at"))
@@ -104,8 +127,15 @@ class Task:
 
     # -- state ----------------------------------------------------------------------------------
     def refresh(self) -> Task:
-        """Re-read the runs from the server; returns the task."""
-        self._book.merge(self._session.transport.paginate("/run", {"task_id": self.id}))
+        """Re-read the runs from the server; returns the task.
+
+        When the server lists a run this client did not create for it (another task's, for
+        example), the task is no longer :attr:`verified` and waiting for it or reading its
+        results raises :class:`~vantage6nb.errors.CryptoError`.
+        """
+        rows = self._session.transport.paginate("/run", {"task_id": self.id})
+        self._foreign = _outcome.foreign_runs(self._session, self.id, rows) or self._foreign
+        self._book.merge(rows)
         return self
 
     def status(self) -> pd.DataFrame:
@@ -296,6 +326,8 @@ class Task:
                     except ServerUnavailable as exc:  # a server restart: keep waiting, retry later
                         unreachable = exc
                         refetch.set()
+                    if self._foreign is not None:  # another task's runs: they would never end
+                        raise self._foreign
                 seen = self._book.version  # later events and reconnects move it on
                 if report is not None:
                     report(self)

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ..common.contract import make_input
-from ..common.errors import V6Error, ValidationError
+from ..common.errors import CryptoError, V6Error, ValidationError
 from ..common.events import RUN_STATUS
 from . import _frames
 from ._session import Session
@@ -142,8 +142,30 @@ class TaskAPI:
             if stop_early is not None:
                 stop_early()
             raise
-        data.setdefault("uid", uid)
+        if data.get("uid", uid) != uid:
+            raise CryptoError(
+                f"The server stored task {data.get('id')} with uid {data.get('uid')!r}, not the "
+                f"uid {uid!r} this client sent: its results could not be told apart from another "
+                "task's, so this client will refuse them. Report this to the server's operator.",
+                errors={"uid": "changed by the server"},
+            )
+        data["uid"] = uid
         data.setdefault("organization_ids", org_ids)
+        # what results of this task must be bound to, whatever the server says later
+        session.state.remember_task(
+            {
+                "id": int(data["id"]),
+                "uid": uid,
+                "collaboration_id": int(collab["id"]),
+                "init_org_id": sender,
+                "organization_ids": org_ids,
+                "runs": {
+                    int(r["id"]): int(r["organization_id"])
+                    for r in data.get("runs") or []
+                    if r.get("id") is not None and r.get("organization_id") is not None
+                },
+            }
+        )
         task = Task(session, data)
         if stop_early is not None and generation is not None:
             task._follow(early, stop_early, generation)

@@ -7,10 +7,13 @@
     │   ├── ValidationError (400, "validation_error")
     │   └── PayloadTooLarge (413, "payload_too_large")
     ├── AuthenticationError (401, "unauthenticated")
-    │   └── TokenExpired (401, "token_expired")
+    │   ├── TokenExpired (401, "token_expired")
+    │   └── TotpRequired (401, "totp_required")
     ├── PermissionDenied (403, "forbidden")
+    │   └── TotpEnrolmentRequired (403, "totp_enrolment_required")
     ├── NotFound (404, "not_found")
     ├── Conflict (409, "conflict")
+    ├── TooManyAttempts (429, "too_many_attempts")
     ├── ServerUnavailable (503, "unavailable")
     ├── TaskError (400, "task_error")
     │   ├── TaskFailed (400, "task_failed")
@@ -28,6 +31,7 @@ The server renders every error as ``{"msg": ..., "errors": {...}, "code": ...}``
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = [
@@ -48,6 +52,9 @@ __all__ = [
     "TaskFailed",
     "TaskTimeout",
     "TokenExpired",
+    "TooManyAttempts",
+    "TotpEnrolmentRequired",
+    "TotpRequired",
     "V6Error",
     "ValidationError",
     "error_from_payload",
@@ -100,8 +107,43 @@ class TokenExpired(AuthenticationError):
     status, code = 401, "token_expired"
 
 
+class TotpRequired(AuthenticationError):
+    """The password was right and the account logs in with a second factor: log in again with
+    ``totp=<the 6-digit code>``."""
+
+    status, code = 401, "totp_required"
+
+
 class PermissionDenied(V6Error):
     status, code = 403, "forbidden"
+
+
+class TotpEnrolmentRequired(PermissionDenied):
+    """The user's organization requires two-factor login and the user has not enrolled yet."""
+
+    status, code = 403, "totp_enrolment_required"
+
+
+class TooManyAttempts(V6Error):
+    """Too many failed logins; ``retry_after`` says how many seconds until one may work again."""
+
+    status, code = 429, "too_many_attempts"
+
+    def __init__(
+        self,
+        msg: str = "",
+        *,
+        errors: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        errors = dict(errors or {})
+        if retry_after is None:  # rebuilt from the wire: the errors say it
+            given = errors.get("retry_after")
+            retry_after = float(given) if isinstance(given, int | float) else 1.0
+        else:
+            errors["retry_after"] = max(1, math.ceil(retry_after))
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(msg, errors=errors)
 
 
 class NotFound(V6Error):
@@ -232,6 +274,7 @@ _BY_STATUS: dict[int, type[V6Error]] = {
     408: TaskTimeout,
     409: Conflict,
     413: PayloadTooLarge,
+    429: TooManyAttempts,
     503: ServerUnavailable,
 }
 

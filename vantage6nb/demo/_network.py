@@ -83,7 +83,11 @@ class DemoNetwork:
         """
         from ..client import Client
 
-        client = Client(self.url).login(self.credentials["username"], self.credentials["password"])
+        # the researcher's state (key pins, tasks created) stays with the demo, not in ~/.local
+        state = self.workdir / "researcher" / "state"
+        client = Client(self.url, state_dir=state).login(
+            self.credentials["username"], self.credentials["password"]
+        )
         if self.encrypted and self.researcher_key is not None:
             client.setup_encryption(self.researcher_key)
         return client
@@ -395,7 +399,7 @@ def _create_keys(net: DemoNetwork, admin: AdminSession, names: list[str]) -> dic
         admin.set_public_key(net.organizations[name], key.public_key_b64)
         paths[name] = path
     net.researcher_key = net.workdir / "researcher" / "private.key"
-    net.researcher_key.parent.mkdir()
+    net.researcher_key.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(net.researcher_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(paths[names[0]].read_bytes())
