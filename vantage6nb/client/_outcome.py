@@ -94,12 +94,16 @@ def check_runs(session: Session, task_id: int, rows: Sequence[Mapping[str, Any]]
 
 
 def _bound_task(session: Session, task: Mapping[str, Any]) -> dict[str, Any]:
-    """The task as this client created it, or as the server describes it (with a warning once)
-    when this client has no record of it."""
+    """The task as this client created it, or as the server describes it (with a warning once,
+    unless it is a subtask of a task this client created) when this client has no record of it."""
     task_id = int(task["id"])
     record = session.state.task(task_id)
     if record is None:
-        if task_id not in session.unverified_warned:
+        parent = task.get("parent_id")
+        # a subtask of a task this client created (its central algorithm made it): expected, not
+        # warned about; its results stay unverified (task.verified is False)
+        derived = parent is not None and session.state.task(int(parent)) is not None
+        if not derived and task_id not in session.unverified_warned:
             session.unverified_warned.add(task_id)
             warnings.warn(
                 f"Task {task_id} was not created by this client (no record in "
