@@ -16,6 +16,7 @@ from .bootstrap import ensure_root, prepare_data_dir, secret_for
 from .config import load_config
 from .db import Database
 from .error_handlers import register_error_handlers
+from .openapi import bp as openapi_bp
 from .resources import BLUEPRINTS
 from .sockets import SocketHub
 from .state import ServerState
@@ -85,6 +86,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     for bp in BLUEPRINTS:
         app.register_blueprint(bp, url_prefix="/api")
+    app.register_blueprint(openapi_bp, url_prefix="/api")  # describes the routes above
     # socket.io answers /socket.io/ on the same port; everything else goes to Flask.
     app.wsgi_app = socketio.WSGIApp(hub.sio, app.wsgi_app, socketio_path="socket.io")  # type: ignore[method-assign]
     return app

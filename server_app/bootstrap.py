@@ -1,9 +1,10 @@
-"""First-start set-up: the data folder, the token secret and the root administrator account."""
+"""First-start set-up: the data folder, the token secret, the default roles and the root administrator account."""
 
 from __future__ import annotations
 
 import logging
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .db import Database
 from .models import Organization, User
+from .rules import ensure_defaults, role_ids_of, set_roles
 from .tokens import load_or_create_secret, write_private_file
 
 __all__ = [
@@ -54,18 +56,29 @@ def secret_for(cfg: dict[str, Any], data_dir: Path) -> str:
 
 def ensure_root(db: Database, cfg: dict[str, Any], data_dir: Path) -> None:
     """Create the root administrator (and its organization) once; apply a configured password."""
-    try:
-        _ensure_root(db, cfg, data_dir)
-    except IntegrityError:
-        # Another instance on the same database created it at the same moment: use that one.
-        _ensure_root(db, cfg, data_dir)
+    for attempt in range(1, 6):
+        try:
+            _ensure_root(db, cfg, data_dir)
+            return
+        except IntegrityError:
+            # Another instance on the same database created a rule, a role, the organization or
+            # the account at the same moment: look again, and use what it made.
+            if attempt == 5:
+                raise
+            time.sleep(0.1 * attempt)
 
 
 def _ensure_root(db: Database, cfg: dict[str, Any], data_dir: Path) -> None:
     username, password = str(cfg["root_username"]), str(cfg["root_password"])
     with db.new_session() as s:
+        roles = ensure_defaults(s)  # the rule table and default roles of this release
+        s.commit()
         user = s.scalar(select(User).where(User.username == username))
         if user is not None:
+            if roles["root"].id not in role_ids_of(s, user.id):
+                # the root account always holds root (as it always had is_admin)
+                set_roles(s, user, [*role_ids_of(s, user.id), roles["root"].id])
+                s.commit()
             if password and not verify_password(user.password_hash, password):
                 user.password_hash, user.is_admin = hash_password(password), True
                 s.commit()
@@ -87,12 +100,13 @@ def _ensure_root(db: Database, cfg: dict[str, Any], data_dir: Path) -> None:
             )
         else:
             log.info("created root account '%s' with the configured root_password", username)
-        s.add(
-            User(
-                username=username,
-                password_hash=hash_password(password),
-                organization_id=org.id,
-                is_admin=True,
-            )
+        user = User(
+            username=username,
+            password_hash=hash_password(password),
+            organization_id=org.id,
+            is_admin=True,
         )
+        s.add(user)
+        s.flush()
+        set_roles(s, user, [roles["root"].id])
         s.commit()

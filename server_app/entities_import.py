@@ -13,6 +13,7 @@ from vantage6nb.common.errors import ConfigurationError
 
 from .bootstrap import hash_password
 from .models import Collaboration, Node, Organization, User
+from .rules import give_default_roles
 from .tokens import hash_api_key, new_api_key
 
 __all__ = ["import_entities"]
@@ -78,7 +79,7 @@ def import_entities(cfg: dict[str, Any], path: str | Path) -> Iterator[str]:
                     email=item.get("email"),
                 )
                 s.add(user)
-                s.flush()
+                give_default_roles(s, user, is_admin=user.is_admin)
                 yield f"user {user.id}: {user.username}"
         for item in _items(doc, "collaborations"):
             collab = s.scalar(select(Collaboration).where(Collaboration.name == str(item["name"])))

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 __all__ = [
+    "AccessRule",
     "AuditEvent",
     "Base",
     "Collaboration",
@@ -26,10 +27,14 @@ __all__ = [
     "Organization",
     "PayloadBlob",
     "RefreshToken",
+    "Role",
     "Run",
     "Task",
     "User",
     "collaboration_member",
+    "role_rule",
+    "user_role",
+    "user_rule",
     "username_key",
     "utcnow",
 ]
@@ -238,3 +243,53 @@ class AuditEvent(Base):
     address: Mapped[str | None] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AccessRule(Base):
+    """One rule of server_app/rules.py: (resource, operation, scope)."""
+
+    __tablename__ = "rule"
+    __table_args__ = (UniqueConstraint("resource", "operation", "scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource: Mapped[str] = mapped_column(String(32))
+    operation: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(32))
+
+
+class Role(Base):
+    """A named set of rules; default roles (``is_default``) are kept by server_app/bootstrap.py."""
+
+    __tablename__ = "role"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # None: a server-wide role; else the organization that made it (its admins manage it)
+    organization_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organization.id", ondelete="CASCADE"), index=True
+    )
+    is_default: Mapped[bool] = mapped_column(default=False)
+
+    rules: Mapped[list[AccessRule]] = relationship(secondary="role_rule", order_by="AccessRule.id")
+
+
+role_rule = Table(
+    "role_rule",
+    Base.metadata,
+    Column("role_id", ForeignKey("role.id", ondelete="CASCADE"), primary_key=True),
+    Column("rule_id", ForeignKey("rule.id", ondelete="CASCADE"), primary_key=True),
+)
+user_role = Table(
+    "user_role",
+    Base.metadata,
+    Column("user_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+    Column("role_id", ForeignKey("role.id", ondelete="CASCADE"), primary_key=True),
+)
+user_rule = Table(
+    "user_rule",
+    Base.metadata,
+    Column("user_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+    Column("rule_id", ForeignKey("rule.id", ondelete="CASCADE"), primary_key=True),
+)

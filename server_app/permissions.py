@@ -1,24 +1,31 @@
-"""Who may do what, in one place: identities from tokens, and the checks every resource calls.
+"""Who may do what, in one place: identities from tokens, their rules, and the checks every resource calls.
 
-Today there are three roles (administrator, user of an organization, node of an organization in a
-collaboration) plus algorithm containers acting for one run; the checks are written so that full,
-configurable roles can replace the ``is_admin`` tests later without touching the resources.
+A user holds the rules of their roles plus their own extra rules (server_app/rules.py); nodes and
+algorithm containers hold fixed rule sets and the fixed checks below. :func:`allowed` and
+:func:`require` decide one act on one target; the ``scoped_*`` / ``visible_*`` helpers turn the
+``view`` rules into queries. A user's rules are read once per (user, session version): any change
+of roles or rules bumps the session version, so the next request re-checks at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from flask import current_app, g, request
-from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select
+from flask import current_app, g, has_request_context, request
+from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select, union
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from vantage6nb.common.errors import AuthenticationError, NotFound, PermissionDenied
 
 from .blobs import is_result_of
 from .models import (
+    AccessRule,
     Collaboration,
     Node,
     Organization,
@@ -27,23 +34,32 @@ from .models import (
     Task,
     User,
     collaboration_member,
+    role_rule,
+    user_role,
+    user_rule,
 )
 from .request_parsing import MAX_ID, get_or_404
+from .rules import CONTAINER_RULES, DEFAULT_ROLES, EVERY_USER, NODE_RULES, SCOPES, Rule, covers
 
 __all__ = [
     "Identity",
+    "allowed",
     "can_edit_user",
+    "can_see_result",
     "can_see_run",
     "can_see_task",
     "collaboration_ids",
     "current",
     "identity_from_claims",
     "is_node_run",
+    "holds",
     "key_change_allowed",
-    "require_admin",
+    "missing_rules",
+    "require",
     "require_collaboration",
     "require_node_run",
     "require_type",
+    "rules_of",
     "scoped_collaborations",
     "scoped_nodes",
     "scoped_runs",
@@ -75,6 +91,8 @@ class Identity:
     task_id: int | None = None  # containers
     job_id: int | None = None  # containers
     claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # a user's rules, once loaded (:func:`rules_of`); None: not yet
+    rules: frozenset[Rule] | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -131,6 +149,7 @@ def current() -> Identity:
     ident = identity_from_claims(claims)
     if ident.type != "node":  # a node's API key is what is taken back, not its tokens
         extensions["v6nb_sessions"].check(claims, endpoint=request.endpoint)
+    ident = replace(ident, rules=rules_of(ident))
     g._v6nb_identity = ident
     return ident
 
@@ -145,20 +164,238 @@ def require_type(*types: str) -> Identity:
     return ident
 
 
-def require_admin() -> Identity:
-    """The caller, who must be an administrator."""
-    ident = current()
-    if not ident.is_admin:
-        raise PermissionDenied(
-            "Only an administrator may do this: ask your server's administrator."
+# rules: loading, holding, deciding ---------------------------------------------------------------
+
+_USER_RULES = union(
+    select(AccessRule.resource, AccessRule.operation, AccessRule.scope)
+    .join(role_rule, role_rule.c.rule_id == AccessRule.id)
+    .join(user_role, user_role.c.role_id == role_rule.c.role_id)
+    .where(user_role.c.user_id == bindparam("uid")),
+    select(AccessRule.resource, AccessRule.operation, AccessRule.scope)
+    .join(user_rule, user_rule.c.rule_id == AccessRule.id)
+    .where(user_rule.c.user_id == bindparam("uid")),
+)
+# engine -> (user id, session version) -> rules; a new session version is a new key, so nothing
+# here is ever stale for a token that passed the session check
+_RULE_CACHE: weakref.WeakKeyDictionary[Engine, dict[tuple[int, int], frozenset[Rule]]] = (
+    weakref.WeakKeyDictionary()
+)
+_CACHE_LOCK = threading.Lock()
+_MAX_CACHED = 50_000
+
+
+def _load_user_rules(engine: Engine, user_id: int, version: int) -> frozenset[Rule]:
+    with _CACHE_LOCK:
+        table = _RULE_CACHE.setdefault(engine, {})
+    hit = table.get((user_id, version))
+    if hit is not None:
+        return hit
+    with engine.connect() as conn:
+        rows = conn.execute(_USER_RULES, {"uid": user_id}).all()
+    rules = EVERY_USER | frozenset(Rule(*row) for row in rows)
+    if len(table) >= _MAX_CACHED:
+        table.clear()
+    table[(user_id, version)] = rules
+    return rules
+
+
+def rules_of(ident: Identity, s: Session | None = None) -> frozenset[Rule]:
+    """The rules ``ident`` holds: a user's roles and extra rules, or a node's or container's fixed set.
+
+    ``s``: a session to find the database by, outside a request (socket.io handlers).
+    """
+    if ident.rules is not None:
+        return ident.rules
+    if ident.type == "node":
+        return NODE_RULES
+    if ident.type == "container":
+        return CONTAINER_RULES
+    if s is not None:
+        engine = s.get_bind()
+    else:
+        engine = current_app.extensions["v6nb_db"].engine
+    version = ident.claims.get("sv", 0)
+    return _load_user_rules(engine, ident.id, int(version) if isinstance(version, int) else 0)
+
+
+def holds(ident: Identity, rule: Rule, s: Session | None = None) -> bool:
+    """Whether ``ident`` holds ``rule`` (the same rule at its scope or a broader one)."""
+    return any(
+        covers(scope, rule.scope)
+        for scope in SCOPES
+        if Rule(rule.resource, rule.operation, scope) in rules_of(ident, s)
+    )
+
+
+def missing_rules(ident: Identity, rules: Iterable[Rule]) -> list[Rule]:
+    """Those of ``rules`` that ``ident`` does not hold (nobody grants a rule they do not hold)."""
+    return sorted(r for r in set(rules) if not holds(ident, r))
+
+
+def _broadest(
+    ident: Identity, resource: str, operation: str, s: Session | None = None
+) -> str | None:
+    """The broadest scope at which ``ident`` holds ``resource:operation`` (None: not at all)."""
+    held = rules_of(ident, s)
+    for scope in reversed(SCOPES):
+        if Rule(resource, operation, scope) in held:
+            return scope
+    return None
+
+
+def _my_collaborations(ident: Identity) -> frozenset[int]:
+    """The collaborations the caller's organization is in (a node's or container's: its one)."""
+    if ident.type in ("node", "container"):
+        return frozenset({ident.collaboration_id} if ident.collaboration_id is not None else ())
+    cached = g.get("_v6nb_my_collabs") if has_request_context() else None
+    if cached is not None and cached[0] == ident.org_id:
+        return cached[1]
+    from .db import session
+
+    rows = session().execute(
+        select(collaboration_member.c.collaboration_id).where(
+            collaboration_member.c.organization_id == ident.org_id
         )
+    )
+    mine = frozenset(r[0] for r in rows)
+    if has_request_context():
+        g._v6nb_my_collabs = (ident.org_id, mine)
+    return mine
+
+
+def _shares_collaboration(ident: Identity, org_id: int) -> bool:
+    mine = _my_collaborations(ident)
+    if not mine:
+        return False
+    from .db import session
+
+    stmt = select(collaboration_member.c.organization_id).where(
+        collaboration_member.c.collaboration_id.in_(mine),
+        collaboration_member.c.organization_id == org_id,
+    )
+    return session().execute(stmt.limit(1)).first() is not None
+
+
+def needed_scope(
+    ident: Identity,
+    *,
+    org_id: int | None = None,
+    collaboration_ids: Iterable[int] = (),
+    owner_id: int | None = None,
+) -> str:
+    """The narrowest scope that covers the target (described by its organization, collaborations
+    and owner) from where ``ident`` stands; no target at all: any rule will do ("own")."""
+    collabs = {c for c in collaboration_ids if c is not None}
+    if org_id is None and not collabs and owner_id is None:
+        return "own"
+    if owner_id is not None and ident.type == "user" and owner_id == ident.id:
+        return "own"
+    if org_id is not None and org_id == ident.org_id:
+        return "organization"
+    if collabs:
+        return "collaboration" if collabs & _my_collaborations(ident) else "global"
+    if org_id is not None and _shares_collaboration(ident, org_id):
+        return "collaboration"
+    return "global"
+
+
+def allowed(
+    ident: Identity,
+    resource: str,
+    operation: str,
+    *,
+    org_id: int | None = None,
+    collaboration_ids: Iterable[int] = (),
+    owner_id: int | None = None,
+) -> bool:
+    """Whether ``ident`` may do ``operation`` on a ``resource`` of organization ``org_id``, in
+    ``collaboration_ids``, owned by user ``owner_id`` (give what the target has).
+
+    Examples
+    --------
+    >>> allowed(ident, "task", "delete", org_id=2, collaboration_ids=[1], owner_id=7)  # doctest: +SKIP
+    False
+    """
+    held = _broadest(ident, resource, operation)
+    if held is None:
+        return False
+    if held == "global":
+        return True
+    need = needed_scope(
+        ident, org_id=org_id, collaboration_ids=collaboration_ids, owner_id=owner_id
+    )
+    return covers(held, need)
+
+
+_ASK = {
+    "own": "ask an organization admin",
+    "organization": "ask an organization admin",
+    "collaboration": "ask a collaboration admin",
+    "global": "ask the server's root administrator",
+}
+
+
+def denied(rule: Rule, what: str = "") -> PermissionDenied:
+    """The 403 naming the missing rule and whom to ask."""
+    prefix = f"{what}: y" if what else "Y"
+    return PermissionDenied(
+        f"{prefix}ou need rule {rule.resource}:{rule.operation} at scope {rule.scope}; "
+        f"{_ASK[rule.scope]}.",
+        errors={"rule": str(rule)},
+    )
+
+
+def require(
+    resource: str,
+    operation: str,
+    *,
+    org_id: int | None = None,
+    collaboration_ids: Iterable[int] = (),
+    owner_id: int | None = None,
+    ident: Identity | None = None,
+    what: str = "",
+) -> Identity:
+    """The caller (or ``ident``), who must be :func:`allowed` this; else a 403 naming the rule."""
+    ident = ident or current()
+    collabs = tuple(collaboration_ids)
+    if not allowed(
+        ident, resource, operation, org_id=org_id, collaboration_ids=collabs, owner_id=owner_id
+    ):
+        need = needed_scope(ident, org_id=org_id, collaboration_ids=collabs, owner_id=owner_id)
+        if need == "own" and _broadest(ident, resource, operation) is None:
+            need = _usual_scope(resource, operation)  # no rule at all: name the usual one
+        raise denied(Rule(resource, operation, need), what)
     return ident
 
 
-def collaboration_ids(s: Session, ident: Identity) -> set[int] | None:
-    """Collaborations the caller acts in; None means all (administrators)."""
-    if ident.is_admin:
+@lru_cache(maxsize=256)
+def _usual_scope(resource: str, operation: str) -> str:
+    """The narrowest scope at which a default role holds ``resource:operation``."""
+    scopes = {
+        r.scope
+        for _desc, rules in DEFAULT_ROLES.values()
+        for r in rules
+        if (r.resource, r.operation) == (resource, operation)
+    }
+    return min(scopes, key=SCOPES.index) if scopes else "global"
+
+
+def _global(
+    ident: Identity, resource: str, operation: str = "view", s: Session | None = None
+) -> bool:
+    return Rule(resource, operation, "global") in rules_of(ident, s)
+
+
+def collaboration_ids(
+    s: Session, ident: Identity, resource: str = "collaboration"
+) -> set[int] | None:
+    """Collaborations in which the caller sees ``resource``s; None means all (``view`` at
+    scope global), an empty set none (no ``view`` rule for it)."""
+    scope = _broadest(ident, resource, "view", s)
+    if scope == "global":
         return None
+    if scope is None:
+        return set()
     if ident.type in ("node", "container"):
         return {ident.collaboration_id} if ident.collaboration_id is not None else set()
     rows = s.execute(
@@ -171,7 +408,7 @@ def collaboration_ids(s: Session, ident: Identity) -> set[int] | None:
 
 def visible_organization_ids(s: Session, ident: Identity) -> set[int] | None:
     """Organizations the caller may see: its own and those sharing a collaboration; None: all."""
-    collabs = collaboration_ids(s, ident)
+    collabs = collaboration_ids(s, ident, "organization")
     if collabs is None:
         return None
     ids = {ident.org_id}
@@ -192,7 +429,7 @@ def visible_organizations_clause(ident: Identity) -> ColumnElement[bool] | None:
     so one is built per caller kind and organization and then reused (building it costs more
     than running it).
     """
-    if ident.is_admin:
+    if _global(ident, "organization"):
         return None
     collab = ident.collaboration_id if ident.type in ("node", "container") else -1
     return _visible_clause(ident.org_id, collab)
@@ -230,8 +467,8 @@ def require_collaboration(s: Session, ident: Identity, collaboration_id: int) ->
 
 
 def visible_collaboration_ids(s: Session, ident: Identity) -> list[int]:
-    """:func:`collaboration_ids` as a list, every collaboration for administrators (socket rooms)."""
-    allowed = collaboration_ids(s, ident)
+    """Collaborations whose task events the caller receives, as a list (socket rooms)."""
+    allowed = collaboration_ids(s, ident, "task")
     if allowed is None:
         return list(s.scalars(select(Collaboration.id)))
     return sorted(allowed)
@@ -247,14 +484,14 @@ def scoped_collaborations(s: Session, ident: Identity) -> Select[Any]:
 def scoped_nodes(s: Session, ident: Identity) -> Select[Any]:
     """Nodes of the collaborations the caller acts in."""
     stmt = select(Node)
-    allowed = collaboration_ids(s, ident)
+    allowed = collaboration_ids(s, ident, "node")
     return stmt if allowed is None else stmt.where(Node.collaboration_id.in_(allowed))
 
 
 def visible_node(s: Session, ident: Identity, node_id: int) -> Node:
     """The node, which must be in a collaboration the caller acts in (404 / 403 otherwise)."""
     node = get_or_404(s, Node, node_id)
-    allowed = collaboration_ids(s, ident)
+    allowed = collaboration_ids(s, ident, "node")
     if allowed is not None and node.collaboration_id not in allowed:
         raise PermissionDenied(
             f"Node {node_id} is in a collaboration your organization is not part of."
@@ -272,16 +509,30 @@ def visible_organization(s: Session, ident: Identity, org_id: int) -> Organizati
 
 
 def scoped_users(ident: Identity) -> Select[Any]:
-    """Users the caller may see: everyone for administrators, else their organization's."""
+    """Users the caller may see, by the scope of their ``user:view`` rule: everyone (global), the
+    organizations sharing a collaboration, their organization, or only themselves."""
     stmt = select(User)
-    return stmt if ident.is_admin else stmt.where(User.organization_id == ident.org_id)
+    scope = _broadest(ident, "user", "view")
+    if scope == "global":
+        return stmt
+    if scope == "collaboration":
+        peers = select(collaboration_member.c.organization_id).where(
+            collaboration_member.c.collaboration_id.in_(sorted(_my_collaborations(ident)))
+        )
+        return stmt.where(
+            or_(User.organization_id == ident.org_id, User.organization_id.in_(peers))
+        )
+    if scope == "organization":
+        return stmt.where(User.organization_id == ident.org_id)
+    return stmt.where(User.id == ident.id)
 
 
 def visible_user(s: Session, ident: Identity, user_id: int) -> User:
-    """The user, who must be of the caller's organization unless the caller is an administrator."""
+    """The user, whom the caller's ``user:view`` rule must cover (404 / 403 otherwise)."""
     user = get_or_404(s, User, user_id)
-    if not ident.is_admin and user.organization_id != ident.org_id:
-        raise PermissionDenied(f"User {user_id} belongs to another organization.")
+    if not allowed(ident, "user", "view", org_id=user.organization_id, owner_id=user.id):
+        need = needed_scope(ident, org_id=user.organization_id, owner_id=user.id)
+        raise denied(Rule("user", "view", need), f"User {user_id} belongs to another organization")
     return user
 
 
@@ -289,7 +540,7 @@ def _task_scope(s: Session, ident: Identity) -> ColumnElement[bool] | None:
     # SQL twin of can_see_task (None: no restriction)
     if ident.type == "container":
         return Task.job_id == ident.job_id
-    allowed = collaboration_ids(s, ident)
+    allowed = collaboration_ids(s, ident, "task")
     return None if allowed is None else Task.collaboration_id.in_(allowed)
 
 
@@ -297,7 +548,7 @@ def can_see_task(s: Session, ident: Identity, task: Task) -> bool:
     """Users of member organizations, the collaboration's nodes, and containers of the same job."""
     if ident.type == "container":
         return task.job_id == ident.job_id
-    allowed = collaboration_ids(s, ident)
+    allowed = collaboration_ids(s, ident, "task")
     return allowed is None or task.collaboration_id in allowed
 
 
@@ -381,9 +632,26 @@ _ONE_RUN = (
 )
 
 
-def can_edit_user(ident: Identity, user_id: int) -> bool:
-    """Administrators edit anyone; a user edits only their own account."""
-    return ident.is_admin or (ident.type == "user" and ident.id == user_id)
+def can_edit_user(ident: Identity, user: User) -> bool:
+    """Whether the caller's ``user:edit`` rule covers ``user`` (everyone edits their own account)."""
+    return ident.type == "user" and allowed(
+        ident, "user", "edit", org_id=user.organization_id, owner_id=user.id
+    )
+
+
+def can_see_result(ident: Identity, task: Task) -> bool:
+    """A user's ``result:view`` rule must cover the task (its organization, collaboration and
+    creator); nodes and containers see what their runs let them (:func:`visible_run`)."""
+    if ident.type != "user":
+        return True
+    return allowed(
+        ident,
+        "result",
+        "view",
+        org_id=task.init_org_id,
+        collaboration_ids=(task.collaboration_id,),
+        owner_id=task.init_user_id,
+    )
 
 
 def key_change_allowed(ident: Identity, org: Organization, replace_key: bool) -> str:
@@ -395,7 +663,7 @@ def key_change_allowed(ident: Identity, org: Organization, replace_key: bool) ->
     from vantage6nb.common.errors import KeyMismatch
 
     unset = not org.public_key
-    if ident.is_admin:
+    if _global(ident, "organization", "edit"):
         return "set" if unset else "replace"
     if ident.type not in ("user", "node") or ident.org_id != org.id:
         raise PermissionDenied(

@@ -174,6 +174,8 @@ def _page_args() -> tuple[int, int]:
             values[name] = 0
         if not 1 <= values[name] <= top:
             errors[name] = f"must be an integer from 1 to {top}"
+    if not errors and (values["page"] - 1) * values["per_page"] > MAX_ID:
+        errors["page"] = f"page x per_page must stay under {MAX_ID}: ask for an earlier page"
     if errors:
         raise ValidationError(
             "Invalid pagination: fix the parameters listed in 'errors'.", errors=errors

@@ -12,7 +12,17 @@ from sqlalchemy.orm import Session, object_session
 from vantage6nb.common.schemas import OPEN_ORDER, RunStatus
 
 from .blobs import result_blob, result_fields
-from .models import Collaboration, Node, Organization, PayloadBlob, Run, Task, User
+from .models import (
+    AccessRule,
+    Collaboration,
+    Node,
+    Organization,
+    PayloadBlob,
+    Role,
+    Run,
+    Task,
+    User,
+)
 
 __all__ = [
     "NodeIndex",
@@ -20,6 +30,8 @@ __all__ = [
     "iso",
     "node_json",
     "organization_json",
+    "role_json",
+    "rule_json",
     "run_event",
     "run_json",
     "task_brief",
@@ -53,13 +65,44 @@ def collaboration_json(c: Collaboration) -> dict[str, Any]:
     }
 
 
-def user_json(u: User) -> dict[str, Any]:
-    return {
+def user_json(
+    u: User, *, roles: list[int] | None = None, rules: list[int] | None = None
+) -> dict[str, Any]:
+    """A user; ``is_admin``: holds root or organization admin. ``roles`` / ``rules`` (ids of the
+    roles and of the extra rules) only where the caller read them (single-user answers)."""
+    out: dict[str, Any] = {
         "id": u.id,
         "username": u.username,
         "organization_id": u.organization_id,
         "is_admin": u.is_admin,
         "email": u.email,
+    }
+    if roles is not None:
+        out["roles"] = roles
+    if rules is not None:
+        out["rules"] = rules
+    return out
+
+
+def rule_json(r: AccessRule) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "name": f"{r.resource}:{r.operation}:{r.scope}",
+        "resource": r.resource,
+        "operation": r.operation,
+        "scope": r.scope,
+    }
+
+
+def role_json(r: Role) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "description": r.description,
+        "organization_id": r.organization_id,
+        "is_default": r.is_default,
+        "rules": [x.id for x in r.rules],
+        "rule_names": [f"{x.resource}:{x.operation}:{x.scope}" for x in r.rules],
     }
 
 

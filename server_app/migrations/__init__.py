@@ -138,7 +138,7 @@ def head() -> str:
     Examples
     --------
     >>> head()
-    '0002'
+    '0003'
     """
     rev = _scripts().get_current_head()
     assert rev is not None

@@ -8,6 +8,7 @@ from .collaborations import bp as collaborations_bp
 from .health import bp as health_bp
 from .nodes import bp as nodes_bp
 from .organizations import bp as organizations_bp
+from .roles import bp as roles_bp
 from .run_results import bp as run_results_bp
 from .runs import bp as runs_bp
 from .tasks import bp as tasks_bp
@@ -22,6 +23,7 @@ BLUEPRINTS = [
     health_bp,
     nodes_bp,
     organizations_bp,
+    roles_bp,
     run_results_bp,
     runs_bp,
     tasks_bp,

@@ -11,7 +11,7 @@ from vantage6nb.common.errors import ValidationError
 
 from ..db import session
 from ..models import AuditEvent
-from ..permissions import require_admin
+from ..permissions import require
 from ..request_parsing import list_response, paginate, parse_time, query_str
 from ..serializers import iso
 
@@ -49,7 +49,7 @@ def _since(value: str) -> Any:
 @bp.get("/audit")
 def list_audit_events() -> Any:
     # oldest first (by id): pages stay stable while new events are appended
-    require_admin()
+    require("audit", "view")
     stmt = select(AuditEvent).order_by(AuditEvent.id)
     if (action := query_str("action", 64)) is not None:
         stmt = stmt.where(AuditEvent.action == action)

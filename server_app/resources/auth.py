@@ -39,9 +39,10 @@ from ..login_limits import (
 from ..models import Node, Organization, RefreshToken, Run, Task, User, username_key, utcnow
 from ..permissions import (
     Identity,
+    allowed,
     identity_from_claims,
     is_node_run,
-    require_admin,
+    require,
     require_type,
 )
 from ..request_parsing import get_or_404, json_body, validated
@@ -435,10 +436,12 @@ def totp_confirm(user_id: int) -> Any:
 def totp_off(user_id: int) -> Any:
     ident = require_type("user")
     s = session()
-    if not ident.is_admin and ident.id != user_id:
-        raise PermissionDenied("You may only turn off two-factor login for your own account.")
     user = get_or_404(s, User, user_id)
-    if not ident.is_admin:
+    # someone whose user:edit rule covers the account beyond their own needs no code
+    manages = allowed(ident, "user", "edit", org_id=user.organization_id)
+    if not manages and ident.id != user_id:
+        raise PermissionDenied("You may only turn off two-factor login for your own account.")
+    if not manages:
         body = validated(_optional_body(), {}, {"totp": str}, strings={"totp": 32})
         if totp_active(user.totp_secret) and not totp_matches(user.totp_secret, body.get("totp")):
             raise PermissionDenied(
@@ -455,10 +458,11 @@ def totp_off(user_id: int) -> Any:
 
 @bp.post("/organization/<int:org_id>/require-totp")
 def require_totp(org_id: int) -> Any:
-    ident = require_admin()
+    ident = require("organization", "edit")
     body = validated(json_body(), {"require_totp": bool})
     s = session()
     org = get_or_404(s, Organization, org_id)
+    require("organization", "edit", org_id=org.id, ident=ident)
     org.require_totp = body["require_totp"]
     forget_all_after_commit(s)
     record(

@@ -15,7 +15,7 @@ from ..models import Collaboration, Organization, collaboration_member
 from ..permissions import (
     Identity,
     current,
-    require_admin,
+    require,
     require_collaboration,
     scoped_collaborations,
 )
@@ -82,7 +82,7 @@ def list_collaborations() -> Any:
 
 @bp.post("/collaboration")
 def create_collaboration() -> Any:
-    ident = require_admin()
+    ident = require("collaboration", "create")
     body = validated(
         json_body(),
         {"name": str},
@@ -122,9 +122,10 @@ def get_collaboration(collab_id: int) -> Any:
 
 @bp.patch("/collaboration/<int:collab_id>")
 def update_collaboration(collab_id: int) -> Any:
-    ident = require_admin()
+    ident = require("collaboration", "edit")
     s = session()
     collab = get_or_404(s, Collaboration, collab_id)
+    require("collaboration", "edit", collaboration_ids=(collab.id,), ident=ident)
     body = validated(
         json_body(),
         {},
@@ -180,9 +181,10 @@ def _change_encryption(ident: Identity, collab: Collaboration, encrypted: bool) 
 
 @bp.delete("/collaboration/<int:collab_id>")
 def delete_collaboration(collab_id: int) -> Any:
-    ident = require_admin()
+    ident = require("collaboration", "delete")
     s = session()
     collab = get_or_404(s, Collaboration, collab_id)
+    require("collaboration", "delete", collaboration_ids=(collab.id,), ident=ident)
     record(
         s,
         "collaboration_deleted",
@@ -203,9 +205,10 @@ def delete_collaboration(collab_id: int) -> Any:
 
 @bp.post("/collaboration/<int:collab_id>/organization")
 def add_member(collab_id: int) -> Any:
-    require_admin()
+    ident = require("collaboration", "edit")
     s = session()
     collab = get_or_404(s, Collaboration, collab_id)
+    require("collaboration", "edit", collaboration_ids=(collab.id,), ident=ident)
     body = validated(json_body(), {"id": int}, ids=("id",))
     org = get_or_404(s, Organization, body["id"])
     if org in collab.organizations:
@@ -217,9 +220,10 @@ def add_member(collab_id: int) -> Any:
 
 @bp.delete("/collaboration/<int:collab_id>/organization")
 def remove_member(collab_id: int) -> Any:
-    require_admin()
+    ident = require("collaboration", "edit")
     s = session()
     collab = get_or_404(s, Collaboration, collab_id)
+    require("collaboration", "edit", collaboration_ids=(collab.id,), ident=ident)
     body = validated(json_body(), {"id": int}, ids=("id",))
     org = get_or_404(s, Organization, body["id"])
     if org not in collab.organizations:

@@ -12,7 +12,7 @@ from vantage6nb.common.errors import Conflict, ValidationError
 from ..audit import record
 from ..db import session
 from ..models import Collaboration, Node, Organization
-from ..permissions import current, require_admin, scoped_nodes, visible_node
+from ..permissions import current, require, scoped_nodes, visible_node
 from ..request_parsing import (
     get_or_404,
     json_body,
@@ -55,7 +55,7 @@ def list_nodes() -> Any:
 
 @bp.post("/node")
 def create_node() -> Any:
-    ident = require_admin()
+    ident = require("node", "create")
     body = validated(
         json_body(),
         {"organization_id": int, "collaboration_id": int},
@@ -66,6 +66,7 @@ def create_node() -> Any:
     s = session()
     org = get_or_404(s, Organization, body["organization_id"])
     collab = get_or_404(s, Collaboration, body["collaboration_id"])
+    require("node", "create", org_id=org.id, collaboration_ids=(collab.id,), ident=ident)
     if org not in collab.organizations:
         raise ValidationError(
             f"Organization '{org.name}' is not a member of collaboration '{collab.name}': add it first "
@@ -114,8 +115,15 @@ def get_node(node_id: int) -> Any:
 
 @bp.patch("/node/<int:node_id>")
 def update_node(node_id: int) -> Any:
-    ident = require_admin()
+    ident = require("node", "edit")
     node = visible_node(session(), ident, node_id)
+    require(
+        "node",
+        "edit",
+        org_id=node.organization_id,
+        collaboration_ids=(node.collaboration_id,),
+        ident=ident,
+    )
     body = validated(json_body(), {}, {"name": str}, strings={"name": 255})
     if "name" in body:
         if not body["name"].strip():
@@ -127,9 +135,16 @@ def update_node(node_id: int) -> Any:
 
 @bp.delete("/node/<int:node_id>")
 def delete_node(node_id: int) -> Any:
-    ident = require_admin()
+    ident = require("node", "delete")
     s = session()
     node = get_or_404(s, Node, node_id)
+    require(
+        "node",
+        "delete",
+        org_id=node.organization_id,
+        collaboration_ids=(node.collaboration_id,),
+        ident=ident,
+    )
     record(
         s,
         "node_deleted",

@@ -11,7 +11,7 @@ from flask import Blueprint
 from sqlalchemy import Select, bindparam, select
 
 from vantage6nb.common.crypto import fingerprint
-from vantage6nb.common.errors import PermissionDenied, ValidationError
+from vantage6nb.common.errors import ValidationError
 from vantage6nb.common.keys import PUBLIC_KEY_BYTES
 
 from ..audit import record
@@ -20,7 +20,7 @@ from ..models import Organization, collaboration_member
 from ..permissions import (
     current,
     key_change_allowed,
-    require_admin,
+    require,
     visible_organization,
     visible_organizations_clause,
 )
@@ -99,7 +99,7 @@ def _list_statement(visible: Any, by_name: bool, by_collaboration: bool) -> Sele
 
 @bp.post("/organization")
 def create_organization() -> Any:
-    ident = require_admin()
+    ident = require("organization", "create")
     body = validated(
         json_body(),
         {"name": str},
@@ -142,10 +142,8 @@ def update_organization(org_id: int) -> Any:
         {"name": str, "domain": str, "public_key": str, "replace_key": bool},
         strings={"name": 255, "domain": 255, "public_key": _MAX_KEY_B64},
     )
-    if ("name" in body or "domain" in body) and not ident.is_admin:
-        raise PermissionDenied(
-            "Only an administrator may rename an organization or change its domain."
-        )
+    if "name" in body or "domain" in body:
+        require("organization", "edit", org_id=org.id, ident=ident, what="To rename it")
     if "name" in body:
         if not body["name"].strip():
             raise ValidationError("name must not be empty.", errors={"name": "must not be empty"})
@@ -180,9 +178,10 @@ def update_organization(org_id: int) -> Any:
 
 @bp.delete("/organization/<int:org_id>")
 def delete_organization(org_id: int) -> Any:
-    ident = require_admin()
+    ident = require("organization", "delete")
     s = session()
     org = get_or_404(s, Organization, org_id)
+    require("organization", "delete", org_id=org.id, ident=ident)
     record(
         s,
         "organization_deleted",

@@ -20,7 +20,15 @@ from vantage6nb.common.schemas import FINAL_VALUES
 from ..blobs import RESULT_KIND, blob_store, result_blob, result_ref
 from ..db import session
 from ..models import Collaboration, PayloadBlob, Run, Task
-from ..permissions import current, require_node_run, require_type, visible_run
+from ..permissions import (
+    can_see_result,
+    current,
+    denied,
+    require_node_run,
+    require_type,
+    visible_run,
+)
+from ..rules import Rule
 
 __all__ = ["bp"]
 
@@ -153,7 +161,13 @@ def put_result(run_id: int) -> Any:
 @bp.get("/run/<int:run_id>/result")
 def get_result(run_id: int) -> Any:
     s = session()
-    run, _, _, blob = visible_run(s, current(), run_id)
+    ident = current()
+    run, task, _, blob = visible_run(s, ident, run_id)
+    if not can_see_result(ident, task):
+        raise denied(
+            Rule("result", "view", "collaboration"),
+            f"Run {run_id} is of another organization's task",
+        )
     s.commit()  # the file may take a while to send: hold no transaction
     if blob is not None:
         path = blob_store().path(blob.name)

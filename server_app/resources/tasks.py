@@ -20,7 +20,9 @@ from ..lifecycle import descendant_ids, kill_tasks
 from ..models import Collaboration, Run, Task, utcnow
 from ..permissions import (
     Identity,
+    allowed,
     current,
+    require,
     require_collaboration,
     require_type,
     scoped_tasks,
@@ -185,6 +187,8 @@ def create_task() -> Any:
             )
         cid, image = body["collaboration_id"], check_str("image", body["image"], 512)
     collab = require_collaboration(s, ident, cid)
+    if ident.type == "user":
+        require("task", "create", collaboration_ids=(cid,), ident=ident)
     receivers = _receivers(body["organizations"], collab)
     databases = _databases(body.get("databases", []))
     uid = body.get("uid") or uuid.uuid4().hex
@@ -277,6 +281,14 @@ def _manageable(task_id: int) -> tuple[Identity, Task]:
 @bp.post("/task/<int:task_id>/kill")
 def kill_task(task_id: int) -> Any:
     ident, task = _manageable(task_id)
+    require(
+        "task",
+        "kill",
+        org_id=task.init_org_id,
+        collaboration_ids=(task.collaboration_id,),
+        owner_id=task.init_user_id,
+        ident=ident,
+    )
     killed = kill_tasks(session(), task, f"killed by {ident.label}")
     audit("task %s killed by %s (%d open runs)", task_id, ident.label, len(killed))
     return {"task_id": task_id, "run_ids": [r.id for r, _ in killed]}
@@ -287,7 +299,14 @@ def may_delete_task(ident: Identity, task: Task) -> bool:
 
     Other members of the collaboration may see and kill it, not delete it (docs/api.md).
     """
-    return ident.is_admin or (ident.type == "user" and task.init_user_id == ident.id)
+    return ident.type == "user" and allowed(
+        ident,
+        "task",
+        "delete",
+        org_id=task.init_org_id,
+        collaboration_ids=(task.collaboration_id,),
+        owner_id=task.init_user_id,
+    )
 
 
 @bp.delete("/task/<int:task_id>")

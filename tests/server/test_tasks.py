@@ -290,3 +290,12 @@ def test_a_time_out_of_range_in_utc_is_a_400_not_a_500(server_net: Network, when
     )
     assert r.status_code == 400, r.json
     assert r.json["errors"] == {"started_at": "out of range"} and "UTC" in r.json["msg"]
+
+
+def test_a_page_past_the_last_id_is_a_400_not_a_500(server_net: Network):
+    alice = server_net.users["alice"]
+    for path in ("/api/organization", "/api/task", "/api/run", "/api/user"):
+        r = server_net.client.get(
+            path, query_string={"page": 2**62, "per_page": 419}, headers=alice
+        )
+        assert r.status_code == 400 and "page" in r.json["errors"], (path, r.json)

@@ -338,6 +338,28 @@ class Client:
             params["since"] = ts.isoformat()
         return _frames.frame("audit", self._transport.paginate("/audit", params))
 
+    def roles(self, **filters: Any) -> pd.DataFrame:
+        """The roles you may see (the default ones and your organization's), one row per role.
+
+        ``rule_names`` lists each role's rules as ``resource:operation:scope``.
+
+        Examples
+        --------
+        >>> client.roles()[["name", "is_default"]]  # doctest: +SKIP
+        """
+        params = {k: v for k, v in filters.items() if v is not None}
+        return _frames.frame("role", self._transport.paginate("/role", params))
+
+    def rules(self, **filters: Any) -> pd.DataFrame:
+        """The server's rule table (``resource``, ``operation``, ``scope``), one row per rule.
+
+        Examples
+        --------
+        >>> client.rules(resource="task")[["name"]]  # doctest: +SKIP
+        """
+        params = {k: v for k, v in filters.items() if v is not None}
+        return _frames.frame("rule", self._transport.paginate("/rule", params))
+
     # -- single records and name resolution ------------------------------------------------------
     def collaboration(self, ref: int | str | None = None, *, fresh: bool = False) -> dict[str, Any]:
         """One collaboration by id or name (None: the only one of your organization), as a dict.

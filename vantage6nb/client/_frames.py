@@ -32,6 +32,8 @@ COLUMNS: dict[str, list[str]] = {
         "detail",
     ],
     "organization": ["id", "name", "domain", "key_fingerprint", "public_key"],
+    "role": ["id", "name", "description", "organization_id", "is_default", "rule_names", "rules"],
+    "rule": ["id", "name", "resource", "operation", "scope"],
     "collaboration": ["id", "name", "encrypted", "organization_ids", "organizations"],
     "user": ["id", "username", "organization_id", "organization", "is_admin", "email"],
     "node": [
