@@ -3,7 +3,6 @@ holds, a role change that takes effect at once, and the migration from ``is_admi
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +175,6 @@ def test_a_role_change_takes_effect_within_a_second(server_net: Network):
         headers=server_net.root,
     )
     assert r.status_code == 200 and r.json["is_admin"] is False
-    started = time.monotonic()
     r = c.post(
         "/api/user",
         json={
@@ -186,7 +184,7 @@ def test_a_role_change_takes_effect_within_a_second(server_net: Network):
         },
         headers=adam,
     )
-    assert r.status_code == 401 and time.monotonic() - started < 1.0  # the old token is gone
+    assert r.status_code == 401  # the very next request: the old token is gone
     fresh = server_net.login("adam", "adam-password-1")
     assert c.post("/api/user", json={"username": "third"}, headers=fresh).status_code == 403
     # a role's rules changing reaches its holders at once too

@@ -110,4 +110,6 @@ def _summary(net: Any) -> str:
         return (
             "\nFederated summary of the penguins data (no record left a node):\n"
             + frame.to_string()
+            + "\n(min and max are NaN: each is one record's value, which the nodes' default "
+            "disclosure policy withholds; see docs/privacy.md)"
         )
