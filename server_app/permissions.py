@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from flask import current_app, g, has_request_context, request
-from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select, union
+from sqlalchemy import ColumnElement, Select, and_, bindparam, false, or_, select, union
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -44,31 +44,35 @@ from .rules import CONTAINER_RULES, DEFAULT_ROLES, EVERY_USER, NODE_RULES, SCOPE
 __all__ = [
     "Identity",
     "allowed",
+    "denied",
     "can_edit_user",
     "can_see_result",
     "can_see_run",
     "can_see_task",
-    "collaboration_ids",
     "current",
     "identity_from_claims",
-    "is_node_run",
     "holds",
+    "is_node_run",
     "key_change_allowed",
     "missing_rules",
+    "needed_scope",
+    "node_target",
     "require",
     "require_collaboration",
     "require_node_run",
     "require_type",
+    "run_target",
     "rules_of",
+    "scope_filter",
     "scoped_collaborations",
     "scoped_nodes",
     "scoped_runs",
     "scoped_tasks",
     "scoped_users",
+    "task_target",
     "visible_collaboration_ids",
     "visible_node",
     "visible_organization",
-    "visible_organization_ids",
     "visible_organizations_clause",
     "visible_run",
     "visible_task",
@@ -276,20 +280,35 @@ def _shares_collaboration(ident: Identity, org_id: int) -> bool:
     return session().execute(stmt.limit(1)).first() is not None
 
 
+def _is_own(ident: Identity, owner_id: int | None, job_id: int | None, node_id: int | None) -> bool:
+    """ "Own" is the user's own object, a container's own job, a node's own node record."""
+    if ident.type == "user":
+        return owner_id is not None and owner_id == ident.id
+    if ident.type == "container":
+        return job_id is not None and job_id == ident.job_id
+    return node_id is not None and node_id == ident.node_id
+
+
 def needed_scope(
     ident: Identity,
     *,
     org_id: int | None = None,
     collaboration_ids: Iterable[int] = (),
     owner_id: int | None = None,
+    job_id: int | None = None,
+    node_id: int | None = None,
 ) -> str:
-    """The narrowest scope that covers the target (described by its organization, collaborations
-    and owner) from where ``ident`` stands; no target at all: any rule will do ("own")."""
+    """The narrowest scope that covers the target (described by its organization, collaborations,
+    owner, job and node record) from where ``ident`` stands; no target at all: any rule will do
+    ("own"). Nodes and containers are confined to their one collaboration: anything outside it
+    needs scope global, which they never hold."""
     collabs = {c for c in collaboration_ids if c is not None}
-    if org_id is None and not collabs and owner_id is None:
+    if ident.type != "user" and collabs and ident.collaboration_id not in collabs:
+        return "global"
+    if _is_own(ident, owner_id, job_id, node_id):
         return "own"
-    if owner_id is not None and ident.type == "user" and owner_id == ident.id:
-        return "own"
+    if org_id is None and not collabs:
+        return "own" if owner_id is None and job_id is None and node_id is None else "global"
     if org_id is not None and org_id == ident.org_id:
         return "organization"
     if collabs:
@@ -307,22 +326,31 @@ def allowed(
     org_id: int | None = None,
     collaboration_ids: Iterable[int] = (),
     owner_id: int | None = None,
+    job_id: int | None = None,
+    node_id: int | None = None,
 ) -> bool:
     """Whether ``ident`` may do ``operation`` on a ``resource`` of organization ``org_id``, in
-    ``collaboration_ids``, owned by user ``owner_id`` (give what the target has).
+    ``collaboration_ids``, owned by user ``owner_id`` (give what the target has: the ``*_target``
+    functions below describe each kind of object).
 
     Examples
     --------
-    >>> allowed(ident, "task", "delete", org_id=2, collaboration_ids=[1], owner_id=7)  # doctest: +SKIP
+    >>> allowed(ident, "task", "delete", **task_target(task))  # doctest: +SKIP
     False
     """
     held = _broadest(ident, resource, operation)
     if held is None:
         return False
-    if held == "global":
+    collabs = tuple(collaboration_ids)
+    if held == "global" and not (ident.type != "user" and collabs):
         return True
     need = needed_scope(
-        ident, org_id=org_id, collaboration_ids=collaboration_ids, owner_id=owner_id
+        ident,
+        org_id=org_id,
+        collaboration_ids=collabs,
+        owner_id=owner_id,
+        job_id=job_id,
+        node_id=node_id,
     )
     return covers(held, need)
 
@@ -352,16 +380,22 @@ def require(
     org_id: int | None = None,
     collaboration_ids: Iterable[int] = (),
     owner_id: int | None = None,
+    job_id: int | None = None,
+    node_id: int | None = None,
     ident: Identity | None = None,
     what: str = "",
 ) -> Identity:
     """The caller (or ``ident``), who must be :func:`allowed` this; else a 403 naming the rule."""
     ident = ident or current()
-    collabs = tuple(collaboration_ids)
-    if not allowed(
-        ident, resource, operation, org_id=org_id, collaboration_ids=collabs, owner_id=owner_id
-    ):
-        need = needed_scope(ident, org_id=org_id, collaboration_ids=collabs, owner_id=owner_id)
+    target = {
+        "org_id": org_id,
+        "collaboration_ids": tuple(collaboration_ids),
+        "owner_id": owner_id,
+        "job_id": job_id,
+        "node_id": node_id,
+    }
+    if not allowed(ident, resource, operation, **target):
+        need = needed_scope(ident, **target)
         if need == "own" and _broadest(ident, resource, operation) is None:
             need = _usual_scope(resource, operation)  # no rule at all: name the usual one
         raise denied(Rule(resource, operation, need), what)
@@ -386,53 +420,119 @@ def _global(
     return Rule(resource, operation, "global") in rules_of(ident, s)
 
 
-def collaboration_ids(
-    s: Session, ident: Identity, resource: str = "collaboration"
-) -> set[int] | None:
-    """Collaborations in which the caller sees ``resource``s; None means all (``view`` at
-    scope global), an empty set none (no ``view`` rule for it)."""
-    scope = _broadest(ident, resource, "view", s)
-    if scope == "global":
-        return None
+# what each kind of object is, for the checks: its organization, collaborations, owner, job -------
+
+
+def task_target(task: Task) -> dict[str, Any]:
+    """A task as a target: its initiating organization and user, collaboration and job."""
+    return {
+        "org_id": task.init_org_id,
+        "collaboration_ids": (task.collaboration_id,),
+        "owner_id": task.init_user_id,
+        "job_id": task.job_id,
+    }
+
+
+def run_target(run: Run, task: Task) -> dict[str, Any]:
+    """A run as a target: the organization that runs it, in its task's collaboration, owned by
+    the task's creator."""
+    return {**task_target(task), "org_id": run.organization_id}
+
+
+def node_target(node: Node) -> dict[str, Any]:
+    """A node as a target: its organization and collaboration (its own record for a node)."""
+    return {
+        "org_id": node.organization_id,
+        "collaboration_ids": (node.collaboration_id,),
+        "node_id": node.id,
+    }
+
+
+def scope_filter(
+    ident: Identity,
+    resource: str,
+    operation: str = "view",
+    *,
+    org: Any = None,
+    collaboration: Any = None,
+    owner: Any = None,
+    job: Any = None,
+    node: Any = None,
+    s: Session | None = None,
+) -> ColumnElement[bool] | None:
+    """The SQL twin of :func:`allowed` for every row of a listing: the columns say where a row's
+    organization, collaboration, owner, job and node are (None: no restriction).
+
+    A rule at a scope covers every narrower one, so the condition is the union of the scopes
+    up to the caller's broadest; nodes and containers stay inside their collaboration.
+    """
+    scope = _broadest(ident, resource, operation, s)
     if scope is None:
-        return set()
-    if ident.type in ("node", "container"):
-        return {ident.collaboration_id} if ident.collaboration_id is not None else set()
-    rows = s.execute(
-        select(collaboration_member.c.collaboration_id).where(
-            collaboration_member.c.organization_id == ident.org_id
-        )
-    )
-    return {r[0] for r in rows}
-
-
-def visible_organization_ids(s: Session, ident: Identity) -> set[int] | None:
-    """Organizations the caller may see: its own and those sharing a collaboration; None: all."""
-    collabs = collaboration_ids(s, ident, "organization")
-    if collabs is None:
-        return None
-    ids = {ident.org_id}
-    if collabs:
-        rows = s.execute(
-            select(collaboration_member.c.organization_id).where(
-                collaboration_member.c.collaboration_id.in_(collabs)
+        return false()
+    confined = ident.type != "user" and collaboration is not None
+    if scope == "global":
+        return collaboration == ident.collaboration_id if confined else None
+    conds: list[ColumnElement[bool]] = []
+    if ident.type == "user" and owner is not None:
+        conds.append(owner == ident.id)
+    elif ident.type == "container" and job is not None:
+        conds.append(job == ident.job_id)
+    elif ident.type == "node" and node is not None:
+        conds.append(node == ident.node_id)
+    if covers(scope, "organization") and org is not None:
+        conds.append(org == ident.org_id)
+    if covers(scope, "collaboration"):
+        mine = _my_collaborations_clause(ident)
+        if collaboration is not None:
+            conds.append(collaboration.in_(mine))
+        elif org is not None:
+            conds.append(
+                org.in_(
+                    select(collaboration_member.c.organization_id).where(
+                        collaboration_member.c.collaboration_id.in_(mine)
+                    )
+                )
             )
-        )
-        ids.update(r[0] for r in rows)
-    return ids
+    clause = or_(*conds) if conds else false()
+    return and_(clause, collaboration == ident.collaboration_id) if confined else clause
+
+
+def _my_collaborations_clause(ident: Identity) -> Any:
+    if ident.type != "user":
+        return [ident.collaboration_id] if ident.collaboration_id is not None else []
+    return select(collaboration_member.c.collaboration_id).where(
+        collaboration_member.c.organization_id == ident.org_id
+    )
+
+
+def _where(stmt: Select[Any], clause: ColumnElement[bool] | None) -> Select[Any]:
+    return stmt if clause is None else stmt.where(clause)
+
+
+# organizations and collaborations -------------------------------------------------------------
 
 
 def visible_organizations_clause(ident: Identity) -> ColumnElement[bool] | None:
-    """:func:`visible_organization_ids` as a SQL condition on ``Organization.id`` (None: all).
+    """Organizations the caller's ``organization:view`` rule covers, as a SQL condition on
+    ``Organization.id`` (None: all).
 
-    One statement instead of two extra queries: the hot list read uses it. Clauses are immutable,
-    so one is built per caller kind and organization and then reused (building it costs more
-    than running it).
+    The hot list read uses it. Clauses are immutable, so one is built per caller kind, scope and
+    organization and then reused (building it costs more than running it).
     """
-    if _global(ident, "organization"):
+    scope = _broadest(ident, "organization", "view")
+    if scope == "global" and ident.type == "user":
         return None
+    if scope is None:
+        return false()
+    if not covers(scope, "collaboration"):
+        return _own_org_clause(ident.org_id if covers(scope, "organization") else -1)
     collab = ident.collaboration_id if ident.type in ("node", "container") else -1
     return _visible_clause(ident.org_id, collab)
+
+
+@lru_cache(maxsize=4096)
+def _own_org_clause(org_id: int) -> ColumnElement[bool]:
+    return Organization.id == org_id
 
 
 @lru_cache(maxsize=4096)
@@ -453,78 +553,82 @@ def _visible_clause(org_id: int, collaboration_id: int | None) -> ColumnElement[
     return or_(mine, Organization.id.in_(peers))
 
 
+def visible_organization(s: Session, ident: Identity, org_id: int) -> Organization:
+    """The organization, which the caller's ``organization:view`` rule must cover (404 / 403)."""
+    org = get_or_404(s, Organization, org_id)
+    if not allowed(ident, "organization", "view", org_id=org.id):
+        raise PermissionDenied(f"Organization {org_id} shares no collaboration with yours.")
+    return org
+
+
 def require_collaboration(s: Session, ident: Identity, collaboration_id: int) -> Collaboration:
-    """The collaboration, which the caller must act in (404 when unknown, 403 when not a member)."""
+    """The collaboration, which the caller's ``collaboration:view`` rule must cover (404 when
+    unknown, 403 otherwise): the collaborations one sees are the ones one acts in."""
     collab = s.get(Collaboration, collaboration_id) if 0 < collaboration_id < 2**63 else None
     if collab is None:
         raise NotFound(f"Collaboration {collaboration_id} does not exist.")
-    allowed = collaboration_ids(s, ident)
-    if allowed is not None and collaboration_id not in allowed:
+    if not allowed(ident, "collaboration", "view", collaboration_ids=(collab.id,)):
         raise PermissionDenied(
             f"Your organization is not a member of collaboration '{collab.name}' ({collaboration_id})."
         )
     return collab
 
 
-def visible_collaboration_ids(s: Session, ident: Identity) -> list[int]:
-    """Collaborations whose task events the caller receives, as a list (socket rooms)."""
-    allowed = collaboration_ids(s, ident, "task")
-    if allowed is None:
-        return list(s.scalars(select(Collaboration.id)))
-    return sorted(allowed)
-
-
 def scoped_collaborations(s: Session, ident: Identity) -> Select[Any]:
     """Collaborations the caller acts in, as a statement to filter and page further."""
-    stmt = select(Collaboration)
-    allowed = collaboration_ids(s, ident)
-    return stmt if allowed is None else stmt.where(Collaboration.id.in_(allowed))
+    clause = scope_filter(ident, "collaboration", collaboration=Collaboration.id, s=s)
+    return _where(select(Collaboration), clause)
+
+
+def visible_collaboration_ids(s: Session, ident: Identity) -> list[int]:
+    """Collaborations whose task events the caller receives (socket rooms): those where its
+    ``task:view`` rule covers every task, i.e. at scope collaboration or broader."""
+    scope = _broadest(ident, "task", "view", s)
+    if scope is None or not covers(scope, "collaboration"):
+        return []
+    if ident.type != "user":
+        return [ident.collaboration_id] if ident.collaboration_id is not None else []
+    if scope == "global":
+        return list(s.scalars(select(Collaboration.id)))
+    rows = s.execute(
+        select(collaboration_member.c.collaboration_id).where(
+            collaboration_member.c.organization_id == ident.org_id
+        )
+    )
+    return sorted(r[0] for r in rows)
+
+
+# nodes and users --------------------------------------------------------------------------------
 
 
 def scoped_nodes(s: Session, ident: Identity) -> Select[Any]:
-    """Nodes of the collaborations the caller acts in."""
-    stmt = select(Node)
-    allowed = collaboration_ids(s, ident, "node")
-    return stmt if allowed is None else stmt.where(Node.collaboration_id.in_(allowed))
+    """Nodes the caller's ``node:view`` rule covers."""
+    clause = scope_filter(
+        ident,
+        "node",
+        org=Node.organization_id,
+        collaboration=Node.collaboration_id,
+        node=Node.id,
+        s=s,
+    )
+    return _where(select(Node), clause)
 
 
 def visible_node(s: Session, ident: Identity, node_id: int) -> Node:
-    """The node, which must be in a collaboration the caller acts in (404 / 403 otherwise)."""
+    """The node, which the caller's ``node:view`` rule must cover (404 / 403 otherwise)."""
     node = get_or_404(s, Node, node_id)
-    allowed = collaboration_ids(s, ident, "node")
-    if allowed is not None and node.collaboration_id not in allowed:
+    if not allowed(ident, "node", "view", **node_target(node)):
         raise PermissionDenied(
             f"Node {node_id} is in a collaboration your organization is not part of."
         )
     return node
 
 
-def visible_organization(s: Session, ident: Identity, org_id: int) -> Organization:
-    """The organization, which must share a collaboration with the caller's (404 / 403 otherwise)."""
-    org = get_or_404(s, Organization, org_id)
-    visible = visible_organization_ids(s, ident)
-    if visible is not None and org.id not in visible:
-        raise PermissionDenied(f"Organization {org_id} shares no collaboration with yours.")
-    return org
-
-
 def scoped_users(ident: Identity) -> Select[Any]:
     """Users the caller may see, by the scope of their ``user:view`` rule: everyone (global), the
     organizations sharing a collaboration, their organization, or only themselves."""
-    stmt = select(User)
-    scope = _broadest(ident, "user", "view")
-    if scope == "global":
-        return stmt
-    if scope == "collaboration":
-        peers = select(collaboration_member.c.organization_id).where(
-            collaboration_member.c.collaboration_id.in_(sorted(_my_collaborations(ident)))
-        )
-        return stmt.where(
-            or_(User.organization_id == ident.org_id, User.organization_id.in_(peers))
-        )
-    if scope == "organization":
-        return stmt.where(User.organization_id == ident.org_id)
-    return stmt.where(User.id == ident.id)
+    clause = scope_filter(ident, "user", org=User.organization_id, owner=User.id)
+    return _where(select(User), clause)
 
 
 def visible_user(s: Session, ident: Identity, user_id: int) -> User:
@@ -536,26 +640,36 @@ def visible_user(s: Session, ident: Identity, user_id: int) -> User:
     return user
 
 
-def _task_scope(s: Session, ident: Identity) -> ColumnElement[bool] | None:
-    # SQL twin of can_see_task (None: no restriction)
-    if ident.type == "container":
-        return Task.job_id == ident.job_id
-    allowed = collaboration_ids(s, ident, "task")
-    return None if allowed is None else Task.collaboration_id.in_(allowed)
+def can_edit_user(ident: Identity, user: User) -> bool:
+    """Whether the caller's ``user:edit`` rule covers ``user`` (everyone edits their own account)."""
+    return ident.type == "user" and allowed(
+        ident, "user", "edit", org_id=user.organization_id, owner_id=user.id
+    )
+
+
+# tasks, runs and results ----------------------------------------------------------------------
+
+
+def _task_clause(s: Session, ident: Identity) -> ColumnElement[bool] | None:
+    return scope_filter(
+        ident,
+        "task",
+        org=Task.init_org_id,
+        collaboration=Task.collaboration_id,
+        owner=Task.init_user_id,
+        job=Task.job_id,
+        s=s,
+    )
 
 
 def can_see_task(s: Session, ident: Identity, task: Task) -> bool:
-    """Users of member organizations, the collaboration's nodes, and containers of the same job."""
-    if ident.type == "container":
-        return task.job_id == ident.job_id
-    allowed = collaboration_ids(s, ident, "task")
-    return allowed is None or task.collaboration_id in allowed
+    """Whether the caller's ``task:view`` rule covers ``task`` (a container: its own job)."""
+    return allowed(ident, "task", "view", **task_target(task))
 
 
 def scoped_tasks(s: Session, ident: Identity) -> Select[Any]:
     """Tasks the caller may see (:func:`can_see_task`), as a statement to filter further."""
-    clause = _task_scope(s, ident)
-    return select(Task) if clause is None else select(Task).where(clause)
+    return _where(select(Task), _task_clause(s, ident))
 
 
 def visible_task(s: Session, ident: Identity, task_id: int) -> Task:
@@ -567,8 +681,8 @@ def visible_task(s: Session, ident: Identity, task_id: int) -> Task:
                 f"Task {task_id} is not part of this algorithm's job: an algorithm sees only "
                 "its own task and the subtasks of its job."
             )
-        raise PermissionDenied(
-            f"Task {task_id} is in a collaboration your organization is not part of."
+        raise denied(
+            Rule("task", "view", needed_scope(ident, **task_target(task))), f"Task {task_id}"
         )
     return task
 
@@ -576,7 +690,11 @@ def visible_task(s: Session, ident: Identity, task_id: int) -> Task:
 def is_node_run(ident: Identity, run: Run, task: Task) -> bool:
     """Whether ``run`` (of ``task``) is one the node ``ident`` executes: its organization's part
     of a task in its collaboration."""
-    return run.organization_id == ident.org_id and task.collaboration_id == ident.collaboration_id
+    return (
+        ident.type == "node"
+        and run.organization_id == ident.org_id
+        and task.collaboration_id == ident.collaboration_id
+    )
 
 
 def require_node_run(ident: Identity, run: Run, task: Task) -> None:
@@ -586,21 +704,24 @@ def require_node_run(ident: Identity, run: Run, task: Task) -> None:
 
 
 def can_see_run(s: Session, ident: Identity, task: Task, organization_id: int) -> bool:
-    """Like tasks, but a node sees only the runs of its own organization."""
-    if ident.type == "node":
-        return task.collaboration_id == ident.collaboration_id and organization_id == ident.org_id
-    return can_see_task(s, ident, task)
+    """Whether the caller's ``run:view`` rule covers the run of ``organization_id`` in ``task``
+    (a node: the runs of its organization; a container: the runs of its job)."""
+    target = {**task_target(task), "org_id": organization_id}
+    return allowed(ident, "run", "view", **target)
 
 
 def scoped_runs(s: Session, ident: Identity) -> Select[Any]:
     """Runs the caller may see (:func:`can_see_run`), joined with their task (filter on both)."""
-    stmt = select(Run).join(Task, Run.task_id == Task.id)
-    if ident.type == "node":
-        return stmt.where(
-            Task.collaboration_id == ident.collaboration_id, Run.organization_id == ident.org_id
-        )
-    clause = _task_scope(s, ident)
-    return stmt if clause is None else stmt.where(clause)
+    clause = scope_filter(
+        ident,
+        "run",
+        org=Run.organization_id,
+        collaboration=Task.collaboration_id,
+        owner=Task.init_user_id,
+        job=Task.job_id,
+        s=s,
+    )
+    return _where(select(Run).join(Task, Run.task_id == Task.id), clause)
 
 
 def visible_run(
@@ -632,26 +753,13 @@ _ONE_RUN = (
 )
 
 
-def can_edit_user(ident: Identity, user: User) -> bool:
-    """Whether the caller's ``user:edit`` rule covers ``user`` (everyone edits their own account)."""
-    return ident.type == "user" and allowed(
-        ident, "user", "edit", org_id=user.organization_id, owner_id=user.id
-    )
-
-
-def can_see_result(ident: Identity, task: Task) -> bool:
-    """A user's ``result:view`` rule must cover the task (its organization, collaboration and
-    creator); nodes and containers see what their runs let them (:func:`visible_run`)."""
-    if ident.type != "user":
+def can_see_result(ident: Identity, task: Task, run: Run | None = None) -> bool:
+    """Whether the caller's ``result:view`` rule covers ``task`` (its initiating organization,
+    collaboration, creator; a container: its own job), or ``run`` is the caller's own run (the
+    node that produced a result reads it back)."""
+    if run is not None and is_node_run(ident, run, task):
         return True
-    return allowed(
-        ident,
-        "result",
-        "view",
-        org_id=task.init_org_id,
-        collaboration_ids=(task.collaboration_id,),
-        owner_id=task.init_user_id,
-    )
+    return allowed(ident, "result", "view", **task_target(task))
 
 
 def key_change_allowed(ident: Identity, org: Organization, replace_key: bool) -> str:

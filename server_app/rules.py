@@ -154,20 +154,22 @@ DEFAULT_ROLES: dict[str, tuple[str, frozenset[Rule]]] = {
 ADMIN_ROLES = ("root", "organization admin")
 
 # Fixed identities (not assignable): what the checks in server_app/permissions.py let them do.
-# A node: its collaboration, the runs of its own organization, results of those runs, its
-# organization's key while unset (replace_key to replace it).
+# A node: its collaboration, the runs of its own organization, results of those runs. Setting
+# its organization's key (replace_key to replace it) is the fixed check key_change_allowed, not
+# a rule: a node cannot rename its organization or change its two-factor requirement.
 NODE_RULES = (
-    _SEE_COLLABORATIONS
-    | _rules(
-        "organization", {"run": ("view", "edit"), "result": ("create",), "organization": ("edit",)}
+    _rules(
+        "collaboration", {"collaboration": ("view",), "organization": ("view",), "node": ("view",)}
     )
+    | _rules("organization", {"run": ("view", "edit"), "result": ("create",)})
     | _rules("collaboration", {"task": ("view",)})
     | _rules("own", {"node": ("view", "edit")})
 )
-# A container: its own job's tasks and subtasks in its collaboration, while its run is open.
-CONTAINER_RULES = _SEE_COLLABORATIONS | _rules(
-    "collaboration", {"task": ("view", "create"), "result": ("view",)}
-)
+# A container: its own job's tasks and subtasks in its collaboration, while its run is open
+# ("own", for a container, is its job).
+CONTAINER_RULES = _rules(
+    "collaboration", {"collaboration": ("view",), "organization": ("view",), "node": ("view",)}
+) | _rules("own", {"task": ("view", "create"), "run": ("view",), "result": ("view",)})
 
 
 # the one writer of rule rows, default roles and role holdings --------------------------------

@@ -69,7 +69,7 @@ def user_json(
     u: User, *, roles: list[int] | None = None, rules: list[int] | None = None
 ) -> dict[str, Any]:
     """A user; ``is_admin``: holds root or organization admin. ``roles`` / ``rules`` (ids of the
-    roles and of the extra rules) only where the caller read them (single-user answers)."""
+    roles and of the extra rules) where the caller read them (single users and listings)."""
     out: dict[str, Any] = {
         "id": u.id,
         "username": u.username,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import socketio
@@ -59,6 +60,10 @@ class SocketHub:
         self._db = db
         self._lock = threading.Lock()
         self._node_sids: dict[int, set[str]] = {}
+        # users' connections on this instance -> their token's claims, checked by the sweep
+        self._user_sids: dict[str, dict[str, Any]] = {}
+        self._sweeper: threading.Thread | None = None
+        self.sweep_s = 1.0  # a revoked user's socket closes within about this long
         # the app's session cache (set when the auth resources are registered)
         self.sessions: SessionCache | None = None
         self.sio.on("connect", self._on_connect)
@@ -114,6 +119,37 @@ class SocketHub:
         self.sio.enter_room(sid, events.organization_room(ident.org_id))
         for cid in collabs:
             self.sio.enter_room(sid, events.collaboration_room(cid))
+        with self._lock:
+            self._user_sids[sid] = ident.claims
+            if self._sweeper is None:
+                self._sweeper = threading.Thread(
+                    target=self._sweep, name="v6nb-socket-sweep", daemon=True
+                )
+                self._sweeper.start()
+
+    def _sweep(self) -> None:
+        """Close the sockets of users whose session ended (logout, revocation, password or role
+        change, deletion): what a REST request learns from the session check, an open socket
+        learns here, on every instance for its own connections."""
+        while True:
+            time.sleep(self.sweep_s)
+            with self._lock:
+                live = list(self._user_sids.items())
+            for sid, claims in live:
+                try:
+                    self._session_cache().check(claims)
+                except V6Error:
+                    with self._lock:
+                        self._user_sids.pop(sid, None)
+                    log.info(
+                        "closing the socket of user %s: their session ended", claims.get("sub")
+                    )
+                    try:
+                        self.sio.disconnect(sid)
+                    except Exception:  # already gone
+                        log.debug("socket %s already closed", sid, exc_info=True)
+                except Exception:  # the database is down: try again at the next sweep
+                    log.warning("could not check the session of socket %s", sid, exc_info=True)
 
     def _connect_node(self, sid: str, ident: Identity) -> bool:
         with self._db.new_session() as s:
@@ -145,6 +181,8 @@ class SocketHub:
         except KeyError:
             return
         if info.get("type") != "node":
+            with self._lock:
+                self._user_sids.pop(sid, None)
             return
         node_id = int(info["id"])
         with self._lock:

@@ -4,8 +4,10 @@ two-factor enrolment, and container tokens for a node's running algorithm."""
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 import secrets
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -187,14 +189,26 @@ def _count_failure(user: User | None, key: str, address: str) -> None:
         )
 
 
-def totp_matches(secret: str | None, code: Any) -> bool:
-    """Whether ``code`` is the current (or an adjacent) 6-digit code of ``secret``."""
+def totp_step(secret: str | None, code: Any) -> int | None:
+    """The 30-second step whose 6-digit code of ``secret`` ``code`` is (the current step or an
+    adjacent one, for clock drift); None when it is none of them."""
     if not secret or not isinstance(code, str):
-        return False
+        return None
     code = code.replace(" ", "")
     if not (code.isdigit() and len(code) == 6):
-        return False
-    return pyotp.TOTP(secret.removeprefix(_PENDING)).verify(code, valid_window=1)
+        return None
+    totp = pyotp.TOTP(secret.removeprefix(_PENDING))
+    now = time.time()
+    for offset in (0, -1, 1):
+        at = now + offset * totp.interval
+        if hmac.compare_digest(totp.at(at), code):
+            return int(at // totp.interval)
+    return None
+
+
+def totp_matches(secret: str | None, code: Any) -> bool:
+    """Whether ``code`` is the current (or an adjacent) 6-digit code of ``secret``."""
+    return totp_step(secret, code) is not None
 
 
 @bp.post("/token/user")
@@ -233,10 +247,19 @@ def login_user() -> Any:
                 "authenticator app as 'totp' with your username and password.",
                 errors={"totp": "required"},
             )
-        if not totp_matches(user.totp_secret, body["totp"]):
+        step = totp_step(user.totp_secret, body["totp"])
+        if step is None:
             _count_failure(user, key, address)
             _failed(username, address, "wrong two-factor code")
             raise AuthenticationError(WRONG_CREDENTIALS)
+        if user.totp_last_step is not None and step <= user.totp_last_step:
+            _failed(username, address, "two-factor code used again")
+            raise AuthenticationError(
+                "This two-factor code has been used already: wait for the next one (codes "
+                "change every 30 seconds) and log in with it.",
+                errors={"totp": "used already"},
+            )
+        user.totp_last_step = step  # single use: a replayed code is refused
     account_succeeded(user)
     # refresh tokens expired for longer than an access token lives can no longer matter
     cutoff = utcnow() - dt.timedelta(seconds=state().tokens.lifetimes["access"])

@@ -12,7 +12,7 @@ from vantage6nb.common.errors import Conflict, ValidationError
 from ..audit import record
 from ..db import session
 from ..models import Collaboration, Node, Organization
-from ..permissions import current, require, scoped_nodes, visible_node
+from ..permissions import current, node_target, require, scoped_nodes, visible_node
 from ..request_parsing import (
     get_or_404,
     json_body,
@@ -117,13 +117,7 @@ def get_node(node_id: int) -> Any:
 def update_node(node_id: int) -> Any:
     ident = require("node", "edit")
     node = visible_node(session(), ident, node_id)
-    require(
-        "node",
-        "edit",
-        org_id=node.organization_id,
-        collaboration_ids=(node.collaboration_id,),
-        ident=ident,
-    )
+    require("node", "edit", **node_target(node), ident=ident)  # a node: its own record
     body = validated(json_body(), {}, {"name": str}, strings={"name": 255})
     if "name" in body:
         if not body["name"].strip():

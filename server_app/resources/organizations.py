@@ -8,15 +8,15 @@ from functools import lru_cache
 from typing import Any
 
 from flask import Blueprint
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, func, select
 
 from vantage6nb.common.crypto import fingerprint
-from vantage6nb.common.errors import ValidationError
+from vantage6nb.common.errors import Conflict, ValidationError
 from vantage6nb.common.keys import PUBLIC_KEY_BYTES
 
 from ..audit import record
 from ..db import session
-from ..models import Organization, collaboration_member
+from ..models import Node, Organization, User, collaboration_member
 from ..permissions import (
     current,
     key_change_allowed,
@@ -182,6 +182,14 @@ def delete_organization(org_id: int) -> Any:
     s = session()
     org = get_or_404(s, Organization, org_id)
     require("organization", "delete", org_id=org.id, ident=ident)
+    users = s.scalar(select(func.count(User.id)).where(User.organization_id == org.id)) or 0
+    nodes = s.scalar(select(func.count(Node.id)).where(Node.organization_id == org.id)) or 0
+    if users or nodes:
+        raise Conflict(
+            f"Organization '{org.name}' still has {users} user(s) and {nodes} node(s): delete "
+            "them (DELETE /api/user/<id>, /api/node/<id>) before the organization.",
+            errors={"organization": "has users or nodes"},
+        )
     record(
         s,
         "organization_deleted",

@@ -13,7 +13,7 @@ from vantage6nb.common.errors import Conflict, ValidationError
 from ..audit import record
 from ..db import session
 from ..models import AccessRule, Organization, Role
-from ..permissions import Identity, missing_rules, require, require_type
+from ..permissions import Identity, missing_rules, require, require_type, scope_filter
 from ..request_parsing import get_or_404, json_body, list_response, paginate, query_str, validated
 from ..rules import Rule, holders
 from ..serializers import role_json, rule_json
@@ -38,13 +38,10 @@ def list_rules() -> Any:
 
 def _visible_roles(ident: Identity) -> Any:
     """Server-wide roles, and organization roles the caller's ``role:view`` rule covers."""
-    stmt = select(Role)
-    if any(
-        r.resource == "role" and r.operation == "view" and r.scope == "global"
-        for r in ident.rules or ()
-    ):
-        return stmt
-    return stmt.where(or_(Role.organization_id.is_(None), Role.organization_id == ident.org_id))
+    clause = scope_filter(ident, "role", org=Role.organization_id)
+    if clause is None:
+        return select(Role)
+    return select(Role).where(or_(Role.organization_id.is_(None), clause))
 
 
 @bp.get("/role")
@@ -111,12 +108,13 @@ def create_role() -> Any:
     body = validated(
         json_body(),
         {"name": str, "rules": list},
-        {"description": str, "organization": int},
-        ids=("organization",),
+        {"description": str, "organization_id": int, "organization": int},
+        ids=("organization_id", "organization"),
         strings={"name": 255, "description": 10_000},
     )
     s = session()
-    org_id = body.get("organization", ident.org_id)
+    # organization_id as vantage6 and our other endpoints name it; organization: the old spelling
+    org_id = body.get("organization_id", body.get("organization", ident.org_id))
     get_or_404(s, Organization, org_id)
     # every role belongs to an organization; server-wide roles are the default ones
     require("role", "create", org_id=org_id, ident=ident)

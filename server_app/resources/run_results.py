@@ -24,8 +24,10 @@ from ..permissions import (
     can_see_result,
     current,
     denied,
+    needed_scope,
     require_node_run,
     require_type,
+    task_target,
     visible_run,
 )
 from ..rules import Rule
@@ -163,10 +165,10 @@ def get_result(run_id: int) -> Any:
     s = session()
     ident = current()
     run, task, _, blob = visible_run(s, ident, run_id)
-    if not can_see_result(ident, task):
+    if not can_see_result(ident, task, run):
         raise denied(
-            Rule("result", "view", "collaboration"),
-            f"Run {run_id} is of another organization's task",
+            Rule("result", "view", needed_scope(ident, **task_target(task))),
+            f"The result of run {run_id}",
         )
     s.commit()  # the file may take a while to send: hold no transaction
     if blob is not None:

@@ -14,7 +14,19 @@ from ..blobs import blob_index, blob_store, drop_run_blobs, result_fields
 from ..db import session
 from ..lifecycle import change_status, emit_run_statuses, parse_status
 from ..models import Node, PayloadBlob, Run, Task
-from ..permissions import current, require_node_run, require_type, scoped_runs, visible_run
+from ..permissions import (
+    Identity,
+    can_see_result,
+    current,
+    denied,
+    needed_scope,
+    require_node_run,
+    require_type,
+    scoped_runs,
+    task_target,
+    visible_run,
+    visible_task,
+)
 from ..request_parsing import (
     json_body,
     list_response,
@@ -24,6 +36,7 @@ from ..request_parsing import (
     query_str,
     validated,
 )
+from ..rules import Rule
 from ..serializers import NodeIndex, run_json
 from .auth import issue_container_token
 
@@ -92,7 +105,22 @@ def list_runs() -> Any:
     )
     nodes = NodeIndex(s, {t.collaboration_id for t in tasks.values()})
     blobs = blob_index(s, [r.id for r in rows]) if "result" in include else None
-    return list_response([run_json(r, tasks[r.task_id], nodes, include, blobs) for r in rows], meta)
+    ident = current()
+    return list_response(
+        [
+            run_json(r, tasks[r.task_id], nodes, _shown(ident, r, tasks[r.task_id], include), blobs)
+            for r in rows
+        ],
+        meta,
+    )
+
+
+def _shown(ident: Identity, run: Run, task: Task, include: tuple[str, ...]) -> tuple[str, ...]:
+    """``include`` without the result where the caller's ``result:view`` rule does not cover it
+    (a run one may see need not be a result one may read)."""
+    if "result" in include and not can_see_result(ident, task, run):
+        return tuple(name for name in include if name != "result")
+    return include
 
 
 def _run_context(run_id: int) -> tuple[Run, Task, NodeIndex, dict[int, PayloadBlob]]:
@@ -102,10 +130,13 @@ def _run_context(run_id: int) -> tuple[Run, Task, NodeIndex, dict[int, PayloadBl
     return run, task, NodeIndex.of([node]), ({run.id: blob} if blob is not None else {})
 
 
+_DEFAULT_FIELDS = ("input", "result", "log")
+
+
 @bp.get("/run/<int:run_id>")
 def get_run(run_id: int) -> Any:
     run, task, nodes, blobs = _run_context(run_id)
-    return run_json(run, task, nodes, blobs=blobs)
+    return run_json(run, task, nodes, _shown(current(), run, task, _DEFAULT_FIELDS), blobs)
 
 
 @bp.patch("/run/<int:run_id>")
@@ -164,8 +195,15 @@ def list_results() -> Any:
         raise ValidationError(
             "Give the task: /api/result?task_id=<id>.", errors={"task_id": "required"}
         )
-    stmt = scoped_runs(s, current()).where(Run.task_id == tid).order_by(Run.id)
-    rows = list(s.scalars(stmt))
+    ident = current()
+    task = visible_task(s, ident, tid)
+    if not can_see_result(ident, task) and ident.type != "node":
+        raise denied(
+            Rule("result", "view", needed_scope(ident, **task_target(task))),
+            f"The results of task {tid}",
+        )
+    stmt = scoped_runs(s, ident).where(Run.task_id == tid).order_by(Run.id)
+    rows = [r for r in s.scalars(stmt) if can_see_result(ident, task, r)]
     blobs = blob_index(s, [r.id for r in rows])
     return {
         "data": [

@@ -187,8 +187,10 @@ def create_task() -> Any:
             )
         cid, image = body["collaboration_id"], check_str("image", body["image"], 512)
     collab = require_collaboration(s, ident, cid)
-    if ident.type == "user":
+    if parent is None:
         require("task", "create", collaboration_ids=(cid,), ident=ident)
+    else:  # a subtask: of the container's own job
+        require("task", "create", collaboration_ids=(cid,), job_id=parent.job_id, ident=ident)
     receivers = _receivers(body["organizations"], collab)
     databases = _databases(body.get("databases", []))
     uid = body.get("uid") or uuid.uuid4().hex

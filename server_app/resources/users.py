@@ -16,7 +16,7 @@ from ..audit import record, record_now
 from ..bootstrap import hash_password, verify_password
 from ..db import session
 from ..login_limits import address_error
-from ..models import AccessRule, Organization, Role, User, user_rule, username_key
+from ..models import AccessRule, Organization, Role, User, user_role, user_rule, username_key
 from ..passwords import MIN_LENGTH, check_password
 from ..permissions import (
     Identity,
@@ -78,7 +78,23 @@ def list_users() -> Any:
     if (name := query_str("username")) is not None:
         stmt = stmt.where(User.username_key == username_key(name.strip()))
     rows, meta = paginate(s, stmt)
-    return list_response([user_json(u) for u in rows], meta)
+    ids = [u.id for u in rows]
+    roles: dict[int, list[int]] = {i: [] for i in ids}
+    rules: dict[int, list[int]] = {i: [] for i in ids}
+    if ids:  # two queries for the page, not two per user
+        for uid, rid in s.execute(
+            select(user_role.c.user_id, user_role.c.role_id)
+            .where(user_role.c.user_id.in_(ids))
+            .order_by(user_role.c.role_id)
+        ):
+            roles[uid].append(rid)
+        for uid, rid in s.execute(
+            select(user_rule.c.user_id, user_rule.c.rule_id)
+            .where(user_rule.c.user_id.in_(ids))
+            .order_by(user_rule.c.rule_id)
+        ):
+            rules[uid].append(rid)
+    return list_response([user_json(u, roles=roles[u.id], rules=rules[u.id]) for u in rows], meta)
 
 
 @bp.post("/user")

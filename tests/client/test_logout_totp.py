@@ -137,7 +137,11 @@ def test_two_factor_login_through_the_client(srv, tmp_path: Path) -> None:
         fresh.login(name, PASSWORD, totp=wrong)
     assert not isinstance(bad.value, TotpRequired)
     assert fresh.login(name, PASSWORD, totp=totp.now()).whoami["username"] == name
-    assert fresh.login(name, PASSWORD, totp=" ".join(totp.now())).logged_in  # spaces are fine
+    # a code is single-use: the same one again is refused, the next one (spaces are fine) works
+    with pytest.raises(AuthenticationError, match="used already"):
+        _client(srv, tmp_path).login(name, PASSWORD, totp=totp.now())
+    later = totp.at(time.time() + totp.interval)
+    assert fresh.login(name, PASSWORD, totp=" ".join(later)).logged_in
 
     client.disable_totp(totp.now())
     assert _client(srv, tmp_path).login(name, PASSWORD).logged_in

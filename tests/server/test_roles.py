@@ -329,3 +329,15 @@ def test_migration_turns_is_admin_into_roles(tmp_path: Path):
     assert c.patch("/api/user/3", json={"email": "b@l.example"}, headers=bob).status_code == 200
     assert len(c.get("/api/user", headers=bob).json["data"]) == 3
     assert c.get("/api/audit", headers=root).status_code == 200
+
+
+def test_user_listing_shows_roles_and_extra_rules(server_net: Network):
+    viewer = _role_id(server_net, "viewer")
+    uid = server_net.user_ids["bob"]
+    rule = _rule_id(server_net, "task:view:own")
+    c, root = server_net.client, server_net.root
+    assert c.post(f"/api/user/{uid}/role/{viewer}", headers=root).status_code == 201
+    assert c.post(f"/api/user/{uid}/rule/{rule}", headers=root).status_code == 201
+    listed = c.get("/api/user", query_string={"username": "bob"}, headers=root).json["data"]
+    assert listed[0]["roles"] == sorted([_role_id(server_net, "researcher"), viewer])
+    assert listed[0]["rules"] == [rule]

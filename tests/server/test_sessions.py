@@ -261,3 +261,16 @@ def test_container_token_dies_with_its_run(server, root, org, tmp_path: Path):
     assert server.request("POST", "/api/task", container, json=subtask).status_code == 401
     # node tokens keep working as before
     assert server.get(f"/api/task/{task['id']}", node_token).status_code == 200
+
+
+def test_revocation_closes_the_users_open_socket(server, root, org):
+    uid, name, pw = _user(server, root, org)
+    token = _login(server, name, pw)["access_token"]
+    sio = socketio.Client()
+    sio.connect(server.url, auth={"token": token}, transports=["websocket"], wait_timeout=20)
+    try:
+        assert sio.connected
+        server.ok("POST", f"/api/user/{uid}/revoke", root)
+        wait_for(lambda: not sio.connected, timeout=15, what="the revoked user's socket to close")
+    finally:
+        sio.disconnect()

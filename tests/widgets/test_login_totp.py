@@ -3,13 +3,14 @@ the widget logs out. Against a real server process."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pyotp
 import pytest
 
 from tests.client.conftest import ROOT_PASSWORD, Admin
-from tests.support import ServerProcess
+from tests.support import ServerProcess, wait_for
 from vantage6nb import Client
 from vantage6nb.errors import AuthenticationError
 from vantage6nb.widgets import Login
@@ -33,6 +34,24 @@ def totp_account(tmp_path_factory: pytest.TempPathFactory):
         client.confirm_totp(totp.now())
         client.close()
         yield proc.url, "coded", totp
+
+
+_used_steps: list[int] = []
+
+
+def next_code(totp: pyotp.TOTP) -> str:
+    """A code no login of this module has used (codes are single-use): the current step's, or
+    the next one's (the server accepts one step of drift), waiting only if both are used."""
+    now = int(time.time() // totp.interval)
+    step = max([now, *(s + 1 for s in _used_steps)])
+    if step > now + 1:
+        wait_for(
+            lambda: int(time.time() // totp.interval) >= step - 1,
+            timeout=2 * totp.interval + 5,
+            what="the next two-factor step",
+        )
+    _used_steps.append(step)
+    return totp.at(step * totp.interval)
 
 
 def _login(url: str, tmp_path: Path, username: str, password: str) -> Login:
@@ -64,7 +83,7 @@ def test_the_widget_asks_for_the_code_and_logs_in_with_it(totp_account, tmp_path
 
     seen = []
     login.observe(lambda change: seen.append(change["new"]), names=["username"])
-    login.totp_input.value = totp.now()
+    login.totp_input.value = next_code(totp)
     login.login_button.click()
     assert login.logged_in and seen == [username]
     assert login.client.whoami["username"] == username
@@ -77,7 +96,7 @@ def test_the_widget_logs_out(totp_account, tmp_path: Path) -> None:
     url, username, totp = totp_account
     login = _login(url, tmp_path, username, PASSWORD)
     login.totp_input.layout.display = None  # a user who knows to give the code at once
-    login.totp_input.value = totp.now()
+    login.totp_input.value = next_code(totp)
     assert login.login()
     client = login.client
     seen = []
