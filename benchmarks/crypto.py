@@ -130,6 +130,14 @@ def _reimplemented(n: int, workdir: Path) -> tuple[Callable[[], None], Callable[
     return (lambda: None), run
 
 
+def _base64_impl() -> str:
+    """Which base64 the text form uses here: pybase64 (SIMD) when installed, else binascii."""
+    from vantage6nb.common import textform
+
+    fast = getattr(textform, "_fast", None)
+    return f"pybase64 {fast.__version__}" if fast is not None else "binascii"
+
+
 def child(scheme: str, n: int) -> dict:
     """Measure one (scheme, size) in this process: median seconds and tracemalloc peak."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,7 +220,10 @@ def main() -> None:
             ref_bin = _run_child(str(v6_python), "vantage6-binary", n)
             rows.append((label + " (binary)", ref_bin))
         for mode in ("bytes", "text", "stream"):
-            rows.append((f"vantage6nb {mode}", _run_child(sys.executable, f"ours-{mode}", n)))
+            who = f"vantage6nb {mode}"
+            if mode == "text":  # what inputs and small results carry in JSON
+                who += f" (wire form; base64: {_base64_impl()})"
+            rows.append((who, _run_child(sys.executable, f"ours-{mode}", n)))
         for who, r in rows:
             mbps = n / r["seconds"] / 1e6
             ratio = ref["seconds"] / r["seconds"]

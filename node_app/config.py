@@ -43,7 +43,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "runtime",
         "auto",
-        "`process`, `docker`, or `auto` (Docker when an engine answers, else process: no isolation, logged loudly).",
+        "`process`, `docker`, `podman` (rootless; `podman_socket`), or `auto` (Docker when an engine answers, else process: no isolation, logged loudly).",
         str,
     ),
     Setting(
@@ -53,7 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
             "v6nb/crosstab": "vantage6nb.algorithms.crosstab",
             "v6nb/diagnostics": "vantage6nb.algorithms.diagnostics",
         },
-        "Image name -> importable module, for the process runtime (registry host, tag and digest are ignored when matching).",
+        "Image name -> importable module, for the process runtime (registry host, tag and digest are ignored when matching); or -> `{module, python}` to run that image in an interpreter of its own, e.g. a virtual environment's `bin/python` holding a vantage6 algorithm and its `vantage6-algorithm-tools` (relative paths are resolved against the config file's folder).",
         dict,
     ),
     Setting(
@@ -129,9 +129,21 @@ SETTINGS: tuple[Setting, ...] = (
         "Outputs larger than this many KiB go to the server as a binary stream (`PUT /api/run/<id>/result`; sealed with `seal_stream` when encrypted) instead of a JSON string, so a large result is never held whole in memory.",
         int,
     ),
+    Setting(
+        "podman_socket",
+        "",
+        "For `runtime: podman`: the API socket of the rootless `podman system service` that runs the containers. Empty: `$XDG_RUNTIME_DIR/podman/podman.sock`, where a node that is not root starts the service itself when none answers.",
+        str,
+    ),
+    Setting(
+        "podman_cgroup_parent",
+        "v6nb-podman",
+        "For `runtime: podman` on a cgroup v1 host (where rootless Podman ignores limits): the cgroup under `/sys/fs/cgroup/{memory,cpu,pids}/` delegated to the Podman user, in which the node applies `limits` (`scripts/setup-podman.sh` makes it).",
+        str,
+    ),
 )
 
-_RUNTIMES = ("process", "docker", "auto")
+_RUNTIMES = ("process", "docker", "podman", "auto")
 _DEFAULT_LIMITS: dict[str, Any] = next(s.default for s in SETTINGS if s.name == "limits")
 _LIMIT_KEYS = {
     "memory_mb": int,
@@ -165,7 +177,7 @@ class NodeConfig:
     data_dir: Path
     databases: list[DatabaseConfig]
     runtime: str
-    process_algorithms: dict[str, str]
+    process_algorithms: dict[str, str | dict[str, str]]  # module, or {module, python}
     allowed_images: list[str]
     image_digests: dict[str, str]
     limits: Limits
@@ -181,6 +193,8 @@ class NodeConfig:
     disclosure: DisclosurePolicy = field(default_factory=DisclosurePolicy)
     config_file: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    podman_socket: str = ""
+    podman_cgroup_parent: str = "v6nb-podman"
 
 
 def load_config(
@@ -265,11 +279,11 @@ def _build(v: dict[str, Any], base: Path, cfile: Path | None) -> NodeConfig:
             "Setting 'sync_interval_s' must be positive.",
             errors={"sync_interval_s": "not positive"},
         )
-    for key in ("process_algorithms", "image_digests"):
-        if not all(isinstance(k, str) and isinstance(x, str) for k, x in v[key].items()):
-            raise ConfigurationError(
-                f"Setting '{key}' must map strings to strings.", errors={key: "expected str -> str"}
-            )
+    if not all(isinstance(k, str) and isinstance(x, str) for k, x in v["image_digests"].items()):
+        raise ConfigurationError(
+            "Setting 'image_digests' must map strings to strings.",
+            errors={"image_digests": "expected str -> str"},
+        )
     if not all(isinstance(x, str) for x in v["allowed_images"]):
         raise ConfigurationError(
             "Setting 'allowed_images' must be a list of strings.",
@@ -282,7 +296,7 @@ def _build(v: dict[str, Any], base: Path, cfile: Path | None) -> NodeConfig:
         data_dir=_resolve(base, v["data_dir"]),
         databases=[_database(i, d, base) for i, d in enumerate(v["databases"])],
         runtime=v["runtime"],
-        process_algorithms=dict(v["process_algorithms"]),
+        process_algorithms=_process_algorithms(v["process_algorithms"], base),
         allowed_images=list(v["allowed_images"]),
         image_digests=dict(v["image_digests"]),
         limits=_limits({**_DEFAULT_LIMITS, **v["limits"]}),
@@ -298,7 +312,43 @@ def _build(v: dict[str, Any], base: Path, cfile: Path | None) -> NodeConfig:
         disclosure=DisclosurePolicy.from_mapping(v["disclosure"]),
         config_file=cfile,
         raw=v,
+        podman_socket=str(v["podman_socket"]),
+        podman_cgroup_parent=str(v["podman_cgroup_parent"]),
     )
+
+
+def _process_algorithms(raw: Any, base: Path) -> dict[str, str | dict[str, str]]:
+    """``process_algorithms``: image -> module, or -> ``{module, python}`` (python resolved)."""
+    if not isinstance(raw, dict):
+        raise ConfigurationError(
+            "Setting 'process_algorithms' must map image names to modules.",
+            errors={"process_algorithms": "expected a mapping"},
+        )
+    out: dict[str, str | dict[str, str]] = {}
+    for image, entry in raw.items():
+        where = f"process_algorithms[{image!r}]"
+        if isinstance(image, str) and isinstance(entry, str):
+            out[image] = entry
+            continue
+        if (
+            not isinstance(image, str)
+            or not isinstance(entry, dict)
+            or not isinstance(entry.get("module"), str)
+            or not entry["module"]
+            or set(entry) - {"module", "python"}
+            or not isinstance(entry.get("python", ""), str)
+        ):
+            raise ConfigurationError(
+                f"Setting {where} must be a module name, or {{module, python}} with the module "
+                "and the interpreter that runs it (e.g. a virtual environment's bin/python).",
+                errors={"process_algorithms": "expected str or {module, python}"},
+            )
+        item = {"module": entry["module"]}
+        if entry.get("python"):  # not resolved: a venv's bin/python is a link it must be run by
+            python = Path(entry["python"]).expanduser()
+            item["python"] = os.path.normpath(python if python.is_absolute() else base / python)
+        out[image] = item
+    return out
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -65,7 +66,7 @@ class NodeDaemon:
         self.proxy.scratch = config.data_dir / "runs"  # large subtask results: on the node's disk
         self.workroot = config.data_dir / "runs"
         self.outbox = Outbox(config.data_dir / "outbox")
-        self.state = NodeState()
+        self.state = NodeState(folder=self.workroot)  # start records in each run's folder
         self.audit = AuditLog(config.data_dir / "audit")  # every run and decision, hash-chained
         self.reporter = Reporter(
             self.client,
@@ -110,6 +111,7 @@ class NodeDaemon:
         self._lock = threading.Lock()
         self._sync_wanted = threading.Event()
         self._stopped = False
+        self._pruned = False
         self._threads: list[threading.Thread] = []
 
     @property
@@ -208,7 +210,23 @@ class NodeDaemon:
         runs = self.client.paged(
             "/run", {"node_id": self.node["id"], "status": "open", "include": "input,task"}
         )
+        if not self._pruned:  # once per life, before the runs it lists start
+            self._pruned = True
+            self._prune_run_folders({int(r["id"]) for r in runs})
         return self.start_runs(runs)
+
+    def _prune_run_folders(self, open_ids: set[int]) -> None:
+        """Remove the work folders a previous life left of runs that are no longer open (a kill
+        after the final update went out); those of open runs stay for their resumption."""
+        for folder in self.workroot.glob("run-*"):
+            suffix = folder.name[4:]
+            if not suffix.isdigit() or not folder.is_dir():
+                continue
+            rid = int(suffix)
+            if rid in open_ids or self.state.holds(rid) or self.outbox.has(rid):
+                continue
+            log.info("removing the work folder of run %s, left by a previous life", rid)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def start_runs(self, runs: list[dict[str, Any]]) -> int:
         """Start the given open runs (each with its ``task``) unless already running here.

@@ -18,12 +18,13 @@ from .audit import AuditLog, digest_bytes
 from .config import NodeConfig
 from .datasources import DataSourceError, requested_labels, resolve_databases
 from .disclosure import DisclosureGate, Screened
-from .nodestate import NodeState
+from .nodestate import NodeState, StartRecord, UnreadableRecord
 from .payloads import PayloadCodec
 from .policy import ImagePolicy
 from .proxy import AlgorithmProxy, RunContext
 from .reporting import Reporter, utc_now
 from .runtimes.base import RunOutcome, RunSpec, Runtime, RuntimeRefusal
+from .runtimes.output import committed_output
 from .server_client import UNTIL_STOPPED, ServerClient
 
 __all__ = ["RunExecution"]
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 
 _PARSE_LIMIT = 1 << 20  # bytes of input the node parses for the audit log's method
 _RESTART_NOTE = "the node restarted while this run was in progress; it was run again"
+_RESUMED_NOTE = (
+    "the node restarted after this run's algorithm had finished; its output was returned "
+    "without running it again"
+)
+_OUTPUT_NAME = "output.json"  # the node's copy of a run's output, in its work folder
 
 # The server's answer to the move to initializing: None when the run is already final there.
 _Moving = Future[dict[str, Any] | None]
@@ -122,9 +128,24 @@ class RunExecution:
     def execute(self, run: dict[str, Any], restarted: bool) -> None:
         """Run one open run (with its ``task`` when the caller has it) and report how it ended.
 
-        ``restarted``: a previous life of this node had started it; it is run again, saying so.
+        ``restarted``: the server has it initializing or active, so a previous life of this node
+        had started it. A run whose algorithm a previous life started (its start record) and left
+        with a complete output is finished with that output; any other restarted run is run
+        again, saying so (docs/operations.md, "Exactly once").
         """
         rid = int(run["id"])
+        previous = self.state.previous_start(rid)
+        task: dict[str, Any] | None = None
+        if previous is not None or restarted:
+            task = self._task(run)
+            if self._resume(run, task, previous):
+                return
+            restarted = True
+            log.warning(
+                "run %s was %s in a previous life of this node: running it again",
+                rid,
+                run.get("status") or "started",
+            )
         note = _RESTART_NOTE if restarted else ""
         # The move to initializing brings the container token (one request less per run) and is
         # sent while the run is prepared here; a run left active by a previous life is not moved
@@ -134,10 +155,7 @@ class RunExecution:
             moving = self.status_pool.submit(
                 self._patch, rid, {"status": RunStatus.INITIALIZING.value, "container_token": True}
             )
-        task = run.get("task") or self.client.until_ok(  # sync asks for it with the run
-            lambda: self.client.request("GET", f"/task/{run['task_id']}"),
-            f"run {rid}: fetching task",
-        )
+        task = task or self._task(run)
         prepared = self._prepare(run, task, moving)
         if prepared is None:
             return
@@ -160,9 +178,124 @@ class RunExecution:
                 runtime=self.runtime.name,
                 restarted=restarted,
             )
-        outcome = self._run_algorithm(run, task, prepared.spec, token, note)
+        record = StartRecord(
+            run_id=rid,
+            task_id=int(task["id"]),
+            life=self.state.life,
+            image=prepared.spec.image,
+            digest=prepared.spec.digest,
+            method=prepared.method,
+            arguments=prepared.arguments,
+            entry_point=bool(prepared.screened and prepared.screened.entry_point),
+            role=prepared.screened.role if prepared.screened else None,
+            runtime=self.runtime.name,
+        )
+        outcome = self._run_algorithm(run, task, prepared.spec, token, note, record)
         if outcome is not None:
             self._report(rid, outcome, prepared, note)
+
+    def _task(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The run's task: the one it came with (sync and events carry it), else the server's."""
+        task = run.get("task")
+        if task:
+            return dict(task)
+        return dict(
+            self.client.until_ok(
+                lambda: self.client.request("GET", f"/task/{run['task_id']}"),
+                f"run {run['id']}: fetching task",
+            )
+        )
+
+    def _resume(
+        self,
+        run: dict[str, Any],
+        task: dict[str, Any],
+        previous: StartRecord | UnreadableRecord | None,
+    ) -> bool:
+        """Finish a run whose algorithm a previous life of this node left with a complete output,
+        through the same post-run path as any run; True when the run needs nothing more.
+
+        False when there is no complete output: the algorithm was interrupted (or never started)
+        and runs again. An output the node cannot return (its start record is unreadable, or the
+        output is not a file the node reads) ends the run failed, saying why; it is never run again.
+        """
+        rid = int(run["id"])
+        workdir = self.workroot / f"run-{rid}"
+        try:
+            output = committed_output(workdir, _OUTPUT_NAME, limit=self.config.limits.output_bytes)
+        except RuntimeRefusal as refusal:
+            log.warning("run %s: the output a previous life left is refused: %s", rid, refusal)
+            self.reporter.finish(
+                rid,
+                RunOutcome(
+                    refusal.status,
+                    f"{refusal.reason} (found after a node restart; the run was not run again)",
+                ),
+            )
+            return True
+        except OSError as exc:
+            return self._cannot_finish(rid, f"its output cannot be read: {exc}")
+        if output is None:
+            return False  # interrupted before its output was complete: it runs again
+        if not isinstance(previous, StartRecord):
+            why = previous.why if previous is not None else "the node has no record of its start"
+            return self._cannot_finish(rid, why)
+        if previous.task_id != int(task["id"]):
+            self.reporter.finish(
+                rid,
+                RunOutcome(
+                    RunStatus.FAILED,
+                    f"the node's record of this run names task {previous.task_id}, not "
+                    f"{task['id']}; the output it holds was not returned and the run was not "
+                    "run again: create the task again",
+                ),
+            )
+            return True
+        log.warning(
+            "run %s: its algorithm finished in a previous life of this node; returning that "
+            "output instead of running it again",
+            rid,
+        )
+        if self.audit is not None:
+            self.audit.record(
+                "run_resumed", run_id=rid, task_id=previous.task_id, started_by=previous.life
+            )
+        spec = RunSpec(
+            run_id=rid,
+            task_id=previous.task_id,
+            image=previous.image,
+            workdir=workdir,
+            input_file=workdir / "input.json",
+            output_file=output,
+            token_file=workdir / "token",
+            tmp_dir=workdir / "tmp",
+            databases=[],
+            proxy_host="http://127.0.0.1",
+            proxy_port=self.proxy.port,
+            digest=previous.digest,
+        )
+        prepared = _Prepared(
+            spec,
+            _binding(run, task),
+            method=previous.method,
+            arguments=previous.arguments,
+            screened=Screened(entry_point=previous.entry_point, role=previous.role),
+        )
+        self._report(rid, RunOutcome(RunStatus.COMPLETED), prepared, _RESUMED_NOTE)
+        return True
+
+    def _cannot_finish(self, rid: int, why: str) -> bool:
+        """End a run a previous life left with an output the node cannot return: failed, why."""
+        log.error("run %s: a previous life left an output the node cannot return: %s", rid, why)
+        self.reporter.finish(
+            rid,
+            RunOutcome(
+                RunStatus.FAILED,
+                "the node restarted after this run's algorithm had written its output, and "
+                f"cannot return it ({why}); it was not run again: create the task again",
+            ),
+        )
+        return True
 
     def _prepare(
         self, run: dict[str, Any], task: dict[str, Any], moving: _Moving | None
@@ -200,14 +333,7 @@ class RunExecution:
         workdir = self.workroot / f"run-{rid}"
         shutil.rmtree(workdir, ignore_errors=True)
         (workdir / "tmp").mkdir(parents=True)
-        binding = {
-            "task_id": task["id"],
-            "task_uid": task.get("uid"),
-            "run_id": rid,
-            "collaboration_id": task.get("collaboration_id"),
-            "init_org_id": task.get("init_org_id"),
-            "org_id": run.get("organization_id"),
-        }
+        binding = _binding(run, task)
         try:
             data = self.codec.decode_input(run.get("input"), binding)
         except CryptoError as exc:
@@ -221,7 +347,7 @@ class RunExecution:
             image=image,
             workdir=workdir,
             input_file=workdir / "input.json",
-            output_file=workdir / "output.json",
+            output_file=workdir / _OUTPUT_NAME,
             token_file=workdir / "token",
             tmp_dir=workdir / "tmp",
             databases=mounts,
@@ -269,7 +395,13 @@ class RunExecution:
         return token
 
     def _run_algorithm(
-        self, run: dict[str, Any], task: dict[str, Any], spec: RunSpec, token: str, note: str
+        self,
+        run: dict[str, Any],
+        task: dict[str, Any],
+        spec: RunSpec,
+        token: str,
+        note: str,
+        record: StartRecord,
     ) -> RunOutcome | None:
         """Start the algorithm and wait for it; None when there is nothing (more) to report."""
         rid = spec.run_id
@@ -302,6 +434,9 @@ class RunExecution:
                 spec.image,
                 self.runtime.name,
             )
+            # from here on a complete output is this run's result: a later life returns it
+            # instead of running the algorithm again (docs/operations.md, "Exactly once")
+            self.state.record_start(record)
             outcome = self.runtime.run(spec)
         finally:
             self.proxy.unregister(token)
@@ -384,6 +519,18 @@ class RunExecution:
             return False
 
         return self.status_pool.submit(report)
+
+
+def _binding(run: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """What a run's ciphertexts are bound to (its task, run and organizations)."""
+    return {
+        "task_id": task["id"],
+        "task_uid": task.get("uid"),
+        "run_id": int(run["id"]),
+        "collaboration_id": task.get("collaboration_id"),
+        "init_org_id": task.get("init_org_id"),
+        "org_id": run.get("organization_id"),
+    }
 
 
 def _asked(spec: RunSpec) -> bytes:

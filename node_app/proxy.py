@@ -139,22 +139,8 @@ class AlgorithmProxy:
         try:
             if method == "POST" and parts == ["task"]:
                 return self._create_task(ctx, body, token)
-            if method == "GET" and parts == ["result"]:
-                return self._results(ctx, query, token)
-            if method == "GET" and parts == ["organization"]:
-                query = {"collaboration_id": str(ctx.collaboration_id), **query}
-                return self.client.send("GET", "/organization", token=token, params=query)
-            if (
-                method == "GET"
-                and len(parts) == 2
-                and parts[0] in ("task", "run", "organization", "collaboration")
-                and parts[1].isdigit()
-            ):
-                return self.client.send("GET", f"/{parts[0]}/{parts[1]}", token=token, params=query)
-            if method == "GET" and parts == ["run"]:
-                return self.client.send("GET", "/run", token=token, params=query)
-            if method == "GET" and parts == ["task"]:
-                return self.client.send("GET", "/task", token=token, params=query)
+            if method == "GET":
+                return self._get(ctx, parts, query, token)
             raise NotFound(
                 f"the algorithm proxy has no {method} /{'/'.join(parts)}; see docs/api.md"
             )
@@ -162,6 +148,68 @@ class AlgorithmProxy:
             return 503, {**exc.to_dict(), "msg": f"{exc.msg}; try again shortly"}
         except V6Error as exc:
             return exc.status, exc.to_dict()
+
+    def _get(
+        self, ctx: RunContext, parts: list[str], query: dict[str, str], token: str
+    ) -> tuple[int, Any]:
+        """The GET routes: ours and every one vantage6's ``AlgorithmClient`` sends."""
+        path = "/" + "/".join(parts)
+        if parts == ["result"]:
+            return _paged(self._results(ctx, query, token), path, query)
+        if parts == ["organization"]:
+            query = {"collaboration_id": str(ctx.collaboration_id), **query}
+            return _paged(self.client.send("GET", path, token=token, params=query), path, query)
+        if parts in (["run"], ["task"]):
+            return _paged(self.client.send("GET", path, token=token, params=query), path, query)
+        if len(parts) == 3 and parts[0] == "task" and parts[1].isdigit() and parts[2] == "status":
+            # vantage6 polls this until the subtask is done; a 404 would read as "finished"
+            status, task = self.client.send("GET", f"/task/{parts[1]}", token=token)
+            if status >= 300 or not isinstance(task, dict):
+                return status, task
+            return 200, {"id": task.get("id"), "status": task.get("status")}
+        if len(parts) == 2 and parts[0] == "result" and parts[1].isdigit():
+            return self._one_result(ctx, int(parts[1]), token)
+        if (
+            len(parts) == 2
+            and parts[0] in ("task", "run", "organization", "collaboration")
+            and parts[1].isdigit()
+        ):
+            return self.client.send("GET", path, token=token, params=query)
+        if parts == ["blobstream", "status"]:
+            return 200, {"blob_store_enabled": False}  # results travel through this proxy
+        if parts == ["study"]:  # no studies here: a collaboration is the unit
+            return 200, {"data": [], "page": 1, "per_page": 10, "total": 0, "links": {}}
+        if len(parts) == 2 and parts[0] == "study":
+            raise NotFound("there are no studies on this platform: use the collaboration")
+        if parts == ["vpn", "algorithm", "addresses"]:  # no VPN: no algorithm reaches another
+            return 200, {"addresses": [], "msg": "this platform has no VPN between algorithms"}
+        raise NotFound(f"the algorithm proxy has no GET {path}; see docs/api.md")
+
+    def _one_result(self, ctx: RunContext, run_id: int, token: str) -> tuple[int, Any]:
+        """``GET /result/<run id>``: one run's result, decoded as ``GET /result`` decodes it."""
+        status, run = self.client.send("GET", f"/run/{run_id}", token=token)
+        if status >= 300 or not isinstance(run, dict) or not isinstance(run.get("task_id"), int):
+            return status, run
+        status, listed = self._results(
+            ctx, {"task_id": str(run["task_id"]), "per_page": "100"}, token
+        )
+        if status >= 300 or not isinstance(listed, dict):
+            return status, listed
+        page = 1
+        while True:
+            for item in listed.get("data", []):
+                if item.get("run_id", item.get("id")) == run_id:
+                    return 200, {**item, "id": run_id}
+            if page * int(listed.get("per_page") or 100) >= int(listed.get("total") or 0):
+                raise NotFound(f"run {run_id} has no result (yet)")
+            page += 1
+            status, listed = self._results(
+                ctx,
+                {"task_id": str(run["task_id"]), "per_page": "100", "page": str(page)},
+                token,
+            )
+            if status >= 300 or not isinstance(listed, dict):
+                return status, listed
 
     def _create_task(self, ctx: RunContext, body: Any, token: str) -> tuple[int, Any]:
         if not isinstance(body, dict):
@@ -300,6 +348,26 @@ class AlgorithmProxy:
         if as_base64:
             return base64.b64encode(json.dumps(value).encode("utf-8")).decode("ascii")
         return value
+
+
+def _paged(answer: tuple[int, Any], path: str, query: dict[str, str]) -> tuple[int, Any]:
+    """Add vantage6's ``links.next`` to a list answer (``{data, page, per_page, total}``).
+
+    vantage6's ``AlgorithmClient`` follows ``links.next`` to read every page; without it, it would
+    stop after the first.
+    """
+    status, body = answer
+    if status >= 300 or not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return status, body
+    try:
+        page, per_page, total = int(body["page"]), int(body["per_page"]), int(body["total"])
+    except (KeyError, TypeError, ValueError):
+        return status, body
+    links: dict[str, str] = {"self": path}
+    if page * per_page < total:
+        rest = "&".join(f"{k}={v}" for k, v in query.items() if k != "page")
+        links["next"] = f"{path}?{rest + '&' if rest else ''}page={page + 1}"
+    return status, {**body, "links": links}
 
 
 def _result_binding(

@@ -221,7 +221,11 @@ class Reporter:
         body.update(status=RunStatus.FAILED.value, reason=why)
 
     def flush_outbox(self) -> None:
-        """Re-send what a previous life finished but could not upload."""
+        """Re-send what a previous life finished but could not upload.
+
+        Each such run is then ended in this life (:meth:`NodeState.end`): a listing taken before
+        the upload still shows it open, and it must not start again.
+        """
         for rid, body in self.outbox.pending().items():
             if not self.state.hold(rid):
                 continue
@@ -229,4 +233,4 @@ class Reporter:
                 log.info("run %s: uploading a result kept from before", rid)
                 self.upload(rid, body)
             finally:
-                self.state.release(rid)
+                self.state.end(rid)

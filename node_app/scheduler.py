@@ -84,13 +84,9 @@ class Scheduler:
             # open; it is never run twice in one life (docs/security.md)
             if not self.state.claim(rid, unless=self._must_wait):
                 continue
+            # open but started: a previous life of this node had it (this life's runs are held or
+            # ended); the execution finishes it from what that life left, or runs it again
             restarted = run.get("status") in (RunStatus.INITIALIZING.value, RunStatus.ACTIVE.value)
-            if restarted:
-                log.warning(
-                    "run %s was %s in a previous life of this node: running it again",
-                    rid,
-                    run["status"],
-                )
             self.pool.submit(self._execute_safely, run, restarted)
             started += 1
         return started

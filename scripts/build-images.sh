@@ -5,7 +5,9 @@
 #                           apt's sources, with python3, pip and socat (socat is the proxy side-car relay)
 #   v6nb/python:<version>   base + pandas, numpy, requests, pyarrow, openpyxl + this repo's wheel,
 #                           non-root user 10001; the parent of every algorithm image
-#   v6nb/summary:<version>, v6nb/crosstab:<version>, v6nb/diagnostics:<version>
+#   v6nb/summary:<version>, v6nb/crosstab:<version>, v6nb/diagnostics:<version>,
+#   v6nb/glm:<version>, v6nb/cox:<version>, and the statistics
+#   pack v6nb/table1, v6nb/ttest, v6nb/correlation, v6nb/survival (:<version>)
 #                           the shipped algorithms (PKG_NAME set; label org.vantage6nb.functions:
 #                           their functions' roles, from `python3 -m vantage6nb.algorithm --describe`)
 #
@@ -28,7 +30,7 @@ for arg in "$@"; do
     --base-only) BASE_ONLY=1 ;;
     --no-push) PUSH=0 ;;
     -h | --help)
-        sed -n '2,15p' "$0"
+        sed -n '2,16p' "$0"
         exit 0
         ;;
     *)
@@ -52,7 +54,8 @@ SUITE="${V6NB_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}"
 VERSION="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$ROOT/vantage6nb/_version.py")"
 BASE_IMAGE="v6nb/base:$SUITE"
 PY_IMAGE="v6nb/python:$VERSION"
-ALGORITHMS="summary crosstab diagnostics"  # vantage6nb/algorithms/<name>.py -> v6nb/<name>
+ALGORITHMS="summary crosstab diagnostics glm cox"  # vantage6nb/algorithms/<name>.py -> v6nb/<name>
+ALGORITHMS="$ALGORITHMS table1 ttest correlation survival"  # the statistics pack
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 

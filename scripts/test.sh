@@ -35,6 +35,9 @@ else
   echo "not root: leaving PostgreSQL and RabbitMQ as they are (run scripts/setup-services.sh as root)"
 fi
 
+echo "== vantage6-algorithm-tools (cached venv and wheels for the vantage6 compatibility tests)"
+bash scripts/setup-v6-tools.sh || echo "could not set up vantage6-algorithm-tools: those tests skip"
+
 echo "== tests"
 mkdir -p artifacts
 python3 -m pytest tests notebooks --nbval-lax -p no:cacheprovider "$@"

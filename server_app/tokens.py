@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
 import secrets
 import time
 from pathlib import Path
@@ -12,7 +15,28 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from vantage6nb.common.errors import AuthenticationError, TokenExpired
 
-__all__ = ["TokenService", "hash_api_key", "load_or_create_secret", "new_api_key", "new_token_id"]
+__all__ = [
+    "CONTAINER_SUBJECT_KEYS",
+    "TokenService",
+    "hash_api_key",
+    "load_or_create_secret",
+    "new_api_key",
+    "new_token_id",
+]
+
+#: What vantage6's ``AlgorithmClient`` reads from a container token's ``sub``.
+CONTAINER_SUBJECT_KEYS = (
+    "vantage6_client_type",
+    "image",
+    "databases",
+    "node_id",
+    "collaboration_id",
+    "organization_id",
+    "task_id",
+    "study_id",
+    "store_id",
+)
+_JWT_HEADER = {"alg": "HS256", "typ": "JWT"}
 
 
 class TokenService:
@@ -44,16 +68,82 @@ class TokenService:
             "container": container_hours * 3600,
         }
 
+        # a key of its own for JWTs, so neither kind of token can pass for the other
+        self._jwt_key = hmac.new(
+            secret.encode("utf-8"), b"v6nb-container-jwt", hashlib.sha256
+        ).digest()
+
     def issue(self, claims: dict[str, Any], *, kind: str, lifetime: int | None = None) -> str:
-        """Sign ``claims`` as a token of ``kind`` ("access" or "refresh")."""
+        """Sign ``claims`` as a token of ``kind`` ("access" or "refresh").
+
+        Claims of ``type`` "container" become a JWT whose ``sub`` is vantage6's container
+        identity (see the class docstring).
+
+        Examples
+        --------
+        >>> ts = TokenService("s" * 32, access_minutes=5, refresh_hours=1)
+        >>> tok = ts.issue({"sub": 7, "type": "container", "org": 2, "run_id": 9, "task_id": 4,
+        ...                 "node_id": 7, "collaboration_id": 1, "image": "v6/avg"}, kind="access")
+        >>> tok.count("."), ts.verify(tok)["run_id"], ts.verify(tok)["sub"]
+        (2, 9, 7)
+        """
         seconds = lifetime if lifetime is not None else self.lifetimes[kind]
-        payload = dict(claims, kind=kind, exp=int(time.time()) + seconds)
+        now = int(time.time())
+        payload = dict(claims, kind=kind, exp=now + seconds)
+        if claims.get("type") == "container":
+            return self._jwt(payload, now)
         return self._serializer.dumps(payload)
+
+    def _jwt(self, payload: dict[str, Any], now: int) -> str:
+        subject = {
+            "vantage6_client_type": "container",
+            "image": payload.get("image"),
+            "databases": payload.get("databases") or [],
+            "node_id": payload.get("node_id"),
+            "collaboration_id": payload.get("collaboration_id"),
+            "organization_id": payload.get("org"),
+            "task_id": payload.get("task_id"),
+            "study_id": None,
+            "store_id": None,
+        }
+        body = {**payload, "node": payload.get("sub"), "sub": subject, "iat": now, "nbf": now}
+        body.pop("databases", None)  # once, in sub
+        signing_input = _b64(_json(_JWT_HEADER)) + "." + _b64(_json(body))
+        signature = hmac.new(self._jwt_key, signing_input.encode("ascii"), hashlib.sha256).digest()
+        return signing_input + "." + _b64(signature)
+
+    def _verify_jwt(self, token: str) -> dict[str, Any]:
+        invalid = AuthenticationError("Invalid token: log in again to get a new one.")
+        head, body, signature = token.split(".")
+        try:
+            signed = f"{head}.{body}".encode("ascii")
+            expected = hmac.new(self._jwt_key, signed, hashlib.sha256).digest()
+            given = _unb64(signature)
+            if not hmac.compare_digest(given, expected):
+                raise invalid
+            header = json.loads(_unb64(head))
+            payload = json.loads(_unb64(body))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise invalid from exc
+        if header != _JWT_HEADER or not isinstance(payload, dict):  # only what we issue
+            raise invalid
+        subject = payload.get("sub")
+        if not isinstance(subject, dict):
+            raise invalid
+        claims = {k: v for k, v in payload.items() if k not in ("sub", "node", "iat", "nbf")}
+        claims["sub"] = payload.get("node")
+        claims["databases"] = subject.get("databases") or []
+        return claims
 
     def verify(self, token: str, *, kind: str = "access") -> dict[str, Any]:
         """Return the claims of a valid, unexpired token of ``kind``; raise AuthenticationError else."""
         try:
-            claims = self._serializer.loads(token)
+            # a JWT (a container token) has three parts; itsdangerous has two, or three when
+            # compressed, and then it starts with "."
+            if token.count(".") == 2 and not token.startswith("."):
+                claims = self._verify_jwt(token)
+            else:
+                claims = self._serializer.loads(token)
         except BadSignature as exc:
             raise AuthenticationError("Invalid token: log in again to get a new one.") from exc
         if not isinstance(claims, dict) or claims.get("kind") != kind:
@@ -70,6 +160,20 @@ class TokenService:
                 )
             )
         return claims
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    if not text or len(text) > 64 * 1024:
+        raise ValueError("bad token segment")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def new_token_id() -> str:

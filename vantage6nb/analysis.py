@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ._analysis_models import cox, glm, plot_coefficients
+from ._analysis_tests import chi2, correlation, kaplan_meier, plot_result, table1, ttest
 from .algorithm.results import is_suppressed, is_typed_value, unwrap
 from .algorithms.crosstab import crosstab_frame
 from .algorithms.summary import SUMMARY_COLUMNS, summary_frame
 from .client._frames import with_provenance
-from .common.errors import DisclosureRefused, TaskError
+from .common.errors import DisclosureRefused, TaskError, TaskFailed
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client, Task
 
-__all__ = ["SUMMARY_COLUMNS", "DisclosureWarning", "crosstab", "summary"]
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "DataWarning",
+    "DisclosureWarning",
+    "chi2",
+    "correlation",
+    "cox",
+    "crosstab",
+    "glm",
+    "kaplan_meier",
+    "plot_coefficients",
+    "plot_result",
+    "summary",
+    "table1",
+    "ttest",
+]
 
 
 class DisclosureWarning(UserWarning):
@@ -29,6 +47,19 @@ class DisclosureWarning(UserWarning):
     >>> import warnings
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore", DisclosureWarning)  # a notebook that knows
+    """
+
+
+class DataWarning(UserWarning):
+    """The nodes' data differ in a way the analysis handled exactly: a column's type harmonised
+    between them (booleans counted as 0 and 1 next to integers, the labels ``1``, ``"1"`` and
+    ``1.0`` counted as one category), or a node without rows. ``df.attrs["notes"]`` lists it.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", DataWarning)  # a pipeline that wants identical types
     """
 
 
@@ -71,17 +102,26 @@ def summary(
         Indexed by column name, with columns count, missing, mean, std (ddof=1), min, max;
         ``df.attrs`` holds task_id, image, organizations and created. A column a node's
         disclosure policy withheld is a row of NaN, named in ``df.attrs["suppressed"]``; min
-        and max are NaN where the nodes withhold extremes.
+        and max are NaN where the nodes withhold extremes, and exact Python ints (dtype object)
+        where an integer extreme is beyond float64 (at or above 2**53).
 
     Warns
     -----
     DisclosureWarning
         When a node withheld part of the result, naming the organizations and rules.
+    DataWarning
+        When a column's type differed between the nodes and was harmonised exactly (booleans as
+        0 and 1 next to integers, numbers stored as text), or a node has no rows; the notes are
+        in ``df.attrs["notes"]`` (docs/analyses.md, "Types across stations").
 
     Raises
     ------
     DisclosureRefused
         When a node refused its part, or every column was withheld.
+    TaskFailed
+        When a column's type differs between the nodes in a way that cannot be pooled exactly
+        (text or decimal commas at one, numbers at another), or a named column is not numeric:
+        the message names the organization, the column, both types and what to do.
 
     Examples
     --------
@@ -115,6 +155,7 @@ def summary(
     if is_suppressed(result.get("rows")):
         withheld.append(("the number of rows", result["rows"]))
     _disclose(client, task, withheld, everything=everything)
+    _notes(task, df)
     return _provenance(df, task, names)
 
 
@@ -151,6 +192,10 @@ def crosstab(
     -----
     DisclosureWarning
         When a node withheld cells, naming the organizations and rules.
+    DataWarning
+        When a column's type differed between the nodes (one value is one category whatever
+        its type: ``1``, ``"1"`` and ``1.0``; ``True`` and ``1``), or a node has no rows; the
+        notes are in ``df.attrs["notes"]``.
 
     Raises
     ------
@@ -191,6 +236,7 @@ def crosstab(
     if is_suppressed(result.get("rows")):
         withheld.append(("the number of rows", result["rows"]))
     _disclose(client, task, withheld, everything=everything)
+    _notes(task, df)
     return _provenance(df, task, names)
 
 
@@ -221,9 +267,41 @@ def _run_central(
         databases=[database],
         name=name,
     )
-    task.wait(timeout=timeout)
+    try:
+        task.wait(timeout=timeout)
+    except TaskFailed as exc:
+        if isinstance(exc, DisclosureRefused) or (found := _data_error(exc)) is None:
+            raise
+        # the central refused the data as they are (a column's type differs between the nodes,
+        # a column is not numeric): its own words, not a traceback
+        raise TaskFailed(
+            f"Task {task.id} ({image}): {found}", errors={"task_id": task.id, **exc.errors}
+        ) from exc
     names = client.organization_names(org_ids)
     return task, [names.get(i, str(i)) for i in org_ids]
+
+
+# the last line of a central's traceback when it refused the data: "...ValidationError: <message>"
+_ERRORS_SUFFIX = re.compile(r" \((?:\w+: [^;()]*(?:; )?)+\)$")
+_DATA_ERROR = re.compile(r"^\s*\|?\s*(?:[A-Za-z_][\w.]*\.)?ValidationError: (.+)$", re.MULTILINE)
+
+
+def _data_error(exc: TaskFailed) -> str | None:
+    """The message of the ValidationError a central run ended with (from its log tail), if any."""
+    found = _DATA_ERROR.findall(str(exc))
+    # without the "(columns: x; organization: ...)" the error's str() ends with: errors has them
+    return _ERRORS_SUFFIX.sub("", found[-1].strip()) if found else None
+
+
+def _notes(task: Task, df: pd.DataFrame) -> None:
+    """Warn about what the analysis harmonised between the nodes (``df.attrs["notes"]``)."""
+    notes = df.attrs.get("notes") or []
+    if notes:
+        warnings.warn(
+            f"Task {task.id} ({task.image}): " + " ".join(notes),
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def _central_result(task: Task, key: str) -> dict[str, Any]:

@@ -306,6 +306,33 @@ _SHIPPED = {
         "summary_frame",
     ),
     "v6nb/crosstab": ("crosstab", ("crosstab", "crosstab_partial"), "crosstab", "crosstab_frame"),
+    "v6nb/glm": (
+        "generalized linear model",
+        ("glm", "glm_describe", "glm_iteration"),
+        "glm",
+        "glm_frame",
+    ),
+    "v6nb/cox": ("Cox model", ("cox", "cox_describe", "cox_iteration"), "cox", "glm_frame"),
+    # the statistics pack
+    "v6nb/table1": (
+        "table 1",
+        ("table1", "table1_partial", "table1_bins_partial"),
+        "table1",
+        "table1_frame",
+    ),
+    "v6nb/ttest": ("t-test", ("ttest", "ttest_partial"), "ttest", "ttest_frame"),
+    "v6nb/correlation": (
+        "correlation",
+        ("correlation", "correlation_partial"),
+        "correlation",
+        "correlation_frame",
+    ),
+    "v6nb/survival": (
+        "Kaplan-Meier",
+        ("kaplan_meier", "kaplan_meier_partial"),
+        "kaplan_meier",
+        "survival_frame",
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""Runtimes execute algorithms: ``ProcessRuntime`` (no isolation) and ``DockerRuntime`` (isolated)."""
+"""Runtimes execute algorithms: ``ProcessRuntime`` (no isolation), ``DockerRuntime`` and ``PodmanRuntime``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ NO_ISOLATION_WARNING = (
 def make_runtime(config: NodeConfig) -> Runtime:
     """The runtime the configuration asks for; ``auto`` is Docker when an engine answers, else process.
 
+    ``podman`` is always asked for by name (a rootless Podman; see ``docs/operations.md``).
+
     Examples
     --------
     >>> from node_app.config import load_config
@@ -38,6 +40,18 @@ def make_runtime(config: NodeConfig) -> Runtime:
     'process'
     """
     choice = config.runtime
+    if choice == "podman":
+        from .podman import PodmanRuntime
+
+        return PodmanRuntime(
+            socket=config.podman_socket or None,
+            cgroup_parent=config.podman_cgroup_parent,
+            node_name=config.name,
+            instance=f"{config.name}@{config.data_dir}",
+            registry=config.image_registry or None,
+            warm=True,
+            start_service=True,
+        )
     if choice in ("docker", "auto"):
         from .docker import engine_answers  # imports the docker SDK lazily
 

@@ -97,6 +97,7 @@ class RunOutcome:
     exit_code: int | None = None
 
 
+_NOT_A_REASON = frozenset({"", "error > None"})
 _MODULE_PREFIX = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*: )")
 
 
@@ -107,8 +108,13 @@ def crashed_outcome(how: str, log: str, exit_code: int | None) -> RunOutcome:
     --------
     >>> crashed_outcome("exit code 1", "Traceback ...\nvantage6nb.errors.TaskFailed: no", 1).reason
     'algorithm crashed (exit code 1): TaskFailed: no'
+    >>> crashed_outcome("exit code 1", "KeyError: 'age'\nerror > None\n", 1).reason
+    "algorithm crashed (exit code 1): KeyError: 'age'"
     """
-    last = next((ln.strip() for ln in reversed(log.splitlines()) if ln.strip()), "")
+    # vantage6's wrapper ends a crash with "error > None" (it prints traceback.print_exc()'s None)
+    last = next(
+        (ln.strip() for ln in reversed(log.splitlines()) if ln.strip() not in _NOT_A_REASON), ""
+    )
     last = _MODULE_PREFIX.sub("", last)  # "pkg.mod.ValueError: x" reads as "ValueError: x"
     reason = f"algorithm crashed ({how})" + (f": {last[:300]}" if last else "")
     return RunOutcome(RunStatus.CRASHED, reason, log, exit_code)

@@ -6,6 +6,11 @@ a hard link, or a sparse file that claims gigabytes; the node opens it with ``O_
 to a descriptor of the folder, checks the opened descriptor (``fstat``) and copies at most the
 configured limit, whatever the file says about itself. Anything else is a refusal whose reason
 says what the algorithm did (docs/security.md, "What an algorithm can do to its node").
+
+An output is complete only once it has its name: the algorithm wrapper writes ``OUTPUT_FILE``
+under a temporary name and renames it, and the node's own copy (``RunSpec.output_file``) is
+written the same way, so a node that dies at any moment leaves either a whole output or none
+(:func:`committed_output`; docs/operations.md, "Exactly once").
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from vantage6nb.common.schemas import RunStatus
 from .base import RuntimeRefusal
 
 __all__ = [
+    "ALGORITHM_OUTPUT_DIR",
     "MISSING_OUTPUT",
     "NOTHING_UPLOADED",
+    "committed_output",
     "copy_output",
     "extract_output",
     "output_refusal",
@@ -31,6 +38,8 @@ __all__ = [
 ]
 
 NOTHING_UPLOADED = "nothing was uploaded"
+#: the folder of a run's work folder the process runtime's algorithm writes its output into
+ALGORITHM_OUTPUT_DIR = "algorithm-output"
 MISSING_OUTPUT = "algorithm exited without writing its output (OUTPUT_FILE is missing)"
 _CHUNK = 1 << 20
 _KINDS = (
@@ -133,6 +142,43 @@ def copy_output(folder: Path, name: str, dest: Path, *, limit: int) -> None:
         if st.st_size > limit:
             raise too_large(st.st_size, limit)
         _write_bounded(iter(lambda: src.read(_CHUNK), b""), dest, limit)
+
+
+def committed_output(workdir: Path, name: str, *, limit: int) -> Path | None:
+    """The complete output a run left in ``workdir`` (a previous life's), or None when it left none.
+
+    Either the node's copy ``workdir/name`` (written by rename after the algorithm exited
+    successfully), or the algorithm's own ``workdir/algorithm-output/name``, which the wrapper
+    names only once it is whole; the latter is copied to ``workdir/name`` as :func:`copy_output`
+    copies (no links, bounded). A temporary ``.partial`` file is never an output.
+
+    Raises
+    ------
+    RuntimeRefusal
+        When the algorithm's file is not one the node reads (a link, too large ...).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); (d / ALGORITHM_OUTPUT_DIR).mkdir()
+    >>> _ = (d / ALGORITHM_OUTPUT_DIR / "output.json.partial").write_text('{"half')
+    >>> committed_output(d, "output.json", limit=100) is None
+    True
+    >>> _ = (d / ALGORITHM_OUTPUT_DIR / "output.json").write_text("{}")
+    >>> committed_output(d, "output.json", limit=100).read_text()
+    '{}'
+    """
+    mine = workdir / name
+    try:
+        if stat.S_ISREG(os.lstat(mine).st_mode):
+            return mine
+    except FileNotFoundError:
+        pass
+    try:
+        copy_output(workdir / ALGORITHM_OUTPUT_DIR, name, mine, limit=limit)
+    except FileNotFoundError:
+        return None
+    return mine
 
 
 def extract_output(

@@ -31,11 +31,13 @@ from .base import (
     timed_out_outcome,
 )
 from .logs import LOG_TAIL_BYTES, LOG_TAIL_LINES, log_tail
+from .output import ALGORITHM_OUTPUT_DIR as _OUTPUT_DIR
 from .output import MISSING_OUTPUT, copy_output
 
 __all__ = [
     "LOG_TAIL_BYTES",
     "LOG_TAIL_LINES",
+    "ProcessAlgorithm",
     "ProcessRuntime",
     "algorithm_environment",
     "log_tail",
@@ -47,7 +49,53 @@ _KILL_GRACE_S = 2.0
 # What a child inherits from the node's environment; everything else (API key, secrets) stays out.
 _PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "SYSTEMROOT", "HOME")
 _PR_SET_PDEATHSIG = 1
-_OUTPUT_DIR = "algorithm-output"
+# Run in an interpreter of the image's own (a virtual environment), which may lack vantage6nb: our
+# wrapper when it has it, else vantage6's (a package built on vantage6-algorithm-tools).
+_BOOTSTRAP = """\
+import importlib.util, os, runpy, sys
+args = sys.argv[1:]
+if importlib.util.find_spec("vantage6nb") is not None:
+    sys.argv = ["vantage6nb.algorithm", *args]
+    runpy.run_module("vantage6nb.algorithm", run_name="__main__", alter_sys=True)
+elif args[:1] == ["--describe"]:
+    print('{"functions": {}}')
+elif importlib.util.find_spec("vantage6") is not None:
+    os.environ["PKG_NAME"] = args[0]
+    from vantage6.algorithm.tools.wrap import wrap_algorithm
+    wrap_algorithm()
+else:
+    sys.exit("this interpreter has neither vantage6nb nor vantage6-algorithm-tools: install one")
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessAlgorithm:
+    """How the process runtime runs one image: its module, and the interpreter to run it in.
+
+    ``python`` None: the node's own interpreter (and its ``sys.path``). Else the path of another
+    interpreter, typically a virtual environment's ``bin/python`` holding the algorithm and its
+    dependencies (vantage6-algorithm-tools 4.15 pins ``sqlalchemy==1.4.46``, which cannot share the
+    node's interpreter); it runs with its own ``sys.path``, not the node's ``PYTHONPATH``.
+
+    Examples
+    --------
+    >>> ProcessAlgorithm.parse({"module": "v6_average", "python": "/venv/bin/python"}).python
+    '/venv/bin/python'
+    >>> ProcessAlgorithm.parse("vantage6nb.algorithms.summary").python is None
+    True
+    """
+
+    module: str
+    python: str | None = None
+
+    @classmethod
+    def parse(cls, entry: str | Mapping[str, str] | ProcessAlgorithm) -> ProcessAlgorithm:
+        """From a ``process_algorithms`` value: a module name, or ``{module, python}``."""
+        if isinstance(entry, ProcessAlgorithm):
+            return entry
+        if isinstance(entry, str):
+            return cls(entry)
+        return cls(str(entry["module"]), str(entry["python"]) if entry.get("python") else None)
 
 
 def algorithm_environment(
@@ -143,7 +191,8 @@ class ProcessRuntime(Runtime):
     Parameters
     ----------
     algorithms
-        Image name -> importable module (``process_algorithms``); registry, tag and digest are
+        Image name -> importable module, or ``{module, python}`` to run it in an interpreter of its
+        own (``process_algorithms``, see :class:`ProcessAlgorithm`); registry, tag and digest are
         ignored when matching.
     pythonpath
         Extra ``sys.path`` entries for the child; by default the node's working folder and its
@@ -162,9 +211,15 @@ class ProcessRuntime(Runtime):
     describe_timeout_s: float = 30.0
 
     def __init__(
-        self, algorithms: Mapping[str, str], *, pythonpath: Sequence[str] | None = None
+        self,
+        algorithms: Mapping[str, str | Mapping[str, str] | ProcessAlgorithm],
+        *,
+        pythonpath: Sequence[str] | None = None,
     ) -> None:
-        self.algorithms = {parse_image(k).name: v for k, v in algorithms.items()}
+        self.entries = {
+            parse_image(k).name: ProcessAlgorithm.parse(v) for k, v in algorithms.items()
+        }
+        self.algorithms = {name: e.module for name, e in self.entries.items()}
         if pythonpath is None:
             pythonpath = [
                 os.getcwd(),
@@ -182,14 +237,52 @@ class ProcessRuntime(Runtime):
         """The module that implements ``image``, or None."""
         return self.algorithms.get(parse_image(image).name)
 
+    def entry_for(self, image: str) -> ProcessAlgorithm | None:
+        """How ``image`` runs here (module and interpreter), or None."""
+        return self.entries.get(parse_image(image).name)
+
     def prepare(self, spec: RunSpec) -> None:
-        if self.module_for(spec.image) is None:
+        entry = self.entry_for(spec.image)
+        if entry is None:
             known = ", ".join(sorted(self.algorithms)) or "none"
             raise RuntimeRefusal(
                 RunStatus.FAILED,
                 f"image '{spec.image}' has no module for the process runtime (known: {known}); "
                 "add it to `process_algorithms` in node.yaml, or run the node with `runtime: docker`",
             )
+        if entry.python is not None and not os.access(entry.python, os.X_OK):
+            raise RuntimeRefusal(
+                RunStatus.FAILED,
+                f"image '{spec.image}' runs in the interpreter {entry.python}, which does not exist "
+                "or is not executable: create that virtual environment (python3 -m venv ...; pip "
+                "install the algorithm) or fix `process_algorithms` in node.yaml",
+            )
+
+    def command(self, entry: ProcessAlgorithm, *args: str) -> list[str]:
+        """The command that runs ``python -m vantage6nb.algorithm *args`` for ``entry``.
+
+        Examples
+        --------
+        >>> rt = ProcessRuntime({})
+        >>> rt.command(ProcessAlgorithm("m"), "m")[1:]
+        ['-m', 'vantage6nb.algorithm', 'm']
+        >>> rt.command(ProcessAlgorithm("m", "/venv/bin/python"), "m")[:2]
+        ['/venv/bin/python', '-c']
+        """
+        if entry.python is None:
+            return [sys.executable, "-m", "vantage6nb.algorithm", *args]
+        return [entry.python, "-c", _BOOTSTRAP, *args]
+
+    def _child_env(self, entry: ProcessAlgorithm | None) -> dict[str, str]:
+        """What a child inherits: a few variables, and the node's ``sys.path`` or its own."""
+        env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+        if entry is None or entry.python is None:
+            env["PYTHONPATH"] = os.pathsep.join(self.pythonpath)
+        else:  # its own environment: its bin folder first, nothing of the node's
+            env.pop("VIRTUAL_ENV", None)
+            bindir = os.path.dirname(os.path.abspath(entry.python))
+            env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH", "")) if p)
+        return env
 
     def functions(self, image: str, digest: str | None = None) -> dict[str, str] | None:
         """The roles of ``image``'s module, from ``python -m vantage6nb.algorithm --describe``.
@@ -197,18 +290,19 @@ class ProcessRuntime(Runtime):
         One child process per module for the node's life (a failure too is remembered: the
         module is the same until the node restarts); None, with a warning, when it fails.
         """
-        module = self.module_for(image)
-        if module is None:
+        entry = self.entry_for(image)
+        if entry is None:
             return None
+        key = f"{entry.python or ''}:{entry.module}"
         with self._functions_lock:
-            if module not in self._functions:
-                self._functions[module] = self._describe(module)
-            return self._functions[module]
+            if key not in self._functions:
+                self._functions[key] = self._describe(entry)
+            return self._functions[key]
 
-    def _describe(self, module: str) -> dict[str, str] | None:
-        env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
-        env["PYTHONPATH"] = os.pathsep.join(self.pythonpath)
-        cmd = [sys.executable, "-m", "vantage6nb.algorithm", "--describe", module]
+    def _describe(self, entry: ProcessAlgorithm) -> dict[str, str] | None:
+        module = entry.module
+        env = self._child_env(entry)
+        cmd = self.command(entry, "--describe", module)
         prefix = _pdeathsig_prefix()
         try:
             out = subprocess.run(
@@ -241,8 +335,7 @@ class ProcessRuntime(Runtime):
         return functions_table(out.stdout, source=f"module {module}")
 
     def _base_env(self, spec: RunSpec) -> dict[str, str]:
-        env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
-        env["PYTHONPATH"] = os.pathsep.join(self.pythonpath)
+        env = self._child_env(self.entry_for(spec.image))
         env["PYTHONUNBUFFERED"] = "1"
         env["TMPDIR"] = str(spec.tmp_dir)
         if spec.limits.cpus:
@@ -252,19 +345,20 @@ class ProcessRuntime(Runtime):
         return env
 
     def run(self, spec: RunSpec) -> RunOutcome:
-        module = self.module_for(spec.image)
-        if module is None:  # prepare() was skipped
+        entry = self.entry_for(spec.image)
+        if entry is None:  # prepare() was skipped: it raises the refusal
             self.prepare(spec)
+            raise AssertionError("prepare() refuses an image without a module")
         with self._lock:
             self._starting.add(spec.run_id)  # a kill from now on is remembered (see kill())
         try:
-            return self._run(spec, module)
+            return self._run(spec, entry)
         finally:
             with self._lock:
                 self._starting.discard(spec.run_id)
                 self._killed.discard(spec.run_id)
 
-    def _run(self, spec: RunSpec, module: str | None) -> RunOutcome:
+    def _run(self, spec: RunSpec, entry: ProcessAlgorithm) -> RunOutcome:
         spec.tmp_dir.mkdir(parents=True, exist_ok=True)
         # The algorithm writes into a folder of its own; the node copies the output out of it
         # (no links followed, bounded) into ``spec.output_file``, which the algorithm never names.
@@ -276,7 +370,7 @@ class ProcessRuntime(Runtime):
         env = algorithm_environment(
             dataclasses.replace(spec, output_file=outdir / name), base=self._base_env(spec)
         )
-        cmd = [sys.executable, "-m", "vantage6nb.algorithm", str(module)]
+        cmd = self.command(entry, entry.module)
         prefix = _pdeathsig_prefix()  # the child dies with the node, even on SIGKILL
         try:
             proc = subprocess.Popen(

@@ -521,7 +521,10 @@ def container_token() -> Any:
 
 
 def issue_container_token(ident: Identity, run: Run, task: Task) -> str:
-    """A container token for ``run`` of this node (``ident``); Conflict when the run is final."""
+    """A container token for ``run`` of this node (``ident``); Conflict when the run is final.
+
+    A JWT that vantage6's ``AlgorithmClient`` decodes (see :class:`server_app.tokens.TokenService`).
+    """
     if not is_open(run.status):
         raise Conflict(
             f"Run {run.id} is already {run.status}: no container token for a finished run."
@@ -536,6 +539,8 @@ def issue_container_token(ident: Identity, run: Run, task: Task) -> str:
         "collaboration_id": task.collaboration_id,
         "job_id": task.job_id,
         "image": task.image,
+        # what vantage6's AlgorithmClient hands on to the subtasks it creates (in the JWT's sub)
+        "databases": [dict(d) for d in task.databases or [] if isinstance(d, dict)],
     }
     tokens = state().tokens
     return tokens.issue(claims, kind="access", lifetime=tokens.lifetimes["container"])

@@ -10,6 +10,7 @@ import pytest
 from tests.integration.helpers import assert_federated_equals_pooled
 from tests.support import wait_for
 from vantage6nb import demo
+from vantage6nb.algorithms import IMAGES
 from vantage6nb.errors import TaskFailed
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -56,7 +57,7 @@ def test_nodes_pin_the_registry_digests(docker_net):
         cfg = yaml.safe_load(Path(node.config).read_text())
         assert cfg["runtime"] == "docker"
         assert cfg["image_registry"] == "127.0.0.1:5000"
-        assert set(cfg["image_digests"]) == {"v6nb/summary", "v6nb/crosstab", "v6nb/diagnostics"}
+        assert set(cfg["image_digests"]) == set(IMAGES)  # every shipped image, pinned
         assert all(d.startswith("sha256:") for d in cfg["image_digests"].values())
 
 

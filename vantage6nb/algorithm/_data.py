@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -15,11 +16,17 @@ __all__ = ["data", "load_database"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
 
 def load_database(
     uri: str, type: str = "csv", *, query: str | None = None, sheet_name: str | int | None = None
 ) -> Any:
     """Load one database as a pandas DataFrame.
+
+    As pandas reads it, with one exception: an integer column with a missing value whose
+    integers reach 2**53 (which float64, pandas' type for it, would round) comes back as
+    nullable ``Int64``, exactly.
 
     Parameters
     ----------
@@ -47,20 +54,68 @@ def load_database(
             errors={"type": "unknown"},
         )
     if typ == "sql":
-        return _load_sql(uri, query)
+        return _exact_integers(_load_sql(uri, query), lambda cols: _load_sql(uri, query, cols))
     if not os.path.exists(uri):
         raise ConfigurationError(
             f"Data file {uri!r} does not exist: check the database uri in the node configuration.",
             errors={"uri": "not found"},
         )
     if typ == "csv":
-        return pd.read_csv(uri)
+        return _exact_integers(pd.read_csv(uri), lambda cols: _csv_integers(uri, cols))
     if typ == "parquet":
-        return pd.read_parquet(uri)
+        return _exact_integers(
+            pd.read_parquet(uri),
+            lambda cols: pd.read_parquet(uri, columns=cols, dtype_backend="numpy_nullable"),
+        )
     return pd.read_excel(uri, sheet_name=0 if sheet_name is None else sheet_name)
 
 
-def _load_sql(uri: str, query: str | None) -> Any:
+def _exact_integers(df: Any, reread: Callable[[list[Any]], Any]) -> Any:
+    """``df`` with integer columns that pandas read as float64 (because a value is missing) and
+    whose integers a float64 cannot hold (at or above 2**53) read again exactly, as ``Int64``.
+
+    pandas reads an integer column with a missing value as float64, which rounds such integers
+    silently; only those columns are read again, so other data loads as it always did.
+    """
+    import numpy as np
+
+    risky = []
+    for name in df.columns:
+        col = df[name]
+        if col.dtype != np.float64:
+            continue
+        values = col.to_numpy()
+        values = values[~np.isnan(values)]
+        if values.size and np.abs(values).max() >= 2.0**53 and np.all(np.floor(values) == values):
+            risky.append(name)
+    if not risky:
+        return df
+    exact = reread(risky)
+    for name in risky:
+        col = exact[name] if name in exact.columns else None
+        if col is not None and str(col.dtype) in ("Int64", "UInt64") and len(col) == len(df):
+            df[name] = col.set_axis(df.index)
+    return df
+
+
+def _csv_integers(uri: str, columns: list[Any]) -> Any:
+    """Columns of a CSV read as text and turned into ``Int64`` where every value is an integer."""
+    import pandas as pd
+
+    text = pd.read_csv(uri, usecols=columns, dtype=str)
+    out = {}
+    for name in columns:
+        values = text[name]
+        present = values.dropna()
+        if not present.map(lambda v: bool(_INTEGER.fullmatch(v.strip()))).all():
+            continue
+        numbers = [None if pd.isna(v) else int(v) for v in values]
+        if all(n is None or -(2**63) <= n < 2**63 for n in numbers):
+            out[name] = pd.array(numbers, dtype="Int64")
+    return pd.DataFrame(out)
+
+
+def _load_sql(uri: str, query: str | None, columns: list[Any] | None = None) -> Any:
     import pandas as pd
     import sqlalchemy as sa
 
@@ -80,10 +135,14 @@ def _load_sql(uri: str, query: str | None) -> Any:
                     errors={"query": "required"},
                 )
             query = tables[0]
+        # ``columns``: read those again with nullable dtypes (integers exact despite a NULL)
+        exact: dict[str, Any] = {"dtype_backend": "numpy_nullable"} if columns else {}
         with engine.connect() as conn:
             if query.split() == [query]:  # a bare table name
-                return pd.read_sql_table(query, conn)
-            return pd.read_sql_query(sa.text(query), conn)
+                df = pd.read_sql_table(query, conn, columns=columns, **exact)
+            else:
+                df = pd.read_sql_query(sa.text(query), conn, **exact)
+        return df[columns] if columns else df
     finally:
         engine.dispose()
 

@@ -16,7 +16,7 @@ from ..common.disclosure import RESULT_MARKER
 from ..common.errors import DisclosureRefused
 from .results import TypedResult, refusal
 
-__all__ = ["dispatch", "refusal_result", "result_to_json", "wrap_algorithm"]
+__all__ = ["dispatch", "refusal_result", "result_to_json", "wrap_algorithm", "write_output"]
 
 
 def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | None = None) -> int:
@@ -32,6 +32,8 @@ def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | No
     --------
     In a Dockerfile: ``CMD ["python", "-m", "vantage6nb.algorithm", "my_package"]``.
     """
+    if environ is None:  # what vantage6's decorators read must be plain, as its wrapper leaves it
+        contract.decode_environment(os.environ)
     env = os.environ if environ is None else environ
     module = module or env.get("PKG_NAME")
     if not module:
@@ -57,11 +59,32 @@ def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | No
     except Exception:  # the algorithm's own failure: its traceback is the run's log
         traceback.print_exc()
         return 1
-    tmp = f"{output_file}.partial"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(payload)
-    os.replace(tmp, output_file)
+    write_output(output_file, payload)
     return 0
+
+
+def write_output(output_file: str, payload: str) -> None:
+    """Write ``payload`` to ``output_file`` under a temporary name, then rename it into place.
+
+    The rename is the moment the run has an output: the node takes ``OUTPUT_FILE`` as complete
+    once it exists, and a node restarted after that returns it instead of running the algorithm
+    again (docs/operations.md, "Exactly once"). Nothing may run after it that matters.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "output.json")
+    >>> write_output(out, "{}"); open(out).read(), os.listdir(os.path.dirname(out))
+    ('{}', ['output.json'])
+    """
+    tmp = f"{output_file}.partial"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(payload)
+        os.replace(tmp, output_file)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def dispatch(module: str | ModuleType, request: Mapping[str, Any]) -> Any:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,14 @@ import tomllib
 from ..common.errors import V6Error, ValidationError
 from ._roles import FUNCTIONS_LABEL
 
-__all__ = ["DEFAULT_BASE", "BuildFailed", "BuiltImage", "build_image", "push_image"]
+__all__ = [
+    "DEFAULT_BASE",
+    "BuildFailed",
+    "BuiltImage",
+    "build_image",
+    "package_layout",
+    "push_image",
+]
 
 DEFAULT_BASE = (
     "v6nb/python:latest"  # v6nb/base + pandas, numpy, pyarrow, ... and the vantage6nb kit
@@ -33,12 +41,22 @@ USER 0
 COPY wheels /wheels
 RUN python3 -m pip install --no-index --find-links /wheels --break-system-packages \\
         --disable-pip-version-check --no-warn-script-location {dist} && rm -rf /wheels
-ENV PKG_NAME={module} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
+ENV PKG_NAME={module} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp{wrapper}
 LABEL org.vantage6nb.algorithm={module}
 USER 10001:10001
 WORKDIR /tmp
-ENTRYPOINT ["python3", "-m", "vantage6nb.algorithm"]
+ENTRYPOINT {entrypoint}
 """
+_OUR_WRAPPER = ["python3", "-m", "vantage6nb.algorithm"]
+# what vantage6's template Dockerfile runs (its CMD), here as the entry point
+_VANTAGE6_WRAPPER = [
+    "python3",
+    "-c",
+    "from vantage6.algorithm.tools.wrap import wrap_algorithm; wrap_algorithm()",
+]
+# vantage6's template: `ARG PKG_NAME="v6-crosstab-py"` / `ENV PKG_NAME=...`, and a CMD calling its wrapper
+_PKG_NAME = re.compile(r"^\s*(?:ARG|ENV)\s+PKG_NAME\s*=?\s*[\"']?([A-Za-z0-9_.-]+)[\"']?\s*$", re.M)
+_V6_WRAPPER = re.compile(r"vantage6\.algorithm\.tools\.wrap\b.*\bwrap_algorithm\b", re.S)
 # Second step: the roles ``--describe`` printed inside the image, as a label (no new layer).
 _LABEL_DOCKERFILE = "FROM {image}\nLABEL {label}={value}\n"
 
@@ -84,10 +102,42 @@ def _project(path: Path) -> tuple[str, str]:
     return name, re.sub(r"[-.]+", "_", name).lower()
 
 
-def _wheels(src: Path, dest: Path) -> None:
+def package_layout(path: str | Path) -> tuple[str, str, bool]:
+    """The distribution name, the module to run and whether vantage6's wrapper runs it.
+
+    The module is the ``PKG_NAME`` a vantage6-style Dockerfile in the folder sets (vantage6's
+    template: code in a folder named like the package, ``v6-crosstab-py``, which imports under that
+    name), else the package folder named like the distribution, else the distribution name with
+    ``-`` as ``_``. vantage6's wrapper runs it when that Dockerfile calls
+    ``vantage6.algorithm.tools.wrap.wrap_algorithm``.
+
+    Examples
+    --------
+    >>> package_layout("tests/data/v6_algorithms/v6-average-py")  # doctest: +SKIP
+    ('v6-average-py', 'v6-average-py', True)
+    """
+    src = Path(path)
+    dist, module = _project(src)
+    dockerfile = src / "Dockerfile"
+    text = dockerfile.read_text(encoding="utf-8", errors="replace") if dockerfile.is_file() else ""
+    named = _PKG_NAME.findall(text)
+    if named:
+        module = named[-1]
+    elif (src / dist / "__init__.py").is_file():
+        module = dist
+    return dist, module, bool(_V6_WRAPPER.search(text))
+
+
+def _wheels(
+    src: Path, dest: Path, find_links: Sequence[str | Path] = (), offline: bool = False
+) -> None:
     cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "-w", str(dest), str(src)]
     for cache in sorted(WHEEL_CACHE.glob("py*")) if WHEEL_CACHE.is_dir() else []:
         cmd[4:4] = ["--find-links", str(cache)]  # the kit's own wheel and the common data stack
+    for extra in find_links:
+        cmd[4:4] = ["--find-links", str(extra)]
+    if offline:
+        cmd[4:4] = ["--no-index"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         tail = "\n".join(out.stderr.strip().splitlines()[-15:])
@@ -114,13 +164,18 @@ def build_image(
     module: str | None = None,
     push: bool = False,
     client: Any = None,
+    find_links: Sequence[str | Path] = (),
+    offline: bool = False,
 ) -> BuiltImage:
     """Build an algorithm image from a package folder with ``docker build --network none``.
 
     The package and its dependencies become wheels on the host first (``pip wheel``); the build
     installs them with ``--no-index``, so it needs no network. The image runs
-    ``python3 -m vantage6nb.algorithm`` with ``PKG_NAME`` set to ``module`` (default: the
-    distribution name with ``-`` as ``_``), as user 10001. The image carries the label
+    ``python3 -m vantage6nb.algorithm`` with ``PKG_NAME`` set to ``module`` (default: see
+    :func:`package_layout`), as user 10001. A vantage6-style package (a Dockerfile calling
+    vantage6's ``wrap_algorithm``) runs through vantage6's own wrapper, as that Dockerfile's
+    ``CMD`` would (``V6NB_WRAPPER=vantage6`` says so in the image); its other lines are not used. ``find_links`` adds folders of wheels for
+    ``pip wheel``; ``offline`` takes wheels from them only (``--no-index``). The image carries the label
     ``org.vantage6nb.functions``: the module's roles (``@federated``, ``@entry_point``), read by
     running ``--describe`` in the built image.
 
@@ -137,7 +192,7 @@ def build_image(
         raise ValidationError(
             f"'{path}' is not a folder; give the folder that holds your pyproject.toml"
         )
-    dist, default_module = _project(src)
+    dist, default_module, vantage6_wrapper = package_layout(src)
     client = client or docker.from_env(timeout=600)
     with tempfile.TemporaryDirectory(prefix="v6nb-build-") as tmp:
         ctx = Path(tmp)
@@ -146,14 +201,20 @@ def build_image(
             src, copy, ignore=_IGNORE
         )  # build from a copy: no droppings in the user's folder
         (ctx / "wheels").mkdir()
-        _wheels(copy, ctx / "wheels")
+        _wheels(copy, ctx / "wheels", find_links, offline)
         shutil.rmtree(copy)
         if base == DEFAULT_BASE:  # its parent already holds these: keep them out of the new layer
             for cache in WHEEL_CACHE.glob("py*"):
                 for whl in cache.glob("*.whl"):
                     (ctx / "wheels" / whl.name).unlink(missing_ok=True)
         (ctx / "Dockerfile").write_text(
-            _DOCKERFILE.format(base=base, dist=dist, module=module or default_module)
+            _DOCKERFILE.format(
+                base=base,
+                dist=dist,
+                module=module or default_module,
+                wrapper=" V6NB_WRAPPER=vantage6" if vantage6_wrapper else "",
+                entrypoint=json.dumps(_VANTAGE6_WRAPPER if vantage6_wrapper else _OUR_WRAPPER),
+            )
         )
         try:
             # untagged: the tag goes on the next step's image, which adds the roles label
@@ -188,6 +249,7 @@ def _label_functions(client: Any, image_id: str, module: str, tag: str, ctx: Pat
         out = client.containers.run(
             image_id,
             ["--describe", module],
+            entrypoint=_OUR_WRAPPER,  # a vantage6-style image's own runs vantage6's wrapper
             network_mode="none",
             remove=True,
             stdout=True,

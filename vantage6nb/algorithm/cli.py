@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
         help="parent image (default v6nb/python:latest, from scripts/build-images.sh)",
     )
     b.add_argument(
-        "--module", default=None, help="module with the methods (default: the package name)"
+        "--module",
+        default=None,
+        help="module with the methods (default: the PKG_NAME of a vantage6-style Dockerfile, else the package folder named like the distribution, else the distribution name)",
     )
     ps = sub.add_parser(
         "push", help="push an image to the registry named in its tag and print the digest"

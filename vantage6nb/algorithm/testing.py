@@ -5,10 +5,19 @@ gets an :class:`~vantage6nb.algorithm.AlgorithmClient` whose subtasks run right 
 process, against each organization's data. Inputs and results go through JSON as they would on
 a real network, so a result that cannot travel fails here too, and every output is checked against
 a disclosure policy as a node checks it, so a test sees what nodes would release.
+
+Algorithms written with vantage6's own ``vantage6-algorithm-tools`` run as its
+``MockAlgorithmClient`` runs them: a method wrapped in its ``@algorithm_client`` gets
+``mock_client=`` (this network's client, which speaks vantage6's client API), one wrapped in its
+``@data`` gets ``mock_data=`` (the organization's datasets as DataFrames), so neither reads the
+node's environment. Their plain-JSON results are released only when the policy trusts the image
+(``policy={"untyped_images": [net.image]}``), as on a node; ``@metadata`` has no mock in vantage6
+either.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import os
@@ -22,7 +31,8 @@ from ..common.disclosure import DisclosurePolicy, Refusal
 from ..common.errors import DisclosureRefused, NotFound, ValidationError
 from ..common.release import check_output, check_request
 from ._client import AlgorithmClient
-from ._context import DatabaseSource, LocalContext, _type_from_uri, local_context
+from ._context import DatabaseSource, LocalContext, _type_from_uri, current_local, local_context
+from ._data import _load_source
 from ._wrap import dispatch, refusal_result, result_to_json
 from .results import unwrap
 
@@ -63,8 +73,8 @@ class LocalNetwork:
     >>> net.run("summary")["columns"]["x"]["min"] is None  # the default policy withholds extremes
     True
     >>> LocalNetwork("vantage6nb.algorithms.summary", [pd.DataFrame({"x": [1, 2]})],
-    ...              policy=False).run("summary")["columns"]["x"]["min"]
-    1.0
+    ...              policy=False).run("summary")["columns"]["x"]["min"]  # integers stay exact
+    1
     """
 
     def __init__(
@@ -192,7 +202,7 @@ class LocalNetwork:
     def _call(self, request: Mapping[str, Any]) -> str:
         """The method's output as the wrapper writes it (a passed-on refusal included)."""
         try:
-            return result_to_json(dispatch(self.module, request))
+            return result_to_json(dispatch(self.module, _with_vantage6_mocks(self.module, request)))
         except DisclosureRefused as exc:
             if self.policy is None:  # nothing checks a refusal value: keep the exception
                 raise
@@ -322,6 +332,24 @@ class LocalNetwork:
         return self.tasks[task_id]
 
 
+def _with_vantage6_mocks(module: str | ModuleType, request: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``request`` plus the ``mock_client``/``mock_data`` vantage6's decorators take, as its
+    ``MockAlgorithmClient`` passes them (only to methods wrapped in those decorators)."""
+    mod = importlib.import_module(module) if isinstance(module, str) else module
+    func = getattr(mod, str(request.get("method")), None)
+    ctx = current_local()
+    if func is None or ctx is None:
+        return request
+    extra: dict[str, Any] = {}
+    if getattr(func, "wrapped_in_algorithm_client_decorator", False):
+        extra["mock_client"] = ctx.client
+    if getattr(func, "wrapped_in_data_decorator", False):
+        extra["mock_data"] = [_load_source(src, None) for src in ctx.databases]
+    if not extra:
+        return request
+    return {**request, "kwargs": {**(request.get("kwargs") or {}), **extra}}
+
+
 class _LocalAlgorithmClient(AlgorithmClient):
     """The AlgorithmClient of a run inside a LocalNetwork: same code, in-memory transport."""
 
@@ -330,6 +358,21 @@ class _LocalAlgorithmClient(AlgorithmClient):
         self.network = network
         self.organization_id = organization
         self.parent_id = parent_id
+        # what vantage6's AlgorithmClient reads from its token
+        self.collaboration_id = network.collaboration_id
+        self.node_id = organization
+        self.image = network.image
+
+    def request(
+        self,
+        endpoint: str,
+        json: Any = None,
+        method: str = "get",
+        params: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> Any:
+        """vantage6's ``client.request(endpoint, ...)``: the same in-memory proxy."""
+        return self._request(method.upper(), "/" + endpoint.lstrip("/"), params=params, json=json)
 
     def _request(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
@@ -339,6 +382,10 @@ class _LocalAlgorithmClient(AlgorithmClient):
             return {"data": [dict(o) for o in net.organizations]}
         if method == "POST" and path == "/task":
             return net._create_task(json, self.organization_id, self.parent_id)
+        parts = path.strip("/").split("/")
+        if method == "GET" and parts[0] == "task" and len(parts) == 3 and parts[2] == "status":
+            task = net._task(int(parts[1]))  # what vantage6's wait_for_results polls
+            return {"id": task["id"], "status": task.get("status")}
         if method == "GET" and path.startswith("/task/"):
             return dict(net._task(int(path.rsplit("/", 1)[1])))
         if method == "GET" and path == "/result":

@@ -13,7 +13,7 @@ table with :func:`crosstab_frame` (on the researcher's side).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data, entry_point, federated
@@ -29,9 +29,25 @@ from vantage6nb.algorithm.results import (
 from vantage6nb.common.disclosure import describe_suppressed
 from vantage6nb.common.errors import ValidationError
 
-from ._common import Part, only_result, pool_rows, run_partials
+from ._common import (
+    Part,
+    category_label,
+    column_kind,
+    label_identity,
+    no_rows_notes,
+    only_result,
+    organization_names,
+    pool_rows,
+    run_partials,
+    where_kinds,
+)
 
 __all__ = ["crosstab", "crosstab_frame", "crosstab_partial", "value_key"]
+
+# what a column kind is, for telling whether the nodes disagree: int and float do not (pandas
+# itself reads an integer column with a missing value as float)
+_KIND_CLASS = {"int": "number", "float": "number", "bool": "boolean", "numeric_text": "text"}
+_KIND_CLASS.update(decimal_comma="text", text="text", category="text", mixed="text")
 
 
 @entry_point
@@ -42,10 +58,15 @@ def crosstab(
     """Pooled counts of (``row``, ``col``) value pairs over ``organizations`` (default: all).
 
     Returns a typed result ``{"row": row, "col": col, "table": count_table, "rows": count,
-    "suppressed": [...]}``. The table's cells are ``[row_value, col_value, n]`` for the pairs seen
-    somewhere, sorted, with the values as they are (a year stays ``2007``); ``n`` is null where a
-    node withheld its small cell of that pair. ``suppressed`` names, per rule, the organizations
-    that withheld cells. :func:`crosstab_frame` makes the table (0 for pairs seen nowhere).
+    "suppressed": [...], "notes": [...]}``. The table's cells are ``[row_value, col_value, n]``
+    for the pairs seen somewhere, sorted, with the values as they are (a year stays ``2007``);
+    ``n`` is null where a node withheld its small cell of that pair. ``suppressed`` names, per
+    rule, the organizations that withheld cells. :func:`crosstab_frame` makes the table (0 for
+    pairs seen nowhere).
+
+    One value is one category whatever its type at each node: ``1``, ``"1"`` and ``1.0`` are
+    one, and booleans meeting 0/1 integers (a boolean column in SQLite) are one with them.
+    ``notes`` says when the nodes' types differed, and names a node that has no rows.
 
     Examples
     --------
@@ -77,12 +98,15 @@ def crosstab(
             organizations=[org for org, _ in hidden_tables],
         )
     else:
-        cells: dict[str, list[Any]] = {}  # JSON of the keys -> [row value, col value, n or None]
+        relabel = [_bools_with_numbers(parts, i) for i in (0, 1)]
+        cells: dict[str, list[Any]] = {}  # identity of the labels -> [row label, col label, n]
         nulled: list[int] = []
         for part in parts:
             for r, c, n in _table(part)["cells"]:
-                # keyed by JSON text, so 1, "1" and True stay three categories
-                cell = cells.setdefault(json.dumps([r, c]), [r, c, 0])
+                # one label per value: 1, "1" and 1.0 are one category (partials of this version
+                # send them so already; an earlier version's may not)
+                r, c = (relabel[i](category_label(v)) for i, v in enumerate((r, c)))
+                cell = cells.setdefault(label_identity([r, c]), [r, c, 0])
                 if n is None:
                     if part.organization_id not in nulled:
                         nulled.append(part.organization_id)
@@ -100,6 +124,11 @@ def crosstab(
             withheld.append(
                 suppressed("min_count", None, f"cells of {row} x {col}", organizations=nulled)
             )
+    name = organization_names(client)
+    out["notes"] = [
+        *(n for n in (_types_note(parts, i, axis, name) for i, axis in enumerate((row, col))) if n),
+        *no_rows_notes(parts, name),
+    ]
     out["rows"] = pool_rows(parts)
     out["suppressed"] = withheld
     return typed(out)
@@ -109,8 +138,9 @@ def crosstab(
 @data(1)
 def crosstab_partial(df: Any, row: str, col: str) -> Any:
     """This node's non-zero cells ``[row_value, col_value, n]`` of ``pandas.crosstab``, as a
-    ``count_table``, and its row ``count``."""
-    import pandas as pd
+    ``count_table``, its row ``count``, and what the two columns hold (``kinds``: kind and
+    dtype). Labels are category labels (``category_label``): ``1``, ``"1"`` and ``1.0`` are one."""
+    import numpy as np
 
     _check_names(row, col)
     missing = [c for c in (row, col) if c not in df.columns]
@@ -120,14 +150,84 @@ def crosstab_partial(df: Any, row: str, col: str) -> Any:
             f"it has {', '.join(map(str, df.columns))}.",
             errors={"columns": missing},
         )
-    table = pd.crosstab(df[row], df[col])
+    rows, row_labels = _codes(df[row])
+    cols, col_labels = _codes(df[col])
+    both = (rows >= 0) & (cols >= 0)  # a pair with a missing value is left out, as pandas does
+    counts = np.bincount(
+        rows[both] * len(col_labels) + cols[both], minlength=len(row_labels) * len(col_labels)
+    )
     cells = [
-        [_plain(r), _plain(c), int(n)]
-        for r, counts in table.iterrows()
-        for c, n in counts.items()
+        [row_labels[i // len(col_labels)], col_labels[i % len(col_labels)], int(n)]
+        for i, n in enumerate(counts.tolist())
         if n
     ]
-    return typed({"table": count_table([row, col], cells), "rows": count(len(df))})
+    kinds = {"row": column_kind(df[row]), "col": column_kind(df[col])}
+    return typed({"table": count_table([row, col], cells), "rows": count(len(df)), "kinds": kinds})
+
+
+def _codes(series: Any) -> tuple[Any, list[Any]]:
+    """Each value's category code (-1: missing) and the labels by code, one per value in any
+    type (:func:`category_label`), so ``1`` and ``"1"`` in one column are one category."""
+    import numpy as np
+    import pandas as pd
+
+    if series.dtype == object:  # hashing would merge True with 1: tell them apart by identity
+        labels = [category_label(v) for v in series.tolist()]
+        keys = pd.Series([None if v is None else label_identity(v) for v in labels], dtype=object)
+        codes, uniques = pd.factorize(keys, use_na_sentinel=True)
+        return np.asarray(codes, dtype="int64"), [json.loads(k) for k in uniques]
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    merged: dict[str, int] = {}
+    labels, remap = [], []
+    for value in list(uniques):
+        label = category_label(value)
+        key = label_identity(label)
+        if key not in merged:
+            merged[key] = len(labels)
+            labels.append(label)
+        remap.append(merged[key])
+    table = np.asarray(remap + [-1], dtype="int64")  # code -1 (missing) maps to -1
+    return table[np.asarray(codes, dtype="int64")], labels
+
+
+def _bools_with_numbers(parts: Sequence[Part], axis: int) -> Callable[[Any], Any]:
+    """How to relabel one axis so a value is one category over the nodes: where booleans meet
+    integers (a boolean column stored as 0/1, as SQLite does), ``True`` and ``1`` are one. With
+    only 0 and 1 beside them the booleans stay; else they count as 1 and 0."""
+    labels = {
+        label_identity(v): v
+        for part in parts
+        if is_typed_value(_table(part), "count_table")
+        for v in (category_label(c[axis]) for c in _table(part)["cells"])
+    }.values()
+    bools = any(isinstance(v, bool) for v in labels)
+    ints = {v for v in labels if isinstance(v, int) and not isinstance(v, bool)}
+    if not bools or not ints:
+        return lambda v: v
+    if ints <= {0, 1}:
+        return lambda v: bool(v) if isinstance(v, int) else v
+    return lambda v: int(v) if isinstance(v, bool) else v
+
+
+def _types_note(
+    parts: Sequence[Part], axis: int, column: str, name: Callable[[int], str]
+) -> str | None:
+    """A note when the column holds text at some nodes, numbers or booleans at others: their
+    labels were read as values (``"1"`` as ``1``), so the same value is one category."""
+    classes: dict[str, list[tuple[int, Any]]] = {}
+    for part in parts:
+        kinds = part.value.get("kinds") if isinstance(part.value, dict) else None
+        kind = (kinds or {}).get("row" if axis == 0 else "col")
+        if isinstance(kind, dict) and kind.get("kind") != "null":
+            group = _KIND_CLASS.get(str(kind.get("kind")), "other")
+            classes.setdefault(group, []).append((part.organization_id, kind))
+    if len(classes) < 2:
+        return None
+    where = where_kinds([found for group in classes.values() for found in group], name)
+    return (
+        f"column '{column}' has different types at the organizations ({where}): labels that are "
+        "the same value (1, '1' and 1.0; True and 1) are counted as one category."
+    )
 
 
 def value_key(value: Any) -> str:
@@ -147,7 +247,8 @@ def crosstab_frame(results: Any, kwargs: dict[str, Any] | None = None) -> Any:
     Rows are labelled by the ``row`` values and columns by the ``col`` values, with their types
     (a year stays ``2007``, not ``"2007"``); counts are int64, 0 for pairs seen nowhere. A cell a
     node's disclosure policy withheld is ``<NA>`` (the frame is then nullable ``Int64``) and
-    ``df.attrs["suppressed"]`` lists those cells as ``(row value, col value)``. ``results`` is
+    ``df.attrs["suppressed"]`` lists those cells as ``(row value, col value)``, and
+    ``df.attrs["notes"]`` what was harmonised between the nodes. ``results`` is
     what :func:`crosstab` returned (typed, with or without the result marker, or the plain shape
     of earlier versions) or a task's list of results; several :func:`crosstab_partial` results
     give one row per part and cell instead. ``kwargs`` (the task's arguments) names the axes
@@ -190,6 +291,7 @@ def crosstab_frame(results: Any, kwargs: dict[str, Any] | None = None) -> Any:
         )
         df.attrs["kind"] = "crosstab"
         df.attrs["suppressed"] = blank
+        df.attrs["notes"] = [str(n) for n in result.get("notes") or []]
         return df
     if isinstance(result, dict) and is_suppressed(result.get("table")):
         df = pd.DataFrame(
@@ -264,10 +366,14 @@ def _identity(value: Any) -> str:
 
 def _sorted(values: Iterable[Any]) -> list[Any]:
     unique = list({_identity(v): v for v in values}.values())
-    try:
-        return sorted(unique)
-    except TypeError:  # mixed types: group by type, then by value
-        return sorted(unique, key=lambda v: (type(v).__name__, str(v)))
+    return sorted(unique, key=_order)
+
+
+def _order(value: Any) -> tuple[int, Any]:
+    # numbers (booleans among them) by value, then text, then anything else by its text
+    if isinstance(value, (bool, int, float)):
+        return (0, value)
+    return (1, value) if isinstance(value, str) else (2, str(value))
 
 
 def _check_names(row: Any, col: Any) -> None:

@@ -72,6 +72,26 @@ class Task:
         """The method the algorithm runs."""
         return str(self._data.get("method") or "")
 
+    def __getitem__(self, key: str) -> Any:
+        """The task as the server describes it, read like vantage6's task dict (``task["id"]``).
+
+        Examples
+        --------
+        >>> task["id"] == task.id  # doctest: +SKIP
+        True
+        """
+        return self._data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``task[key]``, or ``default`` when the server's description has no such field.
+
+        Examples
+        --------
+        >>> task.get("id") == task.id  # doctest: +SKIP
+        True
+        """
+        return self._data.get(key, default)
+
     @property
     def collaboration_id(self) -> int:
         """The collaboration the task runs in."""
@@ -411,6 +431,33 @@ class Task:
             )
         return out[0]
 
+    def results_frame(self, *, timeout: float | None = None) -> pd.DataFrame:
+        """The results as a DataFrame, where their shape allows; :class:`TaskError` where not.
+
+        One row per organization when each result is a flat object (``{"count": 3, ...}``); the
+        table itself when the task has one result that is a table (an object of columns, as
+        ``DataFrame.to_dict()`` writes, a list of records, or such JSON text, as many vantage6
+        algorithms return). Provenance (task id, image, organizations) is in ``attrs``.
+
+        Examples
+        --------
+        >>> task.results_frame()  # doctest: +SKIP
+                  sum  count
+        Leiden  4402.1    101
+        """
+        results = self.results(timeout=timeout)
+        names = self.organization_names()
+        orgs = [str(names.get(int(r["organization_id"]), r["organization_id"])) for r in self.runs]
+        df = _results_table(results, orgs)
+        if df is None:
+            raise TaskError(
+                f"The results of task {self.id} are not tabular (each a flat object, or one "
+                "table): read them with task.results()."
+            )
+        return _frames.with_provenance(
+            df, task_id=self.id, image=self.image, organizations=orgs, method=self.method
+        )
+
     def kill(self) -> Task:
         """Stop every open run of this task (they end as ``killed``); returns the task."""
         self._session.transport.request("POST", f"/task/{self.id}/kill")
@@ -477,3 +524,36 @@ class Task:
         return (
             f"<Task {self.id}{label} {self.image}:{self.method} — {', '.join(parts) or 'no runs'}>"
         )
+
+
+def _results_table(results: list[Any], orgs: list[str]) -> pd.DataFrame | None:
+    """``results`` as a table (see :meth:`Task.results_frame`), or None when they are not one."""
+    import json
+
+    values = []
+    for value in results:
+        if isinstance(value, str):  # JSON text, as vantage6 algorithms often return
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+        values.append(value)
+    scalar = (str, int, float, bool, type(None))
+    if values and all(
+        isinstance(v, dict) and all(isinstance(x, scalar) for x in v.values()) for v in values
+    ):
+        return pd.DataFrame.from_records(values, index=pd.Index(orgs, name="organization"))
+    if len(values) == 1:
+        (value,) = values
+        if isinstance(value, list) and all(isinstance(r, dict) for r in value):
+            return pd.DataFrame.from_records(value)
+        if isinstance(value, dict) and _columns_of_lists(value):
+            try:
+                return pd.DataFrame(value)
+            except ValueError:  # columns of different lengths
+                return None
+    return None
+
+
+def _columns_of_lists(value: dict[str, Any]) -> bool:
+    return bool(value) and all(isinstance(v, (dict, list)) for v in value.values())

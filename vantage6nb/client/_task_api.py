@@ -42,8 +42,15 @@ class TaskAPI:
         databases: Sequence[str | dict[str, Any]] | str | None = None,
         name: str | None = None,
         description: str | None = None,
+        input_: Mapping[str, Any] | None = None,
     ) -> Task:
         """Send an algorithm to organizations of a collaboration; returns the new :class:`Task`.
+
+        vantage6's calling style works too: ``input_={"method": ..., "args": [...], "kwargs":
+        {...}}`` instead of ``method``, ``args`` and ``kwargs``, with ``organizations=[ids]`` and
+        ``databases=[{"label": ...}]``; the task reads like vantage6's answer (``task["id"]``,
+        ``task.get("id")``), and ``task.results()`` gives each run's result as the algorithm
+        returned it (``task.results_frame()`` as a DataFrame where the shape allows).
 
         Parameters
         ----------
@@ -62,13 +69,25 @@ class TaskAPI:
             Database labels each node hands the algorithm, e.g. ``["default"]``.
         name, description : str, optional
             Shown in task lists and monitors.
+        input_ : dict, optional
+            vantage6's form of ``method``, ``args`` and ``kwargs`` in one object.
 
         Examples
         --------
         >>> task = client.task.create(organizations=["Leiden"], image="v6nb/summary",
         ...                           method="summary", kwargs={"organizations": [1, 2]},
         ...                           databases=["default"])  # doctest: +SKIP
+
+        The same in vantage6's style:
+
+        >>> task = client.task.create(collaboration=1, organizations=[1], image="v6nb/summary",
+        ...     input_={"method": "summary", "kwargs": {"organizations": [1, 2]}},
+        ...     databases=[{"label": "default"}])  # doctest: +SKIP
+        >>> task.get("id")  # doctest: +SKIP
+        12
         """
+        if input_ is not None:
+            method, args, kwargs = _from_input(input_, method, args, kwargs)
         if not image or not isinstance(image, str):
             raise ValidationError(
                 "image is required, e.g. image='v6nb/summary'.", errors={"image": "required"}
@@ -225,6 +244,25 @@ class TaskAPI:
             params["collaboration_id"] = self._session.directory.collaboration(collaboration)["id"]
         rows = self._session.transport.paginate("/task", params)
         return _frames.frame("task", [{k: v for k, v in r.items() if k != "runs"} for r in rows])
+
+
+def _from_input(
+    input_: Any, method: str, args: Any, kwargs: Any
+) -> tuple[str, list[Any] | None, dict[str, Any] | None]:
+    """``method``, ``args`` and ``kwargs`` from vantage6's ``input_`` (refused next to them)."""
+    if method or args is not None or kwargs is not None:
+        raise ValidationError(
+            "give either input_={'method': ..., 'kwargs': ...} (vantage6's style) or method=, "
+            "args= and kwargs=, not both.",
+            errors={"input_": "given with method/args/kwargs"},
+        )
+    if not isinstance(input_, Mapping) or not isinstance(input_.get("method"), str):
+        raise ValidationError(
+            "input_ must be a dict with a 'method', e.g. input_={'method': 'central', "
+            "'kwargs': {'column': 'age'}}.",
+            errors={"input_": "expected {method, args?, kwargs?}"},
+        )
+    return input_["method"], input_.get("args"), input_.get("kwargs")
 
 
 def _databases(databases: Sequence[str | dict[str, Any]] | str) -> list[dict[str, Any]]:

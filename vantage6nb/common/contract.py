@@ -8,8 +8,9 @@ vantage6 encodes every environment value it hands an algorithm as base32 with ``
 from __future__ import annotations
 
 import base64
+import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "build_environment",
     "database_env_names",
     "decode_env_value",
+    "decode_environment",
     "encode_env_value",
     "make_input",
     "parse_input",
@@ -54,7 +56,8 @@ CONTRACT_VARIABLES = frozenset(
         USER_REQUESTED_DATABASE_LABELS,
     }
 )
-# Set (unencoded) when the values are encoded, so a reader can tell either way.
+# Set (unencoded) to "1" when the values are encoded, so a reader can tell either way; "0" once
+# decode_environment decoded them in place.
 ENCODED_MARKER = "V6NB_ENV_ENCODED"
 
 DATABASE_TYPES = ("csv", "parquet", "excel", "sql")
@@ -77,6 +80,45 @@ def encode_env_value(value: str) -> str:
 def decode_env_value(value: str) -> str:
     """Inverse of :func:`encode_env_value`."""
     return base64.b32decode(value.replace(_EQUALS_REPLACEMENT, "=").encode("ascii")).decode("utf-8")
+
+
+def _decoded_or_none(value: str) -> str | None:
+    """``value`` decoded when it is an encoded value (decoding and re-encoding give it back)."""
+    try:
+        plain = decode_env_value(value)
+    except (binascii.Error, ValueError, UnicodeError):  # not base32, or not UTF-8 inside
+        return None
+    return plain if encode_env_value(plain) == value else None
+
+
+def decode_environment(environ: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Decode, in place, every value a node encoded, as vantage6's wrapper does before dispatching.
+
+    vantage6's decorators (``@data``, ``@algorithm_client``, ``@metadata``) read ``os.environ``
+    directly and expect plain values there. A value that is not an encoded one (``PATH``,
+    ``HOME``, the image's ``PKG_NAME``) is left as it is. Afterwards :data:`ENCODED_MARKER` is
+    ``"0"``, so :func:`read_environment` takes the values as they are. Returns ``environ``.
+
+    Examples
+    --------
+    >>> env = build_environment(input_file="/in", output_file="/out", token_file="/t",
+    ...     temporary_folder="/tmp", host="http://127.0.0.1", port=80, api_path="",
+    ...     databases={"default": ("/d.csv", "csv")})
+    >>> env["PATH"] = "/usr/bin"
+    >>> _ = decode_environment(env)
+    >>> env["DEFAULT_DATABASE_URI"], env["PATH"], read_environment(env, "INPUT_FILE")
+    ('/d.csv', '/usr/bin', '/in')
+    """
+    if environ.get(ENCODED_MARKER) == "0":
+        return environ  # done already
+    for name, value in list(environ.items()):
+        if name == ENCODED_MARKER:
+            continue
+        plain = _decoded_or_none(value)
+        if plain is not None:
+            environ[name] = plain
+    environ[ENCODED_MARKER] = "0"
+    return environ
 
 
 def database_env_names(label: str) -> tuple[str, str]:
@@ -127,7 +169,10 @@ def read_environment(
     if name not in environ:
         return default
     raw = environ[name]
-    if environ.get(ENCODED_MARKER) == "1":
+    marker = environ.get(ENCODED_MARKER)
+    if marker == "0":  # decoded in place already (decode_environment)
+        return raw
+    if marker == "1":
         return decode_env_value(raw)
     try:  # a vantage6 node sets no marker: values are encoded
         return decode_env_value(raw)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,9 @@ class DemoNetwork:
     url : str
         The server's base URL (``http://127.0.0.1:<port>``).
     datasets : dict
-        Organization name -> path of that node's data file.
+        Organization name -> path (or URL) of that node's ``default`` database (else its first).
+    databases : dict
+        Organization name -> ``{label: path or URL}`` of every database of that node.
     credentials : dict
         ``{"username", "password"}`` of the researcher (in the first organization), and
         ``root_username``/``root_password`` of the administrator.
@@ -69,9 +73,11 @@ class DemoNetwork:
     _nodes: dict[str, _Node] = field(default_factory=dict)
     _owns_workdir: bool = False
     _stopped: bool = False
-    algorithms: dict[str, str] = field(default_factory=dict)  # extra image -> module
+    # extra image -> module, or {module, python} (process_algorithms in node.yaml)
+    algorithms: dict[str, Any] = field(default_factory=dict)
     node_settings: dict[str, Any] = field(default_factory=dict)  # extra node.yaml settings
     researcher_key: Path | None = None
+    databases: dict[str, dict[str, str]] = field(default_factory=dict)
 
     # --- researcher side ---
     def client(self) -> Any:
@@ -202,23 +208,24 @@ class DemoNetwork:
 
 
 def start(
-    nodes: int = 3,
+    nodes: int | None = None,
     *,
     encrypted: bool = False,
     runtime: str = "process",
     workdir: str | os.PathLike[str] | None = None,
     port: int | None = None,
     dataset: Any = None,
-    algorithms: dict[str, str] | None = None,
+    algorithms: dict[str, Any] | None = None,
     node_settings: dict[str, Any] | None = None,
+    datasets: Sequence[Any] | None = None,
 ) -> DemoNetwork:
     """Start a demo network on loopback: a server, ``nodes`` organizations with one node each, one
     collaboration of them all, a researcher account, and the demo data split over the nodes.
 
     Parameters
     ----------
-    nodes : int
-        How many organizations (and nodes).
+    nodes : int, optional
+        How many organizations (and nodes); default 3, or one per entry of ``datasets``.
     encrypted : bool
         Whether the collaboration uses end-to-end encryption.
     runtime : {"process", "docker"}
@@ -230,12 +237,23 @@ def start(
     dataset : DataFrame or path, optional
         Data to split over the nodes (default: the Palmer penguins shipped with vantage6nb).
     algorithms : dict, optional
-        Extra algorithms the nodes may run (process runtime): image name -> importable module,
-        e.g. ``{"v6nb/my-mean": "my_mean"}``; the module must be importable by the nodes
-        (their ``PYTHONPATH`` is this process's, plus the current folder).
+        Extra algorithms the nodes may run: image name -> importable module, e.g.
+        ``{"v6nb/my-mean": "my_mean"}`` (the module must be importable by the nodes: their
+        ``PYTHONPATH`` is this process's, plus the current folder), or -> ``{"module": ...,
+        "python": ".../venv/bin/python"}`` to run it in an interpreter of its own (a vantage6
+        algorithm with its ``vantage6-algorithm-tools``). The nodes allow these images and trust
+        their plain-JSON results (``disclosure.untyped_images``), as an operator would for an
+        algorithm they approved; on the Docker runtime the names are images (the module is unused).
     node_settings : dict, optional
         Extra settings written into every node's ``node.yaml`` (see docs/configuration.md), e.g.
         ``{"limits": {"memory_mb": 256}}``; they win over the demo's own.
+    datasets : sequence, optional
+        One dataset per node, instead of splitting ``dataset``: a DataFrame (written to the node's
+        folder as Parquet, which keeps its column types, or as CSV without pyarrow), a file path
+        of a supported format (``.csv``, ``.parquet``, ``.xlsx``/``.xls``, or an SQLite file
+        ``.sqlite``/``.sqlite3``/``.db`` holding one table; copied into the node's folder), an
+        SQLAlchemy URL (used as it is), or a mapping of database label to one of those, for
+        several databases per node. A single dataset is the node's ``default`` database.
 
     Notes
     -----
@@ -254,7 +272,15 @@ def start(
     >>> with demo.start(nodes=3) as net:  # doctest: +SKIP
     ...     client = net.client()
     ...     client.organizations()
+    >>> net = demo.start(datasets=[small_df, "site2.parquet", {"default": df3, "labs": "labs.csv"}])  # doctest: +SKIP
     """
+    if datasets is not None and dataset is not None:
+        raise ConfigurationError(
+            "Give dataset (one dataset, split over the nodes) or datasets (one per node), not both.",
+            errors={"datasets": "with dataset"},
+        )
+    if nodes is None:
+        nodes = len(datasets) if isinstance(datasets, (list, tuple)) else 3
     if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= 50:
         raise ConfigurationError(
             "nodes must be a whole number from 1 to 50.", errors={"nodes": nodes}
@@ -280,7 +306,12 @@ def start(
             f"{root} already holds a demo network; give an empty or new workdir.",
             errors={"workdir": str(root)},
         )
-    parts = split_dataset(dataset, nodes)  # fails early on bad data, before any process starts
+    # fails early on bad data, before any process starts
+    parts = (
+        [[("default", _SplitPart(part))] for part in split_dataset(dataset, nodes)]
+        if datasets is None
+        else _node_datasets(datasets, nodes)
+    )
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     root_password = secrets.token_urlsafe(18)
@@ -351,8 +382,7 @@ def _populate(net: DemoNetwork, parts: list[Any], env: dict[str, str]) -> None:
     for name, part in zip(names, parts, strict=True):
         folder = net.workdir / "nodes" / _folder_name(name)
         folder.mkdir(parents=True, exist_ok=True)  # may hold its private key already
-        data_path = folder / "penguins.csv"
-        part.to_csv(data_path, index=False)
+        databases = _write_databases(folder, part, name)
         node = admin.create_node(orgs[name], net.collaboration_id, f"{name} node")
         _write_yaml(
             folder / "node.yaml",
@@ -361,7 +391,7 @@ def _populate(net: DemoNetwork, parts: list[Any], env: dict[str, str]) -> None:
                 "api_key": node["api_key"],
                 "name": f"{name} node",
                 "data_dir": "data",
-                "databases": [{"label": "default", "uri": str(data_path), "type": "csv"}],
+                "databases": databases,
                 "runtime": net.runtime,
                 "process_algorithms": {**IMAGES, **net.algorithms},
                 "allowed_images": ["v6nb/*", *net.algorithms],
@@ -384,7 +414,132 @@ def _populate(net: DemoNetwork, parts: list[Any], env: dict[str, str]) -> None:
             env=env,
         )
         net._nodes[name] = _Node(name, orgs[name], int(node["id"]), folder / "node.yaml", proc)
-        net.datasets[name] = str(data_path)
+        net.databases[name] = {d["label"]: d["uri"] for d in databases}
+        uris = net.databases[name]
+        net.datasets[name] = uris.get("default", databases[0]["uri"])
+
+
+# a dataset file's suffix -> its database type in node.yaml
+_SUFFIXES = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".xlsx": "excel",
+    ".xls": "excel",
+    ".sqlite": "sql",
+    ".sqlite3": "sql",
+    ".db": "sql",
+}
+_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _node_datasets(datasets: Any, nodes: int) -> list[list[tuple[str, Any]]]:
+    """``datasets`` checked, as one list of ``(label, DataFrame, path or URL)`` per node."""
+    if isinstance(datasets, (str, os.PathLike, Mapping)) or hasattr(datasets, "columns"):
+        raise ConfigurationError(
+            "datasets is one dataset per node: a list, such as [df1, df2, 'site3.csv'].",
+            errors={"datasets": "expected a list"},
+        )
+    entries = list(datasets)
+    if len(entries) != nodes:
+        raise ConfigurationError(
+            f"datasets has {len(entries)} entries for {nodes} nodes: give one per node (or leave "
+            "nodes out).",
+            errors={"datasets": f"{len(entries)} for {nodes} nodes"},
+        )
+    out = []
+    for i, entry in enumerate(entries):
+        items = list(entry.items()) if isinstance(entry, Mapping) else [("default", entry)]
+        if not items:
+            raise ConfigurationError(
+                f"datasets[{i}] is an empty mapping: give at least one database.",
+                errors={f"datasets[{i}]": "empty"},
+            )
+        checked = []
+        for label, source in items:
+            where = f"datasets[{i}]" + (f"[{label!r}]" if isinstance(entry, Mapping) else "")
+            if not isinstance(label, str) or not _LABEL.fullmatch(label):
+                raise ConfigurationError(
+                    f"{where}: a database label is a name of letters, digits and _ that starts "
+                    f"with a letter, such as 'default' or 'labs'; got {label!r}.",
+                    errors={where: "bad label"},
+                )
+            checked.append((label, _check_source(source, where)))
+        out.append(checked)
+    return out
+
+
+def _check_source(source: Any, where: str) -> Any:
+    if hasattr(source, "columns") and hasattr(source, "to_csv"):
+        return source
+    if isinstance(source, str) and "://" in source:
+        return source  # an SQLAlchemy URL: the node connects to it
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConfigurationError(
+            f"{where} is a {type(source).__name__}: give a DataFrame, a file path or a URL.",
+            errors={where: "unsupported"},
+        )
+    path = Path(source).expanduser()
+    if path.suffix.lower() not in _SUFFIXES:
+        raise ConfigurationError(
+            f"{where}: {str(path)!r} is not a supported data file; use "
+            f"{', '.join(_SUFFIXES)} (or a DataFrame).",
+            errors={where: "unsupported format"},
+        )
+    if not path.is_file():
+        raise ConfigurationError(
+            f"{where}: {str(path)!r} does not exist.", errors={where: "missing"}
+        )
+    return path.resolve()
+
+
+def _write_databases(
+    folder: Path, entries: list[tuple[str, Any]], org: str
+) -> list[dict[str, str]]:
+    """Put a node's datasets in its folder; the ``databases`` of its node.yaml."""
+    out = []
+    for label, source in entries:
+        if isinstance(source, str):  # a URL
+            out.append({"label": label, "uri": source, "type": "sql"})
+            continue
+        if isinstance(source, Path):
+            target = folder / f"{label}{source.suffix.lower()}"
+            shutil.copyfile(source, target)
+        elif isinstance(source, _SplitPart):
+            target = folder / "penguins.csv"  # the demo's own split, as it always was
+            source.frame.to_csv(target, index=False)
+        else:
+            target = _write_frame(folder, label, source, org)
+        typ = _SUFFIXES[target.suffix]
+        uri = f"sqlite:///{target}" if typ == "sql" else str(target)
+        out.append({"label": label, "uri": uri, "type": typ})
+    return out
+
+
+@dataclass(frozen=True)
+class _SplitPart:
+    """A part of the split ``dataset``: written as CSV, as the demo always did."""
+
+    frame: Any
+
+
+def _write_frame(folder: Path, label: str, frame: Any, org: str) -> Path:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:  # CSV keeps what it can; install pyarrow to keep the types
+        target = folder / f"{label}.csv"
+        frame.to_csv(target, index=False)
+        return target
+    target = folder / f"{label}.parquet"
+    try:
+        frame.to_parquet(target, index=False)
+    except (TypeError, ValueError) as exc:  # pyarrow's errors are ValueError/TypeError subclasses
+        raise ConfigurationError(
+            f"The dataset of {org} ({label}) cannot be written as Parquet: {exc}. A column that "
+            "mixes types (numbers and text) needs one type, or write the file yourself and pass "
+            "its path.",
+            errors={"datasets": label},
+        ) from exc
+    return target
 
 
 def _create_keys(net: DemoNetwork, admin: AdminSession, names: list[str]) -> dict[str, Path]:
