@@ -151,7 +151,7 @@ class NodeDaemon:
         for leftover in self.runtime.cleanup():
             log.info("cleaned up %s", leftover)
         self.proxy.start()
-        if self.runtime.name == "docker":
+        if self.runtime.isolated:  # containers reach the proxy through a relay to this socket
             sock = self.config.data_dir / "proxy.sock"
             if len(str(sock)) > 100:  # unix socket paths are limited to ~108 bytes
                 sock = Path(tempfile.mkdtemp(prefix="v6nb-")) / "proxy.sock"

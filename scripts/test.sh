@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs (Python package, Docker engine + registry, images, Chromium)
-# and run it. This is the README's test command; .ci/run calls it with V6NB_REQUIRE_ALL=1.
+# Install everything the test suite needs (Python package, Docker engine + registry, images, rootless
+# Podman, Chromium) and run it. This is the README's test command; .ci/run calls it with V6NB_REQUIRE_ALL=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,13 @@ if [ "$(id -u)" = 0 ]; then
   bash scripts/build-images.sh
 else
   echo "not root: leaving Docker as it is (run scripts/setup-docker.sh and scripts/build-images.sh as root)"
+fi
+
+echo "== rootless podman (the Podman runtime's tests; images from the same registry)"
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/setup-podman.sh
+else
+  echo "not root: leaving Podman as it is (run scripts/setup-podman.sh as root)"
 fi
 
 echo "== postgresql and rabbitmq"

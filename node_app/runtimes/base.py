@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from vantage6nb.common.errors import rejection
 from vantage6nb.common.schemas import RunStatus
 
 __all__ = [
@@ -110,11 +111,20 @@ def crashed_outcome(how: str, log: str, exit_code: int | None) -> RunOutcome:
     'algorithm crashed (exit code 1): TaskFailed: no'
     >>> crashed_outcome("exit code 1", "KeyError: 'age'\nerror > None\n", 1).reason
     "algorithm crashed (exit code 1): KeyError: 'age'"
+
+    An algorithm that refused its input (vantage6nb's wrapper ends the log with ``rejected: ...``)
+    did not crash: the run failed, for that reason.
+
+    >>> out = crashed_outcome("exit code 1", "ValidationError: x\nrejected: no column 'agee'", 1)
+    >>> out.status.value, out.reason
+    ('failed', "rejected: no column 'agee'")
     """
     # vantage6's wrapper ends a crash with "error > None" (it prints traceback.print_exc()'s None)
     last = next(
         (ln.strip() for ln in reversed(log.splitlines()) if ln.strip() not in _NOT_A_REASON), ""
     )
+    if rejection(last):  # the algorithm refused its input (vantage6nb's wrapper said so): no crash
+        return RunOutcome(RunStatus.FAILED, last[:1000], log, exit_code)
     last = _MODULE_PREFIX.sub("", last)  # "pkg.mod.ValueError: x" reads as "ValueError: x"
     reason = f"algorithm crashed ({how})" + (f": {last[:300]}" if last else "")
     return RunOutcome(RunStatus.CRASHED, reason, log, exit_code)

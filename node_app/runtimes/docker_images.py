@@ -86,10 +86,22 @@ def _pull(client: Any, ref: ImageRef, pinned: str | None) -> Any:
                 # The registry does not hold the pinned digest: pull the tag to report which
                 # digest it serves instead (prepare() then refuses it as a digest mismatch).
                 continue
+            if isinstance(exc, docker.errors.NotFound):  # "manifest unknown": no such image
+                raise RuntimeRefusal(RunStatus.FAILED, _not_found(ref, attempt, what)) from exc
             raise RuntimeRefusal(RunStatus.FAILED, f"pull failed: {what}: {explain(exc)}") from exc
         except Exception as exc:  # connection reset, timeout
             raise RuntimeRefusal(RunStatus.FAILED, f"pull failed: {what}: {exc}") from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _not_found(ref: ImageRef, attempt: str, what: str) -> str:
+    """What a researcher reads when the registry has no such image (or no such tag or digest)."""
+    which = "digest" if attempt.startswith("sha256:") else "tag"
+    return (
+        f"pull failed: {what}: the registry {ref.registry} has no image '{ref.name}' with "
+        f"{which} '{attempt}'; check the image name and its {which} for typos (image=... of the "
+        "task), and that the image was pushed to that registry"
+    )
 
 
 def image_digests(image: Any, repository: str | None = None) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..common import contract
 from ..common.disclosure import RESULT_MARKER
-from ..common.errors import DisclosureRefused
+from ..common.errors import REJECTED, DisclosureRefused, ValidationError
 from .results import TypedResult, refusal
 
 __all__ = ["dispatch", "refusal_result", "result_to_json", "wrap_algorithm", "write_output"]
@@ -24,6 +24,9 @@ def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | No
 
     ``module`` defaults to the ``PKG_NAME`` environment variable (the vantage6 image convention).
     Returns the process exit code: 0 on success, 1 when the algorithm raised (traceback on stderr).
+    A :class:`~vantage6nb.common.errors.ValidationError` (the method refused its input) ends the
+    log with ``rejected: <its message>``, which the node makes the run's reason (``failed``, not
+    ``crashed``).
     A method that raises :class:`~vantage6nb.common.errors.DisclosureRefused` (an entry point whose
     part a node refused) writes a typed ``refusal`` instead and returns 0: the node then ends the
     run refused, with a reason it renders itself from the refusal's fields.
@@ -56,6 +59,10 @@ def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | No
             print(f"vantage6nb.algorithm: passing on a refusal: {exc.msg}", file=sys.stderr)
             result = refusal_result(exc)
         payload = result_to_json(result)
+    except ValidationError as exc:  # the algorithm refused its input: the node says "rejected"
+        traceback.print_exc()
+        print(REJECTED + " ".join(exc.msg.split()), file=sys.stderr)  # last line: the reason
+        return 1
     except Exception:  # the algorithm's own failure: its traceback is the run's log
         traceback.print_exc()
         return 1

@@ -39,7 +39,8 @@ class Client:
     Parameters
     ----------
     url : str
-        The server, e.g. ``"http://127.0.0.1:7601"`` (the API lives under ``/api``).
+        The server, e.g. ``"http://127.0.0.1:7601"`` (the API lives under ``/api``, which the
+        client adds: ``"http://127.0.0.1:7601/api"`` means the same server).
     timeout : float
         Seconds to wait for one HTTP answer.
     verify : bool or str

@@ -11,6 +11,8 @@ import pandas as pd
 __all__ = [
     "COLUMNS",
     "STATUS_COLUMNS",
+    "FullTextFrame",
+    "FullTextSeries",
     "frame",
     "status_frame",
     "to_timestamp",
@@ -93,6 +95,60 @@ def to_timestamp(value: Any) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def _wide() -> Any:
+    """Display options under which a key fingerprint (50 characters) is not cut."""
+    width = pd.get_option("display.max_colwidth")
+    return pd.option_context("display.max_colwidth", None if width is None else max(width, 100))
+
+
+class FullTextFrame(pd.DataFrame):
+    """A DataFrame whose text cells are shown whole: key fingerprints are compared by eye, so
+    pandas' ``display.max_colwidth`` (50) may not cut them. Frames and columns made from it stay so.
+
+    Examples
+    --------
+    >>> df = FullTextFrame({"key_fingerprint": ["SHA256:" + "a" * 43]})
+    >>> "..." in repr(df), "..." in repr(df["key_fingerprint"]), "..." in repr(pd.DataFrame(df))
+    (False, False, True)
+    """
+
+    @property
+    def _constructor(self) -> type[FullTextFrame]:
+        return FullTextFrame
+
+    @property
+    def _constructor_sliced(self) -> type[FullTextSeries]:
+        return FullTextSeries
+
+    def __repr__(self) -> str:
+        with _wide():
+            return super().__repr__()
+
+    def _repr_html_(self) -> str | None:
+        with _wide():
+            return super()._repr_html_()
+
+
+class FullTextSeries(pd.Series):
+    """A column of a :class:`FullTextFrame`, shown whole as well."""
+
+    @property
+    def _constructor(self) -> type[FullTextSeries]:
+        return FullTextSeries
+
+    @property
+    def _constructor_expanddim(self) -> type[FullTextFrame]:
+        return FullTextFrame
+
+    def __repr__(self) -> str:
+        with _wide():
+            return super().__repr__()
+
+
+# resources whose frames hold key fingerprints
+_FULL_TEXT = frozenset({"organization"})
+
+
 def frame(
     kind: str,
     rows: Iterable[Mapping[str, Any]],
@@ -136,7 +192,7 @@ def frame(
             df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601")
     if "id" in df.columns and len(df):
         df["id"] = df["id"].astype("int64")
-    return df
+    return FullTextFrame(df) if kind in _FULL_TEXT else df
 
 
 def status_frame(

@@ -12,11 +12,17 @@ from typing import Any, BinaryIO
 
 import requests
 
-from ..common.errors import AuthenticationError, ServerUnavailable, TotpRequired, ValidationError
+from ..common.errors import (
+    AuthenticationError,
+    NotFound,
+    ServerUnavailable,
+    TotpRequired,
+    ValidationError,
+)
 from ..common.rest import Response, RestCore, collect_pages
 from ..common.rest import Transport as HttpTransport
 
-__all__ = ["TOTP_REQUIRED", "TotpRequired", "Transport"]
+__all__ = ["TOTP_REQUIRED", "TotpRequired", "Transport", "server_url"]
 
 #: the error code of a login that needs a TOTP code (``exc.code``; the Login widget asks for one)
 TOTP_REQUIRED = "totp_required"
@@ -42,6 +48,29 @@ def _login_failed(exc: AuthenticationError, username: str, totp: str | None) -> 
     return type(exc)(msg, errors=exc.errors)
 
 
+def server_url(url: str) -> str:
+    """The server's base URL as the client keeps it: no trailing ``/``, and no ``/api`` (the API
+    path, which the client adds itself; vantage6's clients are given it separately).
+
+    Examples
+    --------
+    >>> server_url("http://127.0.0.1:7601/api/")
+    'http://127.0.0.1:7601'
+    >>> server_url("https://example.org/v6")
+    'https://example.org/v6'
+    """
+    if not isinstance(url, str) or not url.strip().startswith(("http://", "https://")):
+        raise ValidationError(
+            f"Server URL must start with http:// or https://, got {url!r}; "
+            "e.g. Client('http://127.0.0.1:7601').",
+            errors={"url": "expected http:// or https://"},
+        )
+    base = url.strip().rstrip("/")
+    while base.endswith("/api"):
+        base = base[: -len("/api")].rstrip("/")
+    return base
+
+
 class Transport:
     """One server and the researcher's tokens, over one HTTP transport (a ``requests.Session``).
 
@@ -51,7 +80,7 @@ class Transport:
     Parameters
     ----------
     url : str
-        The server, e.g. ``"http://127.0.0.1:7601"``.
+        The server, e.g. ``"http://127.0.0.1:7601"`` (a trailing ``/api`` is dropped).
     timeout : float
         Seconds to wait for one HTTP answer.
     verify : bool or str
@@ -75,13 +104,7 @@ class Transport:
         verify: bool | str = True,
         transport: HttpTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        if not self.url.startswith(("http://", "https://")):
-            raise ValidationError(
-                f"Server URL must start with http:// or https://, got {url!r}; "
-                "e.g. Client('http://127.0.0.1:7601').",
-                errors={"url": "expected http:// or https://"},
-            )
+        self.url = server_url(url)
         self.api = self.url + "/api"
         self.timeout = timeout
         self.verify = verify
@@ -125,6 +148,12 @@ class Transport:
             if codes and codes[-1] == TOTP_REQUIRED and exc.code != TOTP_REQUIRED:
                 exc = TotpRequired(exc.msg, errors=exc.errors)
             raise _login_failed(exc, username, totp) from None
+        except NotFound as exc:  # something answers, but not a vantage6nb server at this path
+            raise NotFound(
+                f"No vantage6nb server answers at {self.url} ({exc.msg}). Give the server's own "
+                "URL, e.g. Client('http://127.0.0.1:7601'), without the path of a page or endpoint.",
+                errors=exc.errors,
+            ) from None
         self.access_token = answer["access_token"]
         self.refresh_token = answer.get("refresh_token")
         self._not_logged_in = _NOT_LOGGED_IN

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..common.disclosure import Refusal, parse_reason, unwrap_result
-from ..common.errors import CryptoError, DisclosureRefused, TaskFailed
+from ..common.errors import REJECTED, CryptoError, DisclosureRefused, RunFailure, TaskFailed
 from ..common.schemas import FAILED_VALUES, FINAL_VALUES, RunStatus
 from . import _frames
 from ._codec import Codec
@@ -220,10 +222,13 @@ def raise_if_failed(
     runs: Sequence[Mapping[str, Any]],
     names: Callable[[], Mapping[int, str]],
 ) -> None:
-    """Raise :class:`TaskFailed` naming each run that did not complete, with its log tail.
+    """Raise :class:`TaskFailed` naming each run that did not complete, by organization name, with
+    its reason and what to do; the runs' log tails follow (``exc.details``, ``exc.failures``).
 
-    When every such run was ``refused`` (a node's disclosure policy withheld its output) the error
-    is :class:`DisclosureRefused`, with the first refusal's organization (by name), rule, threshold
+    A central run that failed because runs of its subtasks failed lists those runs (by
+    organization) instead of its own nested message. When every run that did not complete was
+    ``refused`` (a node's disclosure policy withheld its output) the error is
+    :class:`DisclosureRefused`, with the first refusal's organization (by name), rule, threshold
     and what fell short, read from the run's reason.
     """
     failed = [r for r in runs if str(r.get("status")) in FAILED_VALUES]
@@ -235,6 +240,7 @@ def raise_if_failed(
     }
     by_id = names()
     parts: dict[int, Mapping[str, Any]] | None = None
+    sub_failures: list[_Part] | None = None
     entries: list[tuple[Mapping[str, Any], str, Refusal | None]] = []  # run, shown org, refusal
     for run in failed:
         refusal = None
@@ -255,11 +261,16 @@ def raise_if_failed(
                     refusal.organization = None
         org = _refusing_org(by_id, run, refusal)
         entries.append((run, org, refusal))
-    refusals = [
-        (org, refusal)
-        for run, org, refusal in entries
-        if str(run.get("status")) == RunStatus.REFUSED.value
-    ]
+    failures: list[RunFailure] = []
+    for run, org, refusal in entries:
+        log_text = (logs.get(int(run["id"])) or {}).get("log") or ""
+        sub: tuple[_Part, ...] = ()
+        if refusal is None and str(run.get("status")) in _MAY_HAVE_FAILED_PARTS:
+            if sub_failures is None:
+                sub_failures = _failed_parts(session, task_id, by_id)
+            sub = tuple(sub_failures)
+        failures.append(_failure(org, run, log_text, sub, refused=refusal is not None))
+    refusals = [(org, refusal) for _, org, refusal in entries if refusal is not None]
     all_refused = len(refusals) == len(failed)
     refusing = list(dict.fromkeys(org for org, _ in refusals))
     orgs = " and ".join(refusing)
@@ -267,15 +278,15 @@ def raise_if_failed(
         lines = [f"Task {task_id} ({label}) was refused by the disclosure policy of {orgs}:"]
     else:
         lines = [f"Task {task_id} ({label}) did not complete everywhere:"]
-    for run, org, _ in entries:
-        lines.append(f"  - {org}: {run.get('status')} — {run.get('reason') or 'no reason given'}")
-        log_text = (logs.get(int(run["id"])) or {}).get("log") or ""
-        tail = log_text.rstrip().splitlines()[-_LOG_TAIL_LINES:]
-        lines += [f"      | {line}" for line in tail]
+    hints = {f.hint for f in _flat(failures) if f.hint}
+    shared = hints.pop() if len(hints) == 1 and len(_flat(failures)) > 1 else ""
+    lines += _failure_lines(failures, shared)
     errors = {"failed_runs": [int(r["id"]) for r in failed]}
     if not all_refused:
-        lines.append("See task.status() for every organization.")
-        raise TaskFailed("\n".join(lines), errors=errors)
+        if shared:  # said once, not on every line
+            lines.append(f"What to do: {shared}.")
+        lines.append("See task.status() for every organization, task.logs() for their logs.")
+        raise TaskFailed("\n".join(lines), errors=errors, failures=failures)
     org, refusal = refusals[0]
     hint = _HINTS.get(refusal.rule if refusal else "", "ask for less detail")
     lines.append(
@@ -290,7 +301,94 @@ def raise_if_failed(
         rule=refusal.rule if refusal else "",
         threshold=refusal.threshold if refusal else None,
         what=refusal.what if refusal else "",
+        failures=failures,
     )
+
+
+# a central run in one of these may have failed because runs of its subtasks failed
+_MAY_HAVE_FAILED_PARTS = frozenset({RunStatus.CRASHED.value, RunStatus.FAILED.value})
+# "algorithm crashed (exit code 1): RuntimeError: boom": the status says "crashed" already
+_CRASHED = re.compile(r"^algorithm crashed \(exit code \d+\): (?=\S)")
+
+
+def _failure(
+    org: str,
+    run: Mapping[str, Any],
+    log_text: str,
+    parts: Sequence[_Part],
+    *,
+    refused: bool,
+) -> RunFailure:
+    """One failed run as the researcher reads it: the reason without the runtime's wording, and
+    what to do about it (refusals get theirs after the list)."""
+    status = str(run.get("status"))
+    reason = str(run.get("reason") or "no reason given")
+    tail = "\n".join(log_text.rstrip().splitlines()[-_LOG_TAIL_LINES:])
+    if parts:
+        sub = sorted({p.task_id for p in parts if p.task_id is not None})
+        which = " and ".join(dict.fromkeys(p.organization for p in parts))
+        what = f"subtask {', '.join(map(str, sub))}" if sub else "a subtask"
+        reason = f"its {what} did not complete at {which}:"
+        return RunFailure(org, status, reason, "", tail, tuple(p.failure for p in parts))
+    reason = _CRASHED.sub("", reason)
+    hint = "" if refused else _what_to_do(status, reason)
+    return RunFailure(org, status, reason, hint, tail)
+
+
+def _what_to_do(status: str, reason: str) -> str:
+    """A short 'what to do' for a run that ended ``status`` for ``reason``."""
+    if reason.startswith(REJECTED):
+        return "change the input and run the task again"
+    if status == RunStatus.CRASHED.value:
+        return "the algorithm stopped with an error at this station: see its log"
+    if status == RunStatus.KILLED.value:
+        return "run the task again for its results"
+    if status == RunStatus.NOT_ALLOWED.value:
+        return "this station's policy does not allow it: ask the station's administrator"
+    if "timed out" in reason:
+        return "ask for less work, or ask the station's administrator for a longer time limit"
+    if "image" in reason or "pull failed" in reason:
+        return "check the image name; if it is right, ask the station's administrator"
+    return "ask the station's administrator if the reason is about the station"
+
+
+def _failure_lines(
+    failures: Sequence[RunFailure], shared: str = "", indent: str = "  "
+) -> list[str]:
+    """One line per organization (its parts' below it), with its hint unless ``shared`` by all."""
+    lines = []
+    for f in failures:
+        hint = f" ({f.hint})" if f.hint and f.hint != shared else ""
+        lines.append(f"{indent}- {f.organization}: {f.status} — {f.reason}{hint}")
+        lines += _failure_lines(f.parts, shared, indent + "    ")
+    return lines
+
+
+def _flat(failures: Sequence[RunFailure]) -> list[RunFailure]:
+    return [g for f in failures for g in (f, *_flat(f.parts))]
+
+
+@dataclass(frozen=True)
+class _Part:
+    task_id: int | None
+    organization: str
+    failure: RunFailure
+
+
+def _failed_parts(session: Session, task_id: int, by_id: Mapping[int, str]) -> list[_Part]:
+    """The failed runs of the subtasks of ``task_id`` (with their log tails), by organization."""
+    transport = session.transport
+    out: list[_Part] = []
+    for sub in transport.paginate("/task", {"parent_id": task_id}):
+        sub_id = int(sub["id"])
+        for run in transport.paginate("/run", {"task_id": sub_id, "include": "log"}):
+            if str(run.get("status")) not in FAILED_VALUES:
+                continue
+            org = _org_name(by_id, run.get("organization_id"))
+            refused = str(run.get("status")) == RunStatus.REFUSED.value
+            failure = _failure(org, run, str(run.get("log") or ""), (), refused=refused)
+            out.append(_Part(sub_id, org, failure))
+    return out
 
 
 # what a researcher can change when a rule refused the output (other rules: "ask for less detail")

@@ -9,15 +9,16 @@ from typing import Any
 
 import pandas as pd
 
-from ..common.errors import ServerUnavailable, TaskError, TaskTimeout
+from ..common.errors import ServerUnavailable, TaskError, TaskTimeout, V6Error
 from ..common.events import RUN_STATUS, TASK_CREATED
+from ..common.schemas import task_status
 from . import _display, _frames, _outcome
 from ._events import RECONNECTED
 from ._progress import ProgressLine, choose_progress
 from ._runs import RunBook
 from ._session import Session
 
-__all__ = ["Task"]
+__all__ = ["Results", "Task"]
 
 _SAFETY_REFETCH_S = 5.0  # in case an event was missed; events do the real work
 
@@ -383,19 +384,30 @@ class Task:
         return self
 
     # -- results --------------------------------------------------------------------------------
-    def results(self, *, timeout: float | None = None) -> list[Any]:
+    def results(self, *, timeout: float | None = None) -> Results:
         """The decoded result of every run, in organization order (waits for the task first).
 
-        Runs that did not complete give None when the task was waited for with
+        A list (as vantage6's results are), each entry labelled with its organization: the repr
+        names them, ``results.organizations`` lists them and ``results["Leiden"]`` is one. Runs
+        that did not complete give None when the task was waited for with
         ``raise_on_failure=False``; otherwise a failure raises :class:`TaskFailed`.
 
         Examples
         --------
         >>> task.results()  # doctest: +SKIP
-        [{'count': 120}, {'count': 98}]
+        2 results, by organization:
+          Leiden:  {'count': 120}
+          Utrecht: {'count': 98}
+        >>> task.results()[0], task.results()["Utrecht"]  # doctest: +SKIP
+        ({'count': 120}, {'count': 98})
         """
         by_run = self._decoded(timeout)
-        return [by_run.get(int(r["id"])) for r in self.runs]
+        names = self.organization_names()
+        runs = self.runs
+        return Results(
+            [by_run.get(int(r["id"])) for r in runs],
+            [str(names.get(int(r["organization_id"]), r["organization_id"])) for r in runs],
+        )
 
     def results_by_organization(self, *, timeout: float | None = None) -> dict[str, Any]:
         """The decoded results keyed by organization name.
@@ -514,16 +526,84 @@ class Task:
         # vantage6nb.widgets); without ipywidgets it falls back to its text repr.
         _display.show(self)
 
+    @property
+    def state(self) -> str:
+        """The task's status as a task list shows it (:func:`~vantage6nb.common.schemas.task_status`):
+        an open run's status, else completed, killed, refused or failed. From the runs as last
+        seen (no request; :meth:`refresh` re-reads them).
+
+        Examples
+        --------
+        >>> task.kill().state  # doctest: +SKIP
+        'killed'
+        """
+        return task_status(r.get("status") for r in self.runs)
+
     def __repr__(self) -> str:
-        names = self._session.directory.organization_names(refresh=False)
+        ids = [int(r["organization_id"]) for r in self.runs if r.get("organization_id") is not None]
+        try:  # by name: one listing of the organizations when a name is not known yet
+            names = self._session.directory.organization_names(need=ids)
+        except V6Error:  # a repr never raises: ids, then
+            names = self._session.directory.organization_names(refresh=False)
         parts = [
             f"{names.get(r.get('organization_id'), r.get('organization_id'))} {r.get('status')}"  # type: ignore[arg-type]
             for r in self.runs
         ]
         label = f" '{self.name}'" if self.name else ""
+        state = f" {self.state}" if parts else ""
         return (
-            f"<Task {self.id}{label} {self.image}:{self.method} — {', '.join(parts) or 'no runs'}>"
+            f"<Task {self.id}{label} {self.image}:{self.method}{state} — "
+            f"{', '.join(parts) or 'no runs'}>"
         )
+
+
+class Results(list):  # type: ignore[type-arg]
+    """A task's results in organization order, each labelled with its organization's name.
+
+    A plain list otherwise (``==``, indexing, ``len``, JSON); ``results["Leiden"]`` is Leiden's.
+
+    Examples
+    --------
+    >>> r = Results([{"n": 3}, None], ["Leiden", "Utrecht"])
+    >>> r
+    2 results, by organization:
+      Leiden:  {'n': 3}
+      Utrecht: None
+    >>> r == [{"n": 3}, None], r["Leiden"], r.organizations
+    (True, {'n': 3}, ['Leiden', 'Utrecht'])
+    """
+
+    def __init__(self, values: list[Any], organizations: list[str]) -> None:
+        super().__init__(values)
+        self.organizations = list(organizations)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            if key not in self.organizations:
+                raise KeyError(
+                    f"No result of organization {key!r}; these organizations have one: "
+                    f"{', '.join(self.organizations)}."
+                )
+            return list.__getitem__(self, self.organizations.index(key))
+        return list.__getitem__(self, key)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """``(organization, result)`` pairs, in order."""
+        return list(zip(self.organizations, self, strict=False))
+
+    def __repr__(self) -> str:
+        import pprint
+
+        width = max((len(o) for o in self.organizations), default=0) + 1
+        lines = [f"{len(self)} result{'s' * (len(self) != 1)}, by organization:"]
+        for org, value in self.items():
+            text = pprint.pformat(value, width=max(40, 96 - width), compact=True)
+            pad = " " * (width + 3)
+            lines.append(f"  {org + ':':<{width}} " + text.replace("\n", "\n" + pad))
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text("Results(...)" if cycle else repr(self))
 
 
 def _results_table(results: list[Any], orgs: list[str]) -> pd.DataFrame | None:

@@ -11,6 +11,7 @@ import pandas as pd
 from ..common.contract import make_input
 from ..common.errors import CryptoError, V6Error, ValidationError
 from ..common.events import RUN_STATUS
+from ..common.schemas import RunStatus, task_status
 from . import _frames
 from ._session import Session
 from ._task import Task
@@ -230,20 +231,40 @@ class TaskAPI:
     ) -> pd.DataFrame:
         """Tasks you can see, newest last, as a DataFrame (filters are optional).
 
+        ``status`` is each task's status as its repr and monitor show it
+        (:func:`~vantage6nb.common.schemas.task_status`): a task whose runs were killed is
+        ``killed``, one refused by a disclosure policy ``refused``, other failures ``failed``.
+
         Examples
         --------
         >>> client.task.list(status="completed")[["id", "name", "image"]]  # doctest: +SKIP
         """
+        # the server knows killed and refused tasks as failed: those are told apart here
+        ended = status in _FAILED_KINDS
         params: dict[str, Any] = {
-            "status": status,
+            "status": RunStatus.FAILED.value if ended else status,
             "parent_id": parent_id,
             "job_id": job_id,
             "init_org_id": init_org_id,
         }
         if collaboration is not None:
             params["collaboration_id"] = self._session.directory.collaboration(collaboration)["id"]
-        rows = self._session.transport.paginate("/task", params)
-        return _frames.frame("task", [{k: v for k, v in r.items() if k != "runs"} for r in rows])
+        rows = [_listed(r) for r in self._session.transport.paginate("/task", params)]
+        if ended:
+            rows = [r for r in rows if r.get("status") == status]
+        return _frames.frame("task", rows)
+
+
+_FAILED_KINDS = frozenset({RunStatus.FAILED.value, RunStatus.KILLED.value, RunStatus.REFUSED.value})
+
+
+def _listed(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A task of a list, without its runs, its status derived from them as everywhere else."""
+    out = {k: v for k, v in row.items() if k != "runs"}
+    runs = row.get("runs")
+    if isinstance(runs, list) and runs:
+        out["status"] = task_status(r.get("status") for r in runs)
+    return out
 
 
 def _from_input(

@@ -27,11 +27,20 @@
 
 The server renders every error as ``{"msg": ..., "errors": {...}, "code": ...}``;
 :func:`error_from_payload` turns that JSON back into the same class on the client.
+
+Every error has a short, readable :attr:`V6Error.summary` and optional :attr:`V6Error.details`
+(a node's log, say); a notebook shows the summary and folds the details (``_repr_html_``, and the
+IPython display :mod:`vantage6nb.errors` installs). A :class:`TaskFailed` lists each run that did
+not complete as a :class:`RunFailure`. A run whose algorithm refused its input (raised
+:class:`ValidationError`) ends ``failed`` with a reason starting with :data:`REJECTED`.
 """
 
 from __future__ import annotations
 
+import html
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -47,6 +56,8 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "REJECTED",
+    "RunFailure",
     "ServerUnavailable",
     "TaskError",
     "TaskFailed",
@@ -58,6 +69,7 @@ __all__ = [
     "V6Error",
     "ValidationError",
     "error_from_payload",
+    "rejection",
 ]
 
 
@@ -79,12 +91,79 @@ class V6Error(Exception):
     def __str__(self) -> str:
         return _with_details(self.msg, self.errors)
 
+    @property
+    def summary(self) -> str:
+        """What went wrong and what to do, without the :attr:`details`."""
+        return str(self)
 
-def _with_details(msg: str, errors: dict[str, Any]) -> str:
-    if not errors:
+    @property
+    def details(self) -> str:
+        """What one reads only when the summary is not enough (node logs); "" when there is none.
+
+        An error raised ``from`` another vantage6nb error has that error's details.
+        """
+        cause = self.__cause__
+        return cause.details if isinstance(cause, V6Error) else ""
+
+    def _repr_html_(self) -> str:
+        return error_html(self)
+
+
+def _with_details(msg: str, errors: dict[str, Any], hide: frozenset[str] = frozenset()) -> str:
+    shown = {k: v for k, v in errors.items() if k not in hide}
+    if not shown:
         return msg
-    details = "; ".join(f"{k}: {v}" for k, v in errors.items())
+    details = "; ".join(f"{k}: {v}" for k, v in shown.items())
     return f"{msg} ({details})"
+
+
+def error_html(exc: V6Error, *, where: str = "") -> str:
+    """The error as a notebook shows it: its class and summary, ``where`` (the researcher's line
+    that raised it), and the details folded behind a toggle.
+
+    Examples
+    --------
+    >>> print(error_html(NotFound("No task 12.")))  # doctest: +ELLIPSIS
+    <div class="v6nb-error" ...><b>NotFound</b>: No task 12.</div>
+    """
+    body = f"<b>{type(exc).__name__}</b>: {html.escape(exc.summary)}"
+    if where:
+        body += f'\n<span style="opacity:0.7">{html.escape(where)}</span>'
+    details = exc.details
+    if details:
+        what = getattr(exc, "details_title", "") or "Details"
+        body += (
+            f"\n<details><summary>{html.escape(what)}</summary>"
+            f'<pre style="margin:0.3em 0 0 0">{html.escape(details)}</pre></details>'
+        )
+    return f'<div class="v6nb-error" style="{_HTML_STYLE}">{body}</div>'
+
+
+_HTML_STYLE = (
+    "white-space:pre-wrap;font-family:var(--jp-code-font-family,monospace);"
+    "font-size:var(--jp-code-font-size,13px);padding:6px 10px;"
+    "background:var(--jp-rendermime-error-background,#fdecea);"
+    "border-left:4px solid var(--jp-error-color1,#d32f2f)"
+)
+
+#: How the reason of a run starts when its algorithm refused the input (raised
+#: :class:`ValidationError`): the run ended ``failed``, not ``crashed``, and the rest of the reason
+#: is the algorithm's message. The algorithm wrapper ends its log with such a line.
+REJECTED = "rejected: "
+
+
+def rejection(log: str) -> str | None:
+    r"""The ``rejected: ...`` line a log ends with (the algorithm refused its input), if any.
+
+    Examples
+    --------
+    >>> rejection("Traceback ...\nValidationError: no\nrejected: no column 'agee'\n")
+    "rejected: no column 'agee'"
+    >>> rejection("RuntimeError: boom") is None
+    True
+    """
+    last = next((ln.strip() for ln in reversed(log.splitlines()) if ln.strip()), "")
+    return last if last.startswith(REJECTED) and len(last) > len(REJECTED) else None
 
 
 class BadRequest(V6Error):
@@ -162,8 +241,89 @@ class TaskError(V6Error):
     status, code = 400, "task_error"
 
 
+@dataclass(frozen=True)
+class RunFailure:
+    """One organization's run that did not complete, as a researcher reads it.
+
+    ``reason`` is the node's, ``hint`` what to do about it, ``log`` the tail of the run's log and
+    ``parts`` the failed runs of the subtasks a central run waited for.
+
+    Examples
+    --------
+    >>> RunFailure("Leiden", "crashed", "RuntimeError: boom", log="boom").organization
+    'Leiden'
+    """
+
+    organization: str
+    status: str
+    reason: str
+    hint: str = ""
+    log: str = ""
+    parts: tuple[RunFailure, ...] = ()
+
+
 class TaskFailed(TaskError):
+    """A task whose runs did not all complete; ``failures`` has each such run by organization.
+
+    The message is the summary (one line per organization, what to do), followed by the runs' log
+    tails, which :attr:`details` also holds.
+
+    Examples
+    --------
+    >>> exc = TaskFailed("Task 3 failed at Leiden.",
+    ...                  failures=[RunFailure("Leiden", "crashed", "boom", log="Traceback ...")])
+    >>> print(exc.summary); print(exc.details)
+    Task 3 failed at Leiden.
+    Leiden:
+        | Traceback ...
+    """
+
     status, code = 400, "task_failed"
+    #: the run and task ids in ``errors`` are for programs; the message names organizations
+    _HIDDEN = frozenset({"failed_runs", "task_id"})
+
+    def __init__(
+        self,
+        msg: str = "",
+        *,
+        errors: dict[str, Any] | None = None,
+        failures: Sequence[RunFailure] = (),
+    ) -> None:
+        self.failures: tuple[RunFailure, ...] = tuple(failures)
+        self._summary = msg
+        logs = _logs_text(self.failures)
+        super().__init__(f"{msg}\n\n{logs}" if logs else msg, errors=errors)
+
+    def __str__(self) -> str:
+        return _with_details(self.msg, self.errors, self._HIDDEN)
+
+    @property
+    def summary(self) -> str:
+        return _with_details(self._summary, self.errors, self._HIDDEN)
+
+    @property
+    def details(self) -> str:
+        return _logs_text(self.failures) or super().details
+
+    @property
+    def details_title(self) -> str:
+        """What :attr:`details` holds, as the notebook's toggle names it."""
+        names = [f.organization for f in self.failures if f.log.strip() or f.parts]
+        return f"Node logs: {', '.join(names)}" if names else "Details"
+
+
+def _logs_text(failures: Sequence[RunFailure], indent: str = "") -> str:
+    """Each failure's log tail under its organization's name."""
+    out: list[str] = []
+    for f in failures:
+        if f.log.strip():
+            out.append(f"{indent}{f.organization}:")
+            out += [f"{indent}    | {line}" for line in f.log.rstrip().splitlines()]
+        sub = _logs_text(f.parts, indent + "  ")
+        if sub:
+            out.append(f"{indent}{f.organization}, the parts it waited for:")
+            out.append(sub)
+    return "\n".join(out)
 
 
 class DisclosureRefused(TaskFailed):
@@ -193,24 +353,20 @@ class DisclosureRefused(TaskFailed):
         rule: str = "",
         threshold: float | int | None = None,
         what: str = "",
+        failures: Sequence[RunFailure] = (),
     ) -> None:
         given = {"organization": organization, "rule": rule, "threshold": threshold, "what": what}
         merged = dict(errors or {})
         merged.update({k: v for k, v in given.items() if v not in (None, "")})
-        super().__init__(msg, errors=merged)
+        super().__init__(msg, errors=merged, failures=failures)
         # from the arguments, else from ``errors`` (a payload read back by error_from_payload)
         self.organization: str | None = merged.get("organization")
         self.rule: str = str(merged.get("rule") or "")
         self.threshold: float | int | None = merged.get("threshold")
         self.what: str = str(merged.get("what") or "")
 
-    def __str__(self) -> str:
-        # the message already names the organization, rule and threshold: show the rest only
-        rest = {k: v for k, v in self.errors.items() if k not in _REFUSAL_FIELDS}
-        return _with_details(self.msg, rest)
-
-
-_REFUSAL_FIELDS = frozenset({"organization", "rule", "threshold", "what"})
+    # the message already names the organization, rule and threshold: show the rest only
+    _HIDDEN = TaskFailed._HIDDEN | {"organization", "rule", "threshold", "what"}
 
 
 class TaskTimeout(TaskError, TimeoutError):

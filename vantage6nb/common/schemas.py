@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "RunStatus",
     "require_fields",
     "status_rank",
+    "task_status",
 ]
 
 # Largest JSON body the server accepts (inputs and results travel as strings inside JSON).
@@ -70,6 +72,32 @@ def status_rank(status: object) -> int:
     if text in FINAL_VALUES:
         return 3
     return OPEN_ORDER.index(text) if text in OPEN_ORDER else -1
+
+
+def task_status(statuses: Iterable[object]) -> str:
+    """A task's status from its runs' (the one vocabulary of task lists, reprs and monitors).
+
+    While a run is open: the least advanced open status. Then ``completed`` when every run
+    completed; ``killed`` or ``refused`` when every run that did not complete was killed, or
+    refused by its node's disclosure policy; ``failed`` otherwise.
+
+    Examples
+    --------
+    >>> task_status(["completed", "active", "pending"])
+    'pending'
+    >>> task_status(["killed", "completed"]), task_status(["refused", "crashed"])
+    ('killed', 'failed')
+    """
+    seen = [str(s) for s in statuses]
+    for status in OPEN_ORDER:
+        if status in seen:
+            return status
+    ended = set(seen) - {RunStatus.COMPLETED.value}
+    if not ended:
+        return RunStatus.COMPLETED.value
+    if ended in ({RunStatus.KILLED.value}, {RunStatus.REFUSED.value}):
+        return ended.pop()
+    return RunStatus.FAILED.value
 
 
 def require_fields(

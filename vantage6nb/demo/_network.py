@@ -17,12 +17,13 @@ import yaml
 from ..algorithms import IMAGES
 from ..common.errors import ConfigurationError, NotFound
 from ._docker import docker_node_settings
-from ._processes import ManagedProcess, free_port, wait_until
+from ._podman import podman_node_settings
+from ._processes import ManagedProcess, forget_at_exit, free_port, stop_at_exit, wait_until
 from ._setup import AdminSession, organization_names, split_dataset
 
 __all__ = ["DemoNetwork", "start"]
 
-RUNTIMES = ("process", "docker")
+RUNTIMES = ("process", "docker", "podman")
 STARTUP_TIMEOUT_S = 90.0
 RESEARCHER = "researcher"
 
@@ -115,6 +116,7 @@ class DemoNetwork:
         self._server.stop()
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        forget_at_exit(self)
 
     def __enter__(self) -> DemoNetwork:
         return self
@@ -228,10 +230,11 @@ def start(
         How many organizations (and nodes); default 3, or one per entry of ``datasets``.
     encrypted : bool
         Whether the collaboration uses end-to-end encryption.
-    runtime : {"process", "docker"}
+    runtime : {"process", "docker", "podman"}
         How nodes run algorithms.
     workdir : path, optional
-        Folder for configurations, data and logs; a temporary folder (removed by ``stop()``) if None.
+        Folder for configurations, data and logs; kept. None: a temporary folder, removed by
+        ``stop()``, or when the interpreter or notebook kernel exits without it.
     port : int, optional
         The server's port on 127.0.0.1; a free one if None.
     dataset : DataFrame or path, optional
@@ -259,12 +262,14 @@ def start(
     -----
     With ``runtime="docker"`` the nodes run the shipped images from the registry on 127.0.0.1:5000,
     pinned to the digests it serves at start (``image_registry`` and ``image_digests`` in each
-    ``node.yaml``); run ``scripts/setup-docker.sh`` and ``scripts/build-images.sh`` first.
+    ``node.yaml``); run ``scripts/setup-docker.sh`` and ``scripts/build-images.sh`` first. With
+    ``runtime="podman"`` they do the same through a rootless Podman (``scripts/setup-podman.sh``).
 
     Returns
     -------
     DemoNetwork
-        Also a context manager; every process is stopped at interpreter exit in any case.
+        Also a context manager. At interpreter (or kernel) exit, a network not stopped is
+        stopped: its processes end and the temporary folder it made is removed.
 
     Examples
     --------
@@ -296,11 +301,19 @@ def start(
             "node_settings must be a dict of node.yaml settings.",
             errors={"node_settings": "not a dict"},
         )
-    extra_settings = docker_node_settings() if runtime == "docker" else {}
+    extra_settings = (
+        docker_node_settings()
+        if runtime == "docker"
+        else podman_node_settings()
+        if runtime == "podman"
+        else {}
+    )
     extra_settings.update(node_settings or {})
     owns = workdir is None
     root = Path(tempfile.mkdtemp(prefix="v6nb-demo-")) if owns else Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    if runtime == "podman" and owns:
+        root.chmod(0o711)  # a rootless Podman of another user mounts the nodes' data from here
     if not owns and (root / "server").exists():
         raise ConfigurationError(
             f"{root} already holds a demo network; give an empty or new workdir.",
@@ -357,6 +370,7 @@ def start(
         algorithms=dict(algorithms or {}),
         node_settings=extra_settings,
     )
+    stop_at_exit(net)  # a kernel shut down without net.stop() leaves nothing behind
     try:
         server.start()
         net._wait_health()

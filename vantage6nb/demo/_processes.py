@@ -12,13 +12,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..common.errors import ServerUnavailable
 
-__all__ = ["ManagedProcess", "free_port", "wait_until"]
+__all__ = ["ManagedProcess", "free_port", "forget_at_exit", "stop_at_exit", "wait_until"]
 
 _LIVE: set[ManagedProcess] = set()
 _LIVE_LOCK = threading.Lock()
+#: networks started in this process and not stopped yet: stopped (and their folders removed, when
+#: they made them) when the interpreter or the notebook kernel exits
+_NETWORKS: dict[int, Any] = {}
+#: at exit, how long the processes get to stop together before they are killed: a kernel that
+#: shuts down has some 5 s (jupyter_client's shutdown_wait_time) before it is killed itself
+EXIT_GRACE_S = 3.0
 
 
 def free_port() -> int:
@@ -136,6 +143,11 @@ class ManagedProcess:
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
+    def terminate(self) -> None:
+        """Ask the process to stop (SIGTERM to its group) without waiting for it."""
+        if self.running:
+            self._signal(signal.SIGTERM)
+
     def _signal(self, sig: int) -> None:
         assert self.proc is not None
         try:
@@ -159,5 +171,38 @@ def _stop_all() -> None:
     for proc in live:
         try:
             proc.stop(timeout=5.0)
+        except Exception:  # best effort at interpreter exit
+            pass
+
+
+def stop_at_exit(network: Any) -> None:
+    """Stop ``network`` (its ``stop()``) when the interpreter or notebook kernel exits, unless it
+    was stopped before (:func:`forget_at_exit`)."""
+    _NETWORKS[id(network)] = network
+
+
+def forget_at_exit(network: Any) -> None:
+    """``network`` was stopped: nothing left to do for it at exit."""
+    _NETWORKS.pop(id(network), None)
+
+
+@atexit.register  # registered after _stop_all, so it runs before it
+def _stop_networks() -> None:
+    """Stop what is still running: every process at once (their shutdowns overlap), those not
+    gone after :data:`EXIT_GRACE_S` killed, then each network's ``stop()`` removes its folder."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        proc.terminate()
+    deadline = time.monotonic() + EXIT_GRACE_S
+    for proc in live:
+        if proc.proc is not None:
+            try:
+                proc.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc._signal(signal.SIGKILL)
+    for network in list(_NETWORKS.values()):
+        try:
+            network.stop()
         except Exception:  # best effort at interpreter exit
             pass

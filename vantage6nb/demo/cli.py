@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--encrypted", action="store_true", help="end-to-end encrypted collaboration")
     p.add_argument(
         "--runtime",
-        choices=["process", "docker"],
+        choices=["process", "docker", "podman"],
         default="process",
         help="how nodes run algorithms (default process)",
     )

@@ -11,7 +11,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ..client._events import RECONNECTED
-from ..common.schemas import FAILED_VALUES, RunStatus
+from ..common.schemas import FAILED_VALUES, RunStatus, task_status
 from ._output import ErrorOutput
 from ._progress import RunRow, TaskProgress, _fmt_seconds, render_runs_html
 
@@ -20,11 +20,7 @@ __all__ = ["TaskMonitor", "display_task"]
 log = logging.getLogger(__name__)
 # ended badly (a killed run was stopped on purpose: no log to show)
 _BAD = FAILED_VALUES - {RunStatus.KILLED.value}
-_COMPLETED, _KILLED, _REFUSED = (
-    RunStatus.COMPLETED.value,
-    RunStatus.KILLED.value,
-    RunStatus.REFUSED.value,
-)
+_STYLES = {"completed": "success", "refused": "warning", "killed": "warning"}
 
 
 class TaskMonitor(widgets.VBox):
@@ -145,15 +141,12 @@ class TaskMonitor(widgets.VBox):
             r.organization or str(r.organization_id): r.status for r in rows if r.subtask
         }
         if self.progress.done:
-            if self.progress.succeeded:
-                overall, style = "completed", "success"
-            elif {r.status for r in main} - {_COMPLETED} == {_REFUSED}:
-                overall, style = "refused", "warning"  # the runs worked; a policy withheld output
-            elif any(r.status == _KILLED for r in main) and not any(r.status in _BAD for r in main):
-                overall, style = "killed", "warning"
-            else:
-                overall, style = "failed", "danger"
-            self.bar.bar_style = style
+            # the task's status as task lists and reprs name it (one vocabulary)
+            overall = (
+                "completed" if self.progress.succeeded else task_status(r.status for r in main)
+            )
+            # refused: the runs worked and a policy withheld output; killed: stopped on purpose
+            self.bar.bar_style = _STYLES.get(overall, "danger")
             self.kill_button.disabled = True
             self.stop()
         else:
