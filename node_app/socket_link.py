@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,36 @@ __all__ = ["SocketLink"]
 log = logging.getLogger(__name__)
 
 _CHECK_S = 5.0
+_WARN_AFTER_S = 60.0  # a reconnect is routine; only one that keeps failing this long is a warning
+
+
+# what engine.io logs (at ERROR or WARNING) each time a server goes away or restarts
+_ROUTINE = frozenset(
+    {
+        "packet queue is empty, aborting",
+        "Server has stopped communicating, aborting",
+        "WebSocket connection was closed, aborting",
+        "WebSocket connection is closing, aborting",
+        "Connection refused by the server, aborting",
+    }
+)
+
+
+class _EngineIOLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """engine.io's log with a connection's routine end at DEBUG: :meth:`SocketLink._on_disconnect`
+    reports it once, at INFO, and reconnects."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("node_app.engineio"), {})
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)  # a line per packet: DEBUG, as engine.io means it
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        (self.debug if msg in _ROUTINE else super().error)(msg, *args, **kwargs)
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        (self.debug if msg in _ROUTINE else super().warning)(msg, *args, **kwargs)
 
 
 class SocketLink:
@@ -81,7 +112,9 @@ class SocketLink:
         self.ever_connected = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self.sio = socketio.Client(reconnection=False, handle_sigint=False)
+        self.sio = socketio.Client(
+            reconnection=False, handle_sigint=False, engineio_logger=_EngineIOLog()
+        )
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on(events.NEW_TASK, self._on_new_task)
@@ -108,8 +141,9 @@ class SocketLink:
         self._request_sync()
 
     def _on_disconnect(self, *args: Any) -> None:
-        if self.connected.is_set():
-            log.warning("socket.io connection to %s lost; reconnecting", self.server_url)
+        if self.connected.is_set():  # a normal event (server restart, balancer switch): INFO
+            why = f" ({args[0]})" if args and args[0] else ""
+            log.info("socket.io connection to %s lost%s; reconnecting", self.server_url, why)
         self.connected.clear()
         self._wake.set()
 
@@ -135,8 +169,20 @@ class SocketLink:
         stop = self.stopping
         delays = backoff_delays(0.2, 5.0)
         first = True
+        failing_since: float | None = None
+        warned = False
         while not stop.is_set():
             if not self.sio.connected:
+                if failing_since is None:
+                    failing_since, warned = time.monotonic(), False
+                elif not warned and time.monotonic() - failing_since > _WARN_AFTER_S:
+                    warned = True
+                    log.warning(
+                        "no socket.io connection to %s for %.0f s; still retrying (runs are "
+                        "also picked up by listing)",
+                        self.server_url,
+                        time.monotonic() - failing_since,
+                    )
                 try:
                     token = self._access_token() if first else self._refresh_token()
                     first = False
@@ -147,6 +193,7 @@ class SocketLink:
                         wait_timeout=10,
                     )
                     delays = backoff_delays(0.2, 5.0)
+                    failing_since = None
                 except (socketio.exceptions.ConnectionError, V6Error, ValueError) as exc:
                     delay = next(delays)
                     log.debug("socket.io connect failed (%s); retrying in %.1f s", exc, delay)

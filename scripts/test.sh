@@ -35,9 +35,10 @@ else
   echo "not root: leaving Podman as it is (run scripts/setup-podman.sh as root)"
 fi
 
-echo "== postgresql and rabbitmq"
+echo "== postgresql, rabbitmq and haproxy"
 if [ "$(id -u)" = 0 ]; then
   bash scripts/setup-services.sh
+  bash scripts/setup-haproxy.sh
 else
   echo "not root: leaving PostgreSQL and RabbitMQ as they are (run scripts/setup-services.sh as root)"
 fi

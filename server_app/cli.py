@@ -1,4 +1,4 @@
-"""``v6nb server start|import|db``: serve the app with gunicorn (gthread), load entities from YAML, or
+"""``v6nb server start|import|db``: serve the app with gunicorn (gevent or gthread), load entities from YAML, or
 see and upgrade the database schema."""
 
 from __future__ import annotations
@@ -20,57 +20,21 @@ log = logging.getLogger("server_app")
 
 
 def serve(cfg: dict[str, Any]) -> int:
-    """Serve ``create_app(cfg)`` with gunicorn: 1 worker (socket.io state is in-process), gthread.
+    """Serve ``create_app(cfg)`` with gunicorn: 1 worker (socket.io state is in-process).
 
-    simple-websocket takes the raw socket from ``gunicorn.socket``, so the WebSocket transport works
-    under the gthread worker; each open websocket holds one of the ``threads`` threads.
+    ``worker_class`` gevent: one greenlet per connection, so idle websockets and slow clients
+    cost almost nothing, with the limits of server_app.serving; gthread: ``threads`` threads, each
+    open websocket holding one. See docs/operations.md.
 
     Examples
     --------
     >>> serve(load_config("server.yaml"))  # doctest: +SKIP
     """
-    from gunicorn.app.base import BaseApplication
-
-    url = f"http://{cfg['host']}:{cfg['port']}"
-
-    def post_worker_init(_worker: Any) -> None:
-        print(f"vantage6nb server listening on {url}", flush=True)
-
-    options = {
-        "bind": f"{cfg['host']}:{cfg['port']}",
-        "workers": 1,
-        "worker_class": "gthread",
-        "threads": cfg["threads"],
-        "keepalive": 30,
-        "timeout": 60,
-        "graceful_timeout": 5,
-        "loglevel": cfg["log_level"].lower(),
-        "accesslog": None,
-        "errorlog": "-",
-        # The app is built in the worker: the master stays small (idle RSS) and owns no database
-        # connection or socket.io state; a failing start shows its traceback and exits non-zero.
-        "preload_app": False,
-        "post_worker_init": post_worker_init,
-        "proc_name": "v6nb-server",
-    }
-
-    class _Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for key, value in options.items():
-                self.cfg.set(key, value)
-            if (
-                "control_socket_disable" in self.cfg.settings
-            ):  # gunicorn >= 25: no shared ~/.gunicorn socket
-                self.cfg.set("control_socket_disable", True)
-
-        def load(self) -> Any:
-            from .app import create_app
-
-            return create_app(cfg)
+    from .serving import serve_app
 
     _check_port_free(cfg["host"], int(cfg["port"]))
     try:
-        _Server().run()
+        serve_app(cfg, f"vantage6nb server listening on http://{cfg['host']}:{cfg['port']}")
     except SystemExit as exc:  # gunicorn exits through sys.exit on SIGTERM/SIGINT
         return int(exc.code or 0)
     return 0
@@ -192,12 +156,44 @@ def _parser() -> argparse.ArgumentParser:
     rename.add_argument("--config", help="YAML configuration file of the server")
     rename.add_argument("old", help="the current username, exactly (case included)")
     rename.add_argument("new", help="the new username")
+    lb = sub.add_parser(
+        "haproxy-config",
+        help="print an HAProxy configuration for instances behind one address (docs/operations.md)",
+    )
+    lb.add_argument("--bind", required=True, help="where the balancer listens, host:port")
+    lb.add_argument("instances", nargs="+", help="the server instances, host:port each")
+    lb.add_argument(
+        "--max-per-address",
+        type=int,
+        default=500,
+        help="connections one client address may hold at the balancer (0: no bound)",
+    )
+    lb.add_argument("--check-interval-ms", type=int, default=1000, help="health check interval")
+    lb.add_argument("--stats", default="", help="host:port for HAProxy's statistics page")
     return p
+
+
+def _haproxy(args: argparse.Namespace) -> int:
+    from .haproxy import haproxy_config
+
+    print(
+        haproxy_config(
+            args.bind,
+            args.instances,
+            max_per_address=args.max_per_address,
+            check_interval_ms=args.check_interval_ms,
+            stats=args.stats,
+        ),
+        end="",
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``v6nb server``; returns the exit code."""
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "haproxy-config":  # needs no server configuration
+        return _haproxy(args)
     overrides = {
         k: v
         for k, v in {

@@ -12,7 +12,7 @@ import yaml
 from vantage6nb.common.errors import ConfigurationError
 from vantage6nb.common.settings import Setting, resolve_settings
 
-__all__ = ["PREFIX", "SETTINGS", "load_config", "sqlite_url"]
+__all__ = ["PREFIX", "SETTINGS", "WORKER_CLASSES", "load_config", "sqlite_url"]
 
 PREFIX = "server"
 
@@ -116,10 +116,76 @@ SETTINGS: list[Setting] = [
         int,
     ),
     Setting(
+        "worker_class",
+        "gevent",
+        "How the (single) server process serves connections: `gevent` (one greenlet per "
+        "connection: thousands of idle websockets and slow clients cost almost nothing; see "
+        "docs/operations.md) or `gthread` (a pool of `threads` threads; each open websocket "
+        "holds one).",
+        str,
+    ),
+    Setting(
         "threads",
         64,
-        "Threads of the (single) gunicorn gthread worker; each open websocket holds one.",
+        "Threads of the gunicorn gthread worker (worker_class gthread only); each open "
+        "websocket holds one.",
         int,
+    ),
+    Setting(
+        "max_connections",
+        10000,
+        "Connections one instance holds at once (open websockets, requests, idle keep-alive "
+        "connections); past that new connections wait in the listen queue. Keep it under the "
+        "process's open-file limit (`ulimit -n`).",
+        int,
+    ),
+    Setting(
+        "max_connections_per_address",
+        500,
+        "Connections one client address may hold open at once (worker_class gevent); past that "
+        "a new connection from it is answered 503 and closed. 0: no bound. Behind a load "
+        "balancer every connection comes from the balancer's address: set 0 here and bound "
+        "clients at the balancer (docs/operations.md).",
+        int,
+    ),
+    Setting(
+        "header_timeout_s",
+        10.0,
+        "Time a new connection has to send its first complete request head, in seconds; a "
+        "kept-alive connection has keepalive_s for its next one (idle time included). Slower "
+        "connections are closed without an answer.",
+        float,
+    ),
+    Setting(
+        "keepalive_s",
+        30.0,
+        "How long an idle keep-alive connection stays open waiting for its next request, in "
+        "seconds (clients such as the node reuse a connection only within 15 s).",
+        float,
+    ),
+    Setting(
+        "body_timeout_s",
+        30.0,
+        "Longest silence while a request body is read or a response written, in seconds "
+        "(worker_class gevent): a body that stops arriving is answered 408 and the connection "
+        "closed. Not applied to websockets (socket.io pings those).",
+        float,
+    ),
+    Setting(
+        "max_unauthenticated_body_kb",
+        64,
+        "Largest body, in KiB, of a request without a valid bearer token (logins, token "
+        "refresh, password recovery); checked on the Content-Length before reading and while "
+        "reading a chunked body (larger: 413).",
+        int,
+    ),
+    Setting(
+        "node_offline_s",
+        10.0,
+        "A node whose socket.io connection stops answering is marked offline within this many "
+        "seconds (socket.io pings it every node_offline_s / 2 and waits as long for the "
+        "answer); researchers' clients get the node_offline event then.",
+        float,
     ),
     Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.", str),
     Setting(
@@ -139,6 +205,7 @@ SETTINGS: list[Setting] = [
 ]
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+WORKER_CLASSES = ("gevent", "gthread")
 
 
 def sqlite_url(path: Path) -> str:
@@ -218,6 +285,7 @@ def load_config(
     if not cfg["database_url"]:
         cfg["database_url"] = sqlite_url(data_dir / "server.sqlite")
     cfg["log_level"] = str(cfg["log_level"]).upper()
+    cfg["worker_class"] = str(cfg["worker_class"]).lower()
     _check(cfg)
     return cfg
 
@@ -242,6 +310,19 @@ def _check(cfg: dict[str, Any]) -> None:
         errors["blob_threshold_kb"] = "must be at least 0"
     if cfg["max_result_mb"] < 1:
         errors["max_result_mb"] = "must be at least 1"
+    if cfg["worker_class"] not in WORKER_CLASSES:
+        errors["worker_class"] = f"must be one of {', '.join(WORKER_CLASSES)}"
+    if cfg["max_connections"] < 1:
+        errors["max_connections"] = "must be at least 1"
+    if cfg["max_connections_per_address"] < 0:
+        errors["max_connections_per_address"] = "must be at least 0 (0: no bound)"
+    if cfg["max_unauthenticated_body_kb"] < 1:
+        errors["max_unauthenticated_body_kb"] = "must be at least 1"
+    for key in ("header_timeout_s", "keepalive_s", "body_timeout_s"):
+        if cfg[key] <= 0:
+            errors[key] = "must be more than 0"
+    if cfg["node_offline_s"] < 2:
+        errors["node_offline_s"] = "must be at least 2"
     if cfg["session_cache_s"] < 0:
         errors["session_cache_s"] = "must be at least 0"
     if cfg["log_level"] not in _LOG_LEVELS:

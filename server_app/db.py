@@ -14,7 +14,7 @@ from sqlalchemy.pool import StaticPool
 from . import migrations
 from .models import Node
 
-__all__ = ["Database", "make_engine", "session"]
+__all__ = ["Database", "make_engine", "make_psycopg2_cooperative", "session"]
 
 log = logging.getLogger("server_app")
 
@@ -102,6 +102,11 @@ def make_engine(url: str) -> Engine:
             kwargs["poolclass"] = StaticPool
     else:
         kwargs["pool_pre_ping"] = True
+        if _gevent_patched():
+            # Many greenlets share the pool: more connections, and waiting for one yields.
+            kwargs.update(pool_size=10, max_overflow=20)
+            if url.startswith("postgresql"):
+                make_psycopg2_cooperative()
     engine = create_engine(url, **kwargs)
     if is_sqlite:
 
@@ -115,3 +120,45 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+def _gevent_patched() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return False
+    return bool(monkey.is_module_patched("socket"))
+
+
+def make_psycopg2_cooperative() -> None:
+    """Let psycopg2 wait for PostgreSQL through gevent, so a query blocks its greenlet only.
+
+    psycopg2 is C and talks to libpq's socket itself, which gevent's patching cannot reach; its
+    wait callback (psycopg2's documented hook, what psycogreen installs) hands every wait to
+    ``gevent.socket.wait_read``/``wait_write``. Called under the gevent worker only.
+
+    Examples
+    --------
+    >>> make_psycopg2_cooperative()  # doctest: +SKIP
+    """
+    import psycopg2.extensions as ext
+
+    if ext.get_wait_callback() is _gevent_wait:
+        return
+    ext.set_wait_callback(_gevent_wait)
+
+
+def _gevent_wait(conn: Any, timeout: float | None = None) -> None:
+    import psycopg2.extensions as ext
+    from gevent.socket import wait_read, wait_write
+
+    while True:
+        state = conn.poll()
+        if state == ext.POLL_OK:
+            return
+        if state == ext.POLL_READ:
+            wait_read(conn.fileno(), timeout=timeout)
+        elif state == ext.POLL_WRITE:
+            wait_write(conn.fileno(), timeout=timeout)
+        else:
+            raise ext.OperationalError(f"bad state from poll: {state}")

@@ -21,7 +21,7 @@ from .serializers import iso
 from .sessions import SessionCache
 from .tokens import TokenService
 
-__all__ = ["SocketHub"]
+__all__ = ["SocketHub", "async_mode", "ping_interval_for"]
 
 log = logging.getLogger("server_app.sockets")
 
@@ -43,17 +43,22 @@ class SocketHub:
         message_queue_url: str = "",
         message_queue_channel: str = "vantage6nb",
         max_body_bytes: int = 2**24,
+        node_offline_s: float = 10.0,
     ) -> None:
         manager = (
             QueueManager(message_queue_url, message_queue_channel) if message_queue_url else None
         )
+        interval = ping_interval_for(node_offline_s)
         self.sio = socketio.Server(
-            async_mode="threading",
+            async_mode=async_mode(),
             client_manager=manager,
             logger=False,
             engineio_logger=False,
-            ping_interval=10,
-            ping_timeout=10,
+            # engine.io pings every `interval` s and closes a connection whose answer has not come
+            # `interval` s later; its service task notices within another `interval`: a node that
+            # stops answering is offline within node_offline_s.
+            ping_interval=interval,
+            ping_timeout=interval,
             max_http_buffer_size=max_body_bytes,
         )
         self._tokens = tokens
@@ -209,6 +214,36 @@ class SocketHub:
         self.emit(
             events.NODE_OFFLINE, payload, events.collaboration_room(payload["collaboration_id"])
         )
+
+
+def async_mode() -> str:
+    """``gevent`` in a process gevent has patched (the gevent worker), else ``threading``.
+
+    The socket sweep below uses ``threading`` and ``time.sleep``, which the patching makes
+    greenlets and cooperative sleeps, so it runs unchanged under either.
+
+    Examples
+    --------
+    >>> async_mode()  # a test process is not patched
+    'threading'
+    """
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return "threading"
+    return "gevent" if monkey.is_module_patched("socket") else "threading"
+
+
+def ping_interval_for(node_offline_s: float) -> float:
+    """The engine.io ping interval (and answer timeout) that marks a silent node offline within
+    ``node_offline_s``: a ping, its timeout, and one sweep of the service task.
+
+    Examples
+    --------
+    >>> ping_interval_for(10)
+    3.0
+    """
+    return max(0.5, round(float(node_offline_s) * 0.3, 2))
 
 
 def _node_event(node: Node) -> dict[str, Any]:
