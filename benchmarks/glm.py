@@ -46,13 +46,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--runtime", default="process", choices=["process", "docker"])
+    parser.add_argument(
+        "--process-warm",
+        default="on",
+        choices=["on", "off"],
+        help="process runtime: fork each run from a warm zygote (process_warm), or not",
+    )
     args = parser.parse_args()
 
     import pandas as pd
 
     from vantage6nb import analysis, demo
 
-    with demo.start(nodes=3, runtime=args.runtime) as net:
+    with demo.start(
+        nodes=3, runtime=args.runtime, node_settings={"process_warm": args.process_warm == "on"}
+    ) as net:
         client = net.client()
         pooled = pd.concat([pd.read_csv(path) for path in net.datasets.values()])
         analysis.glm(client, OUTCOME, PREDICTORS, family="binomial", success="male")  # warm-up

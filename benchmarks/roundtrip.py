@@ -112,13 +112,15 @@ def bare_run(parallel: int, runtime: str, pool: ThreadPoolExecutor, tmp: Path) -
     return time.perf_counter() - t0
 
 
-def measure(nodes: int, runs: int, runtime: str) -> tuple[list[float], list[float]]:
+def measure(
+    nodes: int, runs: int, runtime: str, warm: bool = True
+) -> tuple[list[float], list[float]]:
     """Round-trip times of ``runs`` echo tasks sent to ``nodes`` organizations, each followed by a
     bare run of ``nodes`` algorithm processes, so both see the same machine load."""
     from vantage6nb import demo
 
     with (
-        demo.start(nodes=nodes, runtime=runtime) as net,
+        demo.start(nodes=nodes, runtime=runtime, node_settings={"process_warm": warm}) as net,
         tempfile.TemporaryDirectory() as tmp,
         ThreadPoolExecutor(nodes) as pool,
     ):
@@ -149,11 +151,20 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--nodes", default="1,3", help="comma-separated node counts")
     ap.add_argument("--runtime", default="process", choices=["process", "docker"])
+    ap.add_argument(
+        "--process-warm",
+        default="on",
+        choices=["on", "off"],
+        help="process runtime: fork each run from a warm zygote (process_warm), or not",
+    )
     args = ap.parse_args()
-    print(f"# roundtrip, {args.runtime} runtime, trivial algorithm ({IMAGE} echo)")
+    print(
+        f"# roundtrip, {args.runtime} runtime (process_warm {args.process_warm}), trivial "
+        f"algorithm ({IMAGE} echo)"
+    )
     print(f"# {machine()}; {load_note()}")
     for nodes in (int(n) for n in args.nodes.split(",")):
-        times, bare = measure(nodes, args.runs, args.runtime)
+        times, bare = measure(nodes, args.runs, args.runtime, args.process_warm == "on")
         paired = [t - b for t, b in zip(times, bare, strict=True)]
         what = "docker run" if args.runtime == "docker" else "algorithm process"
         print(f"{nodes} node(s): round trip {summarize_ms(times)}")

@@ -141,6 +141,12 @@ SETTINGS: tuple[Setting, ...] = (
         "For `runtime: podman` on a cgroup v1 host (where rootless Podman ignores limits): the cgroup under `/sys/fs/cgroup/{memory,cpu,pids}/` delegated to the Podman user, in which the node applies `limits` (`scripts/setup-podman.sh` makes it).",
         str,
     ),
+    Setting(
+        "process_warm",
+        True,
+        "For `runtime: process` on Linux: start each run from a fork server per algorithm (a zygote that has imported pandas, numpy and the module), one fresh child process per run, instead of a fresh interpreter; a zygote is replaced when its interpreter, a file it imported from the algorithm's package or the limits change. `false`: a fresh interpreter per run (for a module that reads the run's environment when it is imported).",
+        bool,
+    ),
 )
 
 _RUNTIMES = ("process", "docker", "podman", "auto")

@@ -76,4 +76,6 @@ def make_runtime(config: NodeConfig) -> Runtime:
     from .process import ProcessRuntime
 
     log.warning(NO_ISOLATION_WARNING)
-    return ProcessRuntime(config.process_algorithms)
+    return ProcessRuntime(
+        config.process_algorithms, warm=bool(config.raw.get("process_warm", True))
+    )

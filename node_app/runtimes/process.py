@@ -13,15 +13,19 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 from vantage6nb.common.contract import build_environment
 from vantage6nb.common.schemas import RunStatus
 
 from ..policy import parse_image
 from .base import (
+    Limits,
     RunOutcome,
     RunSpec,
     Runtime,
@@ -33,6 +37,7 @@ from .base import (
 from .logs import LOG_TAIL_BYTES, LOG_TAIL_LINES, log_tail
 from .output import ALGORITHM_OUTPUT_DIR as _OUTPUT_DIR
 from .output import MISSING_OUTPUT, copy_output
+from .zygote import WarmChild, Zygote, ZygoteError, fork_supported
 
 __all__ = [
     "LOG_TAIL_BYTES",
@@ -49,6 +54,9 @@ _KILL_GRACE_S = 2.0
 # What a child inherits from the node's environment; everything else (API key, secrets) stays out.
 _PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "SYSTEMROOT", "HOME")
 _PR_SET_PDEATHSIG = 1
+# After a fork server failed to start (an import error, threads started by the imports, an old
+# interpreter), its environment runs cold for this long before the next try.
+_WARM_RETRY_S = 60.0
 # Run in an interpreter of the image's own (a virtual environment), which may lack vantage6nb: our
 # wrapper when it has it, else vantage6's (a package built on vantage6-algorithm-tools).
 _BOOTSTRAP = """\
@@ -197,6 +205,11 @@ class ProcessRuntime(Runtime):
     pythonpath
         Extra ``sys.path`` entries for the child; by default the node's working folder and its
         ``PYTHONPATH``, so the child imports what the node imports.
+    warm
+        Start runs from a fork server per algorithm environment (``process_warm``; see
+        :mod:`node_app.runtimes.zygote`): a zygote process that has imported pandas, numpy, the
+        wrapper and the module forks one fresh child per run. Falls back to a fresh
+        interpreter per run where fork is not available or the zygote cannot start.
 
     Examples
     --------
@@ -215,6 +228,7 @@ class ProcessRuntime(Runtime):
         algorithms: Mapping[str, str | Mapping[str, str] | ProcessAlgorithm],
         *,
         pythonpath: Sequence[str] | None = None,
+        warm: bool = False,
     ) -> None:
         self.entries = {
             parse_image(k).name: ProcessAlgorithm.parse(v) for k, v in algorithms.items()
@@ -226,12 +240,18 @@ class ProcessRuntime(Runtime):
                 *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
             ]
         self.pythonpath = list(pythonpath)
-        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.warm = bool(warm) and fork_supported()
+        self._procs: dict[int, subprocess.Popen[bytes] | WarmChild] = {}
         self._killed: set[int] = set()
         self._starting: set[int] = set()  # run ids inside run(), from the first step to the end
         self._lock = threading.Lock()
         self._functions: dict[str, dict[str, str] | None] = {}  # module -> its roles
         self._functions_lock = threading.Lock()  # held while describing: one child per module
+        self._zygotes: dict[tuple, Zygote] = {}  # (python, module, environment) -> its fork server
+        self._zygote_locks: dict[tuple, threading.Lock] = {}
+        self._cold_until: dict[tuple, float] = {}  # a zygote failed to start: cold until then
+        self._zygote_dir: Path | None = None
+        self._closed = False
 
     def module_for(self, image: str) -> str | None:
         """The module that implements ``image``, or None."""
@@ -257,6 +277,12 @@ class ProcessRuntime(Runtime):
                 "or is not executable: create that virtual environment (python3 -m venv ...; pip "
                 "install the algorithm) or fix `process_algorithms` in node.yaml",
             )
+        if self.warm:  # have the fork server ready by the time the run starts
+            key = self._zygote_key(entry, self._zygote_env(entry, spec.limits))
+            if key not in self._zygotes:
+                threading.Thread(
+                    target=self._zygote_for, args=(key,), name="zygote-start", daemon=True
+                ).start()
 
     def command(self, entry: ProcessAlgorithm, *args: str) -> list[str]:
         """The command that runs ``python -m vantage6nb.algorithm *args`` for ``entry``.
@@ -334,15 +360,102 @@ class ProcessRuntime(Runtime):
             return None
         return functions_table(out.stdout, source=f"module {module}")
 
-    def _base_env(self, spec: RunSpec) -> dict[str, str]:
-        env = self._child_env(self.entry_for(spec.image))
+    def _zygote_env(self, entry: ProcessAlgorithm | None, limits: Limits) -> dict[str, str]:
+        """What every run of ``entry`` starts from, before its own folders: also a zygote's."""
+        env = self._child_env(entry)
         env["PYTHONUNBUFFERED"] = "1"
-        env["TMPDIR"] = str(spec.tmp_dir)
-        if spec.limits.cpus:
-            threads = str(max(1, math.ceil(spec.limits.cpus)))
+        if limits.cpus:  # numpy's BLAS reads these once, at import: part of a zygote's key
+            threads = str(max(1, math.ceil(limits.cpus)))
             for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
                 env[k] = threads
         return env
+
+    def _base_env(self, spec: RunSpec) -> dict[str, str]:
+        env = self._zygote_env(self.entry_for(spec.image), spec.limits)
+        env["TMPDIR"] = str(spec.tmp_dir)
+        return env
+
+    # -- warm starts: a fork server per algorithm environment -------------------------------------
+
+    @staticmethod
+    def _zygote_key(entry: ProcessAlgorithm, env: Mapping[str, str]) -> tuple:
+        return (entry.python or sys.executable, entry.module, tuple(sorted(env.items())))
+
+    def _zygote_for(self, key: tuple) -> Zygote | None:
+        """The fresh fork server for ``key``, started (or replaced) as needed; None: run cold.
+
+        A zygote whose interpreter or any file it imported from the algorithm's package (or
+        vantage6nb) changed on disk, or that died, is retired: it takes no more runs and stops
+        once its running children have exited.
+        """
+        with self._lock:
+            lock = self._zygote_locks.setdefault(key, threading.Lock())
+        with lock:
+            if self._closed:
+                return None
+            z = self._zygotes.get(key)
+            if z is not None and z.fresh():
+                return z
+            if z is not None:
+                log.info("%s: its fork server is out of date; starting a new one", key[1])
+                self._zygotes.pop(key, None)
+                z.retire()
+            if time.monotonic() < self._cold_until.get(key, 0.0):
+                return None
+            with self._lock:
+                if self._zygote_dir is None:
+                    self._zygote_dir = Path(tempfile.mkdtemp(prefix="v6nb-zygotes-"))
+                workdir = Path(tempfile.mkdtemp(dir=self._zygote_dir))
+            z = Zygote(
+                key[0], key[1], dict(key[2]), workdir, startup_timeout=self.describe_timeout_s
+            )
+            try:
+                z.start()
+            except ZygoteError as exc:
+                log.warning(
+                    "%s: no warm start (%s); running it in a fresh interpreter per run for the "
+                    "next %g s",
+                    key[1],
+                    exc,
+                    _WARM_RETRY_S,
+                )
+                self._cold_until[key] = time.monotonic() + _WARM_RETRY_S
+                shutil.rmtree(workdir, ignore_errors=True)
+                return None
+            with self._lock:
+                if not self._closed:
+                    self._zygotes[key] = z
+                    return z
+            z.close()  # the runtime closed while it started
+            return None
+
+    def _start_warm(
+        self,
+        spec: RunSpec,
+        entry: ProcessAlgorithm,
+        env: Mapping[str, str],
+        base: Mapping[str, str],
+    ) -> tuple[WarmChild, object] | None:
+        """Fork the run's child from its zygote: (child, its log stream), or None to run cold."""
+        zenv = {k: v for k, v in base.items() if k != "TMPDIR"}
+        key = self._zygote_key(entry, zenv)
+        z = self._zygote_for(key)
+        if z is None:
+            return None
+        r, w = os.pipe()
+        try:
+            child = z.fork(env, str(spec.workdir), w)
+        except ZygoteError as exc:
+            os.close(r)
+            log.warning("run %s: %s; running it in a fresh interpreter", spec.run_id, exc)
+            with self._lock:
+                if self._zygotes.get(key) is z:
+                    self._zygotes.pop(key)
+            z.retire()
+            return None
+        finally:
+            os.close(w)
+        return child, os.fdopen(r, "rb")
 
     def run(self, spec: RunSpec) -> RunOutcome:
         entry = self.entry_for(spec.image)
@@ -367,36 +480,49 @@ class ProcessRuntime(Runtime):
         outdir.mkdir(mode=0o700)
         spec.output_file.unlink(missing_ok=True)
         name = spec.output_file.name or "output"
-        env = algorithm_environment(
-            dataclasses.replace(spec, output_file=outdir / name), base=self._base_env(spec)
-        )
-        cmd = self.command(entry, entry.module)
-        prefix = _pdeathsig_prefix()  # the child dies with the node, even on SIGKILL
-        try:
-            proc = subprocess.Popen(
-                [*prefix, *cmd] if prefix else cmd,
-                env=env,
-                cwd=str(spec.workdir),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: kill reaches grandchildren
-                preexec_fn=_die_with_parent
-                if prefix is None and sys.platform.startswith("linux")
-                else None,
-            )
-        except OSError as exc:
-            return RunOutcome(RunStatus.FAILED, f"could not start the algorithm process: {exc}")
-        exited = _exit_notifier(proc)  # opened before anyone can reap the child
+        base = self._base_env(spec)
+        env = algorithm_environment(dataclasses.replace(spec, output_file=outdir / name), base=base)
+        warm = self._start_warm(spec, entry, env, base) if self.warm else None
+        proc: subprocess.Popen[bytes] | WarmChild
+        if warm is not None:
+            proc, stream = warm
+            exited = None
+        else:
+            cmd = self.command(entry, entry.module)
+            prefix = _pdeathsig_prefix()  # the child dies with the node, even on SIGKILL
+            try:
+                proc = subprocess.Popen(
+                    [*prefix, *cmd] if prefix else cmd,
+                    env=env,
+                    cwd=str(spec.workdir),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # own process group: kill reaches grandchildren
+                    preexec_fn=_die_with_parent
+                    if prefix is None and sys.platform.startswith("linux")
+                    else None,
+                )
+            except OSError as exc:
+                return RunOutcome(RunStatus.FAILED, f"could not start the algorithm process: {exc}")
+            stream = proc.stdout
+            exited = _exit_notifier(proc)  # opened before anyone can reap the child
         with self._lock:
             self._procs[spec.run_id] = proc
             killed_early = spec.run_id in self._killed
         if killed_early:  # a kill that came while the process was being started
             self._signal_group(proc, signal.SIGKILL)
         captured = bytearray()
-        reader = threading.Thread(target=self._drain, args=(proc, captured), daemon=True)
+        reader = threading.Thread(target=self._drain, args=(stream, captured), daemon=True)
         reader.start()
-        timed_out = not _wait_for_exit(proc, exited, spec.limits.timeout_s)
+        if isinstance(proc, WarmChild):
+            try:
+                proc.wait(spec.limits.timeout_s)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                timed_out = True
+        else:
+            timed_out = not _wait_for_exit(proc, exited, spec.limits.timeout_s)
         if timed_out:
             self._signal_group(proc, signal.SIGKILL)
             proc.wait()
@@ -404,9 +530,11 @@ class ProcessRuntime(Runtime):
         with self._lock:
             self._procs.pop(spec.run_id, None)
             killed = spec.run_id in self._killed
-        outcome = self._outcome(
-            spec, proc.returncode, bytes(captured), killed=killed, timed_out=timed_out
-        )
+        code = proc.returncode
+        assert code is not None
+        outcome = self._outcome(spec, code, bytes(captured), killed=killed, timed_out=timed_out)
+        if isinstance(proc, WarmChild) and proc.zygote_died and not (killed or timed_out):
+            outcome.reason += " (its fork server died while it ran)"
         if outcome.status == RunStatus.COMPLETED:
             try:
                 copy_output(outdir, name, spec.output_file, limit=spec.limits.output_bytes)
@@ -421,13 +549,12 @@ class ProcessRuntime(Runtime):
         return outcome
 
     @staticmethod
-    def _drain(proc: subprocess.Popen[bytes], captured: bytearray) -> None:
-        assert proc.stdout is not None
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+    def _drain(stream: Any, captured: bytearray) -> None:
+        for chunk in iter(lambda: stream.read1(65536), b""):
             captured.extend(chunk)
             if len(captured) > 2 * LOG_TAIL_BYTES:
                 del captured[: len(captured) - LOG_TAIL_BYTES]
-        proc.stdout.close()
+        stream.close()
 
     @staticmethod
     def _outcome(
@@ -444,7 +571,7 @@ class ProcessRuntime(Runtime):
         return RunOutcome(RunStatus.COMPLETED, "", tail, code)  # the output is checked next
 
     @staticmethod
-    def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    def _signal_group(proc: subprocess.Popen[bytes] | WarmChild, sig: int) -> None:
         try:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -479,7 +606,15 @@ class ProcessRuntime(Runtime):
             return [rid for rid, p in self._procs.items() if p.poll() is None]
 
     def close(self) -> None:
-        with self._lock:
-            ids = list(self._procs)
+        with self._lock:  # also the runs still starting (waiting for a zygote, say)
+            ids = sorted({*self._procs, *self._starting})
         for rid in ids:
             self.kill(rid)
+        with self._lock:
+            self._closed = True
+            zygotes, self._zygotes = list(self._zygotes.values()), {}
+            folder, self._zygote_dir = self._zygote_dir, None
+        for z in zygotes:
+            z.close()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
