@@ -43,7 +43,7 @@ def _client(srv: dict[str, Any], tmp_path: Path) -> Client:
     return Client(srv["url"], timeout=10, state_dir=tmp_path / "state")
 
 
-def _until_refused(url: str, token: str, deadline_s: float = 5.0) -> int:
+def _until_refused(url: str, token: str, deadline_s: float = 30.0) -> int:
     """The status of GET /api/user/me with ``token``, once it is no longer 200 (or at the deadline)."""
     end = time.monotonic() + deadline_s
     while True:
