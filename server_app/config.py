@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -144,9 +145,20 @@ SETTINGS: list[Setting] = [
         500,
         "Connections one client address may hold open at once (worker_class gevent); past that "
         "a new connection from it is answered 503 and closed. 0: no bound. Behind a load "
-        "balancer every connection comes from the balancer's address: set 0 here and bound "
-        "clients at the balancer (docs/operations.md).",
+        "balancer listed in trusted_proxies, the client's own address (from X-Forwarded-For) "
+        "is bounded: its requests in progress and open websockets, per instance.",
         int,
+    ),
+    Setting(
+        "trusted_proxies",
+        [],
+        "Addresses or networks (CIDR) of the load balancers or reverse proxies in front of this "
+        "server, e.g. [127.0.0.1] or [10.0.0.5, 10.1.0.0/24]. From these peers only, the "
+        "client's address is read from X-Forwarded-For (the right-most address that is not a "
+        "trusted proxy) and used for the login limit, the audit log, the logs and "
+        "max_connections_per_address; from any other peer the header is ignored. Empty: "
+        "the header is never read. List only the proxies' own addresses, never clients'.",
+        list,
     ),
     Setting(
         "header_timeout_s",
@@ -290,6 +302,16 @@ def load_config(
     return cfg
 
 
+def _bad_networks(entries: list[Any]) -> list[str]:
+    bad = []
+    for entry in entries:
+        try:
+            ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            bad.append(repr(entry))
+    return bad
+
+
 def _check(cfg: dict[str, Any]) -> None:
     errors: dict[str, str] = {}
     if not 0 < cfg["port"] < 65536:
@@ -316,6 +338,10 @@ def _check(cfg: dict[str, Any]) -> None:
         errors["max_connections"] = "must be at least 1"
     if cfg["max_connections_per_address"] < 0:
         errors["max_connections_per_address"] = "must be at least 0 (0: no bound)"
+    if bad := _bad_networks(cfg["trusted_proxies"]):
+        errors["trusted_proxies"] = (
+            f"not an IP address or network: {', '.join(bad)} (write e.g. 127.0.0.1 or 10.0.0.0/24)"
+        )
     if cfg["max_unauthenticated_body_kb"] < 1:
         errors["max_unauthenticated_body_kb"] = "must be at least 1"
     for key in ("header_timeout_s", "keepalive_s", "body_timeout_s"):

@@ -22,8 +22,11 @@ def haproxy_config(
     - a connection that fails, or a GET whose instance dies before answering, is retried on
       another instance (never a POST: it may have been applied);
     - request heads must arrive within 10 s, and one client address holds at most
-      ``max_per_address`` connections (0: no bound; the instances see only the balancer's address, so this
-      bound lives here; set the instances' ``max_connections_per_address`` to 0).
+      ``max_per_address`` connections at the balancer (0: no bound);
+    - ``option forwardfor`` appends the client's address to ``X-Forwarded-For``: give the
+      instances ``trusted_proxies: [<the balancer's address>]`` and they use it for the login
+      limit, the audit log and their own ``max_connections_per_address`` (without it they see
+      only the balancer's address, and the header is ignored).
 
     Examples
     --------
@@ -68,6 +71,8 @@ defaults
 
 frontend v6nb
     bind {bind}
+    # appends the client's address to X-Forwarded-For; the instances read it only with
+    # trusted_proxies set to this balancer's address (docs/operations.md)
     option forwardfor
 {bound}    http-request disable-l7-retry if METH_POST
     default_backend v6nb_instances

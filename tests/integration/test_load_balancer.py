@@ -118,7 +118,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             "message_queue_channel": f"v6nb-lb-{uuid.uuid4().hex[:8]}",
             "secret_key": uuid.uuid4().hex,
             "worker_class": "gevent",
-            "max_connections_per_address": 0,  # everything comes from the balancer's address
+            # the balancer's address: the instances bound and count each client, not it
+            # (tests/integration/test_forwarded_behind_haproxy.py shows the rules)
+            "trusted_proxies": ["127.0.0.1"],
             "node_offline_s": 4,
         }
         servers = [ServerProcess(folder, shared, name=n) for n in ("a", "b")]

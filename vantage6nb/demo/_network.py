@@ -340,6 +340,9 @@ def start(
             "database_url": db_url,
             "root_username": "root",
             "root_password": root_password,
+            # every demo node and client connects from 127.0.0.1, about 5 connections per node:
+            # the per-address bound (500) would refuse a demo of 100 nodes
+            "max_connections_per_address": 0,
         },
     )
     env = _child_env()
