@@ -2,6 +2,12 @@
 
 Run: ``python benchmarks/crypto.py [--sizes 1KB,1MB,100MB] [--markdown]``.
 
+Each of our rows says where that form is what payloads use on the wire (column "on the wire"):
+inputs above ``client.task.binary_input_kb`` (64 KiB) and results above the node's
+``binary_result_kb`` travel as bytes (sealed file to file: the ``stream`` row), smaller ones as
+``v6nb1:`` text inside JSON (the ``text`` row). After the table, one line per size gives the ratio
+to vantage6's base64 form for the form inputs and results actually use, measured in this run.
+
 vantage6's side runs in a throwaway venv (``/tmp/v6bench-venv``) with ``vantage6-common`` 4.x from
 PyPI, in a subprocess, so nothing of it touches the project's environment. If that install fails,
 a faithful reimplementation of its scheme (RSA-4096 PKCS#1 v1.5 key wrap + AES-256-CTR + base64,
@@ -130,6 +136,37 @@ def _reimplemented(n: int, workdir: Path) -> tuple[Callable[[], None], Callable[
     return (lambda: None), run
 
 
+def _thresholds() -> tuple[int, int]:
+    """Bytes above which inputs and results travel as bytes (client and node defaults)."""
+    try:
+        from vantage6nb.client._task_api import BINARY_INPUT_KB
+    except ImportError:  # an older tree: every input was text
+        BINARY_INPUT_KB = 2**40
+    try:
+        from node_app.config import NodeConfig
+
+        field = NodeConfig.__dataclass_fields__["binary_result_kb"]
+        result_kb = int(field.default)  # type: ignore[arg-type]
+    except (ImportError, KeyError, TypeError, ValueError):
+        result_kb = 1024
+    return BINARY_INPUT_KB * 1024, result_kb * 1024
+
+
+def wire_forms(n: int) -> dict[str, str]:
+    """The form an input and a result of ``n`` bytes use on the wire: ``stream`` or ``text``.
+
+    Examples
+    --------
+    >>> wire_forms(1024)
+    {'input': 'text', 'result': 'text'}
+    """
+    inputs, results = _thresholds()
+    return {
+        "input": "stream" if n > inputs else "text",
+        "result": "stream" if n > results else "text",
+    }
+
+
 def _base64_impl() -> str:
     """Which base64 the text form uses here: pybase64 (SIMD) when installed, else binascii."""
     from vantage6nb.common import textform
@@ -208,31 +245,42 @@ def main() -> None:
     )
     print(
         "| payload | scheme | enc+dec time | throughput | peak memory (tracemalloc) "
-        "| vs vantage6 (base64) | vs vantage6 binary |"
+        "| vs vantage6 (base64) | vs vantage6 binary | on the wire |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
+    summary = []
     for name in args.sizes.split(","):
         n = SIZES[name]
+        forms = wire_forms(n)
         ref = _run_child(str(v6_python or sys.executable), theirs, n)
-        rows = [(label + " (base64)", ref)]
+        rows = [(label + " (base64)", ref, "")]
         ref_bin = ref
         if v6_python:
             ref_bin = _run_child(str(v6_python), "vantage6-binary", n)
-            rows.append((label + " (binary)", ref_bin))
+            rows.append((label + " (binary)", ref_bin, ""))
+        ours: dict[str, dict] = {}
         for mode in ("bytes", "text", "stream"):
             who = f"vantage6nb {mode}"
-            if mode == "text":  # what inputs and small results carry in JSON
-                who += f" (wire form; base64: {_base64_impl()})"
-            rows.append((who, _run_child(sys.executable, f"ours-{mode}", n)))
-        for who, r in rows:
+            if mode == "text":  # what small inputs and results carry in JSON
+                who += f" (base64: {_base64_impl()})"
+            ours[mode] = r = _run_child(sys.executable, f"ours-{mode}", n)
+            used = [kind + "s" for kind, form in forms.items() if form == mode]
+            rows.append((who, r, " and ".join(used) or "-"))
+        for who, r, wire in rows:
             mbps = n / r["seconds"] / 1e6
             ratio = ref["seconds"] / r["seconds"]
             ratio_bin = ref_bin["seconds"] / r["seconds"]
             print(
                 f"| {name} | {who} | {r['seconds'] * 1e3:.2f} ms | {mbps:,.1f} MB/s | "
-                f"{r['peak'] / 2**20:,.2f} MiB | {ratio:.1f}x | {ratio_bin:.1f}x |",
+                f"{r['peak'] / 2**20:,.2f} MiB | {ratio:.1f}x | {ratio_bin:.1f}x | {wire} |",
                 flush=True,
             )
+        parts = [
+            f"{kind}s as {form} {ref['seconds'] / ours[form]['seconds']:.1f}x"
+            for kind, form in forms.items()
+        ]
+        summary.append(f"# {name} on the wire vs {label} (base64), same run: " + "; ".join(parts))
+    print("\n".join(summary))
 
 
 if __name__ == "__main__":

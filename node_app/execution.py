@@ -19,7 +19,7 @@ from .config import NodeConfig
 from .datasources import DataSourceError, requested_labels, resolve_databases
 from .disclosure import DisclosureGate, Screened
 from .nodestate import NodeState, StartRecord, UnreadableRecord
-from .payloads import PayloadCodec
+from .payloads import PayloadCodec, read_run_input
 from .policy import ImagePolicy
 from .proxy import AlgorithmProxy, RunContext
 from .reporting import Reporter, utc_now
@@ -335,7 +335,7 @@ class RunExecution:
         (workdir / "tmp").mkdir(parents=True)
         binding = _binding(run, task)
         try:
-            data = self.codec.decode_input(run.get("input"), binding)
+            data = read_run_input(self.client, self.codec, run, binding, workdir / "input.json")
         except CryptoError as exc:
             self._refuse(
                 rid, RunOutcome(RunStatus.FAILED, f"could not read the run's input: {exc}"), moving

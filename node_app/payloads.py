@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from vantage6nb.common import envelope
 from vantage6nb.common.envelope import SealedCodec
-from vantage6nb.common.errors import ConfigurationError, CryptoError, KeyMismatch, MissingKey
+from vantage6nb.common.errors import (
+    ConfigurationError,
+    CryptoError,
+    DecryptionError,
+    KeyMismatch,
+    MissingKey,
+    ServerUnavailable,
+    V6Error,
+)
 from vantage6nb.common.keys import KeyRing, OrgKey
 from vantage6nb.common.keys import load_private_key as read_private_key
 
@@ -33,6 +41,7 @@ __all__ = [
     "TaskMemory",
     "decode_algorithm_input",
     "load_private_key",
+    "read_run_input",
     "select_codec",
 ]
 
@@ -308,3 +317,48 @@ def select_codec(
     peers.trust_own(org_id, key)
     log.info("end-to-end encryption on: organization %s, key %s", label, key.fingerprint)
     return SealedCodec(key, org_id, peers, TaskMemory(config.data_dir / "task_uids.txt"))
+
+
+def read_run_input(
+    client: ServerClient,
+    codec: PayloadCodec,
+    run: Mapping[str, Any],
+    binding: Mapping[str, Any],
+    dst: Path,
+) -> bytes:
+    """The JSON bytes of a run's input (for ``dst``, the run's ``INPUT_FILE``).
+
+    An input sent as text is in ``run["input"]``; one sent as bytes (``run["input_ref"]``) is
+    streamed from the server into a file beside ``dst`` and opened from there into ``dst``, chunk
+    by chunk (:meth:`~vantage6nb.common.envelope.Codec.decode_input_file`): no base64, no
+    ciphertext in memory. A refusal to hand it over is a :class:`DecryptionError` (the run fails with it); an
+    outage of the server is waited out (until the node stops).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> dst = Path(tempfile.mkdtemp()) / "input.json"
+    >>> read_run_input(None, PlainJsonCodec(), {"input": '{"method": "m"}'}, {}, dst)
+    b'{"method": "m"}'
+    """
+    ref = run.get("input_ref")
+    if not ref:  # the caller writes ``dst`` (after its own checks), as for every small input
+        return codec.decode_input(run.get("input"), binding)  # type: ignore[arg-type]
+    path = str(ref).removeprefix("/api")
+    wire = dst.with_name(dst.name + ".wire")
+
+    def fetch() -> int:
+        with wire.open("wb") as fh:  # again from the start after an outage
+            return client.download(path, fh)
+
+    try:
+        try:
+            client.until_ok(fetch, f"fetching the input of run {run.get('id')}")
+        except ServerUnavailable:
+            raise
+        except V6Error as exc:
+            raise DecryptionError(f"could not fetch it from {ref}: {exc.msg}") from None
+        codec.decode_input_file(wire, dst, binding)
+    finally:
+        wire.unlink(missing_ok=True)
+    return dst.read_bytes()

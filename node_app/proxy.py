@@ -27,6 +27,7 @@ __all__ = ["AlgorithmProxy", "RunContext"]
 log = logging.getLogger(__name__)
 
 _MAX_BODY = 256 * 1024 * 1024
+_BINARY_INPUT = 64 * 1024  # a subtask input whose JSON is larger travels as bytes
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ class AlgorithmProxy:
         self._servers: list[socketserver.BaseServer] = []
         self._requested_port = port
         self.port = 0
-        self.scratch: Path | None = None  # where large results are downloaded (None: system temp)
+        self.scratch: Path | None = None  # where large payloads are staged (None: system temp)
+        # subtask inputs whose JSON is larger are sealed into a file and uploaded as bytes
+        self.binary_input_bytes = _BINARY_INPUT
         # called with a run id once that run created a subtask (the node frees its execution slot)
         self.on_subtask_created: Callable[[int], None] | None = None
 
@@ -259,11 +262,23 @@ class AlgorithmProxy:
                 "task_uid": uid,
             }
             try:
-                wire_orgs.append(
-                    {"id": org["id"], "input": self.codec.encode_input(org["id"], obj, binding)}
-                )
+                data = json.dumps(obj, allow_nan=True).encode("utf-8")
+                if len(data) > self.binary_input_bytes:
+                    status, answer = self._upload_input(ctx, org["id"], data, binding, token)
+                    if status >= 300 or not isinstance(answer, dict):
+                        return status, answer
+                    wire_orgs.append({"id": org["id"], "input_upload": answer["input_upload"]})
+                else:
+                    del data
+                    encoded = self.codec.encode_input(org["id"], obj, binding)
+                    wire_orgs.append({"id": org["id"], "input": encoded})
             except CryptoError as exc:
                 return exc.status, exc.to_dict()
+            except (TypeError, ValueError) as exc:
+                raise BadRequest(
+                    f"an input must be JSON: {exc}",
+                    errors={f"organizations[{i}].input": "not JSON"},
+                ) from exc
         wire: dict[str, Any] = {
             "collaboration_id": ctx.collaboration_id,
             "uid": uid,
@@ -291,6 +306,21 @@ class AlgorithmProxy:
             with self._lock:
                 self._base64_tasks.add(resp["id"])
         return status, resp
+
+    def _upload_input(
+        self, ctx: RunContext, org_id: int, data: bytes, binding: dict[str, Any], token: str
+    ) -> tuple[int, Any]:
+        """Seal a subtask's input into a file and upload it as bytes with the container's token
+        (``POST /api/task/input``); returns the server's ``(status, answer)``."""
+        fd, name = tempfile.mkstemp(prefix="v6nb-input-", dir=self.scratch)
+        os.close(fd)
+        path = Path(name)
+        try:
+            self.codec.encode_input_file(org_id, data, path, binding)
+            params = {"collaboration_id": ctx.collaboration_id, "organization_id": org_id}
+            return self.client.post_file("/task/input", path, token=token, params=params)
+        finally:
+            path.unlink(missing_ok=True)
 
     def _results(self, ctx: RunContext, query: dict[str, str], token: str) -> tuple[int, Any]:
         if not query.get("task_id", "").isdigit():

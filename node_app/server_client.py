@@ -237,6 +237,23 @@ class ServerClient:
             )
         return resp.status_code, read_body(resp, limit=_TEXT_LIMIT)
 
+    def post_file(
+        self, path: str, file: Path, *, token: str, params: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        """POST ``file`` as an ``application/octet-stream`` body, streamed, with ``token`` (a
+        container's: the proxy uploads a subtask's large input); returns ``(status, body)``."""
+        with file.open("rb") as fh:  # requests sends it in chunks, with Content-Length
+            resp = self.rest.send(
+                "POST",
+                path,
+                token=token,
+                params=params,
+                data=fh,
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=long_timeout(self.timeout),
+            )
+        return resp.status_code, read_body(resp, limit=_TEXT_LIMIT)
+
     def download(self, path: str, dst: BinaryIO, *, token: str | None = None) -> int:
         """GET ``path`` as bytes into ``dst``, chunk by chunk (``token``: e.g. a container's).
 

@@ -111,6 +111,9 @@ ENDPOINTS: dict[str, Endpoint] = {
         request_body={"required": True, "content": _OCTET},
     ),
     "run_results.get_result": Endpoint("Download a run's result as bytes", response=_OCTET),
+    "run_results.get_input": Endpoint(
+        "Download a run's input as bytes (the node of the run's organization)", response=_OCTET
+    ),
     "runs.list_runs": Endpoint("List runs"),
     "runs.get_run": Endpoint("Read a run"),
     "runs.update_run": Endpoint(
@@ -129,8 +132,12 @@ ENDPOINTS: dict[str, Endpoint] = {
             "organizations": {
                 "items": {
                     "type": "object",
-                    "required": ["id", "input"],
-                    "properties": {"id": _ID, "input": {"type": "string"}},
+                    "required": ["id"],
+                    "properties": {
+                        "id": _ID,
+                        "input": {"type": "string"},
+                        "input_upload": {"type": "string", "maxLength": 64},
+                    },
                 }
             },
             "databases": {
@@ -141,6 +148,11 @@ ENDPOINTS: dict[str, Endpoint] = {
                 }
             },
         },
+    ),
+    "tasks.upload_input": Endpoint(
+        "Upload one organization's input of a task to create, as bytes (sealed when encrypted)",
+        required_query=("collaboration_id", "organization_id"),
+        request_body={"required": True, "content": _OCTET},
     ),
     "tasks.get_task": Endpoint("Read a task with its runs"),
     "tasks.kill_task": Endpoint("Kill the open runs of a task and its subtasks"),

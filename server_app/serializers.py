@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, object_session
 
 from vantage6nb.common.schemas import OPEN_ORDER, RunStatus
 
-from .blobs import result_blob, result_fields
+from .blobs import input_blob, input_fields, result_blob, result_fields
 from .models import (
     AccessRule,
     Collaboration,
@@ -174,6 +174,9 @@ def run_json(
     if "result" in out:
         blob = blobs.get(run.id) if blobs is not None else _blob_of(run)
         out.update(result_fields(run.id, blob))
+    if "input" in out:  # sent as bytes (no input text): the node fetches ``input_ref``
+        s = object_session(run) if run.input is None else None
+        out.update(input_fields(run.id, input_blob(s, run.id) if s is not None else None))
     return out
 
 

@@ -1,4 +1,5 @@
-"""A run's result as bytes: streamed up by its node (PUT) and down to readers (GET), large ones as files."""
+"""A run's result and input as bytes: results streamed up by its node (PUT) and down to readers
+(GET), inputs down to the node that runs them; large ones as files."""
 
 from __future__ import annotations
 
@@ -13,17 +14,20 @@ from vantage6nb.common.errors import (
     CryptoError,
     DecryptionError,
     NotFound,
+    PermissionDenied,
     ValidationError,
 )
 from vantage6nb.common.schemas import FINAL_VALUES
 
-from ..blobs import RESULT_KIND, blob_store, result_blob, result_ref
+from ..blobs import RESULT_KIND, blob_store, input_blob, result_blob, result_ref
 from ..db import session
 from ..models import Collaboration, PayloadBlob, Run, Task
 from ..permissions import (
+    Identity,
     can_see_result,
     current,
     denied,
+    is_node_run,
     needed_scope,
     require_node_run,
     require_type,
@@ -184,6 +188,45 @@ def get_result(run_id: int) -> Any:
     if run.result is None:
         raise NotFound(f"Run {run_id} has no result (status {run.status}).")
     text = run.result
+    if crypto.is_sealed(text):
+        data, sealed = _sealed_bytes(text), "1"
+    else:
+        data, sealed = text.encode("utf-8"), "0"
+    return Response(data, mimetype=_OCTET, headers={"X-V6NB-Sealed": sealed})
+
+
+def _may_read_input(ident: Identity, run: Run, task: Task) -> bool:
+    """Only the node that runs it (and that run's own container) reads a run's input."""
+    if ident.type == "container":
+        return ident.run_id == run.id
+    return is_node_run(ident, run, task)
+
+
+@bp.get("/run/<int:run_id>/input")
+def get_input(run_id: int) -> Any:
+    """The run's input as bytes: the sealed bytes (or JSON bytes without encryption), streamed
+    from the stored file when it was uploaded as bytes, else converted from the inline text."""
+    s = session()
+    ident = current()
+    run, task, _, _ = visible_run(s, ident, run_id)
+    if not _may_read_input(ident, run, task):
+        raise PermissionDenied(
+            f"Only the node of organization {run.organization_id} in collaboration "
+            f"{task.collaboration_id} reads the input of run {run_id}."
+        )
+    blob = input_blob(s, run.id)
+    s.commit()  # the file may take a while to send: hold no transaction
+    if blob is not None:
+        path = blob_store().path(blob.name)
+        if not path.is_file():
+            raise NotFound(
+                f"The stored input of run {run_id} is missing from the server's blob_dir; "
+                "ask the administrator to check it, or create the task again."
+            )
+        resp = send_file(path, mimetype=_OCTET, conditional=False, etag=False, max_age=0)
+        resp.headers["X-V6NB-Sealed"] = "1" if blob.sealed else "0"
+        return resp
+    text = run.input or ""
     if crypto.is_sealed(text):
         data, sealed = _sealed_bytes(text), "1"
     else:

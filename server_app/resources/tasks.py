@@ -1,23 +1,37 @@
-"""Tasks: create (one run per receiving organization), list, read, delete and kill."""
+"""Tasks: create (a run per receiving organization), inputs as bytes, list, read, delete, kill."""
 
 from __future__ import annotations
 
+import logging
+import secrets
 import uuid
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, request
 from sqlalchemy import ColumnElement, and_, exists, not_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from vantage6nb.common import events
-from vantage6nb.common.errors import Conflict, PermissionDenied, ValidationError
+from vantage6nb.common import crypto, events
+from vantage6nb.common.errors import (
+    Conflict,
+    CryptoError,
+    PermissionDenied,
+    ValidationError,
+)
 from vantage6nb.common.schemas import OPEN_ORDER, RunStatus
 
 from ..audit import record
-from ..blobs import blob_names_of_tasks, blob_store
+from ..blobs import (
+    INPUT_KIND,
+    StagedInput,
+    blob_names_of_tasks,
+    blob_store,
+    input_fields,
+)
 from ..db import session
 from ..lifecycle import descendant_ids, kill_tasks
-from ..models import Collaboration, Run, Task, utcnow
+from ..models import Collaboration, PayloadBlob, Run, Task, utcnow
 from ..permissions import (
     Identity,
     allowed,
@@ -44,11 +58,14 @@ from ..state import audit, state
 __all__ = ["bp"]
 
 bp = Blueprint("tasks", __name__)
+log = logging.getLogger("server_app.tasks")
 
 # a task's derived status (serializers.task_status), and "open" for any open run
 _TASK_STATUSES = (*OPEN_ORDER, "completed", "failed", "open")
 # a run's input up to this size travels in its `new_task` event, so the node need not fetch it
 _EVENT_INPUT_MAX = 64 * 1024
+_OCTET = "application/octet-stream"
+_HEAD = 2048  # enough for any sealed payload header (46 + a task uid of <= 1024 bytes)
 
 
 def _has(*statuses: str) -> ColumnElement[bool]:
@@ -92,36 +109,91 @@ def list_tasks() -> Any:
     return list_response([task_json(t, nodes) for t in rows], meta)
 
 
-def _receivers(value: Any, collab: Collaboration) -> list[tuple[int, str]]:
+def _receivers(value: Any, collab: Collaboration) -> list[tuple[int, str | None, str | None]]:
+    """``(organization id, input text, upload id)`` per receiver: the input inline or uploaded."""
     if not isinstance(value, list) or not value:
         raise ValidationError(
             "organizations must be a non-empty list of {id, input}.",
             errors={"organizations": "expected a non-empty list"},
         )
     members = {o.id for o in collab.organizations}
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int, str | None, str | None]] = []
     errors: dict[str, str] = {}
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             errors[f"organizations[{i}]"] = "expected an object {id, input}"
             continue
-        oid, inp = item.get("id"), item.get("input", "")
+        oid, inp, upload = item.get("id"), item.get("input", ""), item.get("input_upload")
         if isinstance(oid, bool) or not isinstance(oid, int) or not 0 < oid < 2**63:
             errors[f"organizations[{i}].id"] = "expected a positive id"
         elif oid not in members:
             errors[f"organizations[{i}].id"] = (
                 f"organization {oid} is not a member of '{collab.name}'"
             )
-        elif any(oid == o for o, _ in out):
+        elif any(oid == o for o, _, _ in out):
             errors[f"organizations[{i}].id"] = "duplicate organization"
-        if not isinstance(inp, str):
+        if upload is not None:
+            if "input" in item:
+                errors[f"organizations[{i}].input"] = "give input or input_upload, not both"
+            elif not isinstance(upload, str) or not 0 < len(upload) <= 64:
+                errors[f"organizations[{i}].input_upload"] = (
+                    "expected the id POST /api/task/input answered"
+                )
+            inp = None
+        elif not isinstance(inp, str):
             errors[f"organizations[{i}].input"] = (
                 "expected a string (JSON text or an encryption envelope)"
             )
         elif "\x00" in inp:  # JSON text escapes NUL; PostgreSQL text cannot hold one
             errors[f"organizations[{i}].input"] = "must not contain NUL characters"
-        if f"organizations[{i}].id" not in errors and f"organizations[{i}].input" not in errors:
-            out.append((oid, inp))
+        if not any(k.startswith(f"organizations[{i}]") for k in errors):
+            out.append((oid, inp, upload))
+    if errors:
+        raise ValidationError(
+            "Invalid organizations: fix the entries listed in 'errors'.", errors=errors
+        )
+    return out
+
+
+def _uploader(ident: Identity) -> str:
+    """Who uploaded an input, as its ``.meta`` keeps it (only they may use it)."""
+    return f"{ident.type} {ident.id}"
+
+
+def _staged_inputs(
+    s: Any,
+    ident: Identity,
+    collab: Collaboration,
+    uid: str,
+    receivers: list[tuple[int, str | None, str | None]],
+) -> dict[int, StagedInput]:
+    """The uploaded input of each receiver that names one, checked against this task."""
+    store = blob_store()
+    out: dict[int, StagedInput] = {}
+    errors: dict[str, str] = {}
+    for i, (oid, _, upload) in enumerate(receivers):
+        if upload is None:
+            continue
+        key = f"organizations[{i}].input_upload"
+        staged = store.staged(upload)
+        if staged is None or staged.uploader != _uploader(ident):
+            errors[key] = (
+                "no such upload: upload the input with POST /api/task/input first (an upload "
+                "is kept for an hour, and serves one task)"
+            )
+        elif staged.collaboration_id != collab.id or staged.organization_id != oid:
+            errors[key] = (
+                f"uploaded for organization {staged.organization_id} of collaboration "
+                f"{staged.collaboration_id}, not for organization {oid} of {collab.id}"
+            )
+        elif collab.encrypted and not staged.sealed:
+            errors[key] = "collaboration is encrypted: upload a sealed input"
+        elif staged.sealed and staged.task_uid != uid:
+            errors[key] = f"sealed for task uid {staged.task_uid!r}, not this task's {uid!r}"
+        elif s.scalar(select(PayloadBlob.id).where(PayloadBlob.name == staged.name)):
+            errors[key] = "used by another task already: upload it again"
+        else:
+            out[oid] = staged
     if errors:
         raise ValidationError(
             "Invalid organizations: fix the entries listed in 'errors'.", errors=errors
@@ -165,32 +237,9 @@ def create_task() -> Any:
     )
     check_str("method", body["method"], 255)
     s = session()
-    parent: Task | None = None
-    if ident.type == "container":
-        parent = get_or_404(s, Task, ident.task_id or 0, "Parent task")
-        cid = body.get("collaboration_id", parent.collaboration_id)
-        if cid != parent.collaboration_id:
-            raise PermissionDenied(
-                "An algorithm may only create subtasks in its own collaboration."
-            )
-        image = body.get("image", parent.image)
-        if image != parent.image:
-            raise PermissionDenied(
-                f"An algorithm may only create subtasks with its own image ({parent.image}).",
-                errors={"image": "must equal the parent task's image"},
-            )
-    else:
-        missing = {k: "required" for k in ("collaboration_id", "image") if k not in body}
-        if missing:
-            raise ValidationError(
-                "Invalid request: fix the fields listed in 'errors'.", errors=missing
-            )
-        cid, image = body["collaboration_id"], check_str("image", body["image"], 512)
-    collab = require_collaboration(s, ident, cid)
-    if parent is None:
-        require("task", "create", collaboration_ids=(cid,), ident=ident)
-    else:  # a subtask: of the container's own job
-        require("task", "create", collaboration_ids=(cid,), job_id=parent.job_id, ident=ident)
+    collab, parent, image = _creation_target(
+        s, ident, body.get("collaboration_id"), body.get("image")
+    )
     receivers = _receivers(body["organizations"], collab)
     databases = _databases(body.get("databases", []))
     uid = body.get("uid") or uuid.uuid4().hex
@@ -200,6 +249,7 @@ def create_task() -> Any:
             f"A task with uid {uid!r} already exists: use a new uid for each task.",
             errors={"uid": "duplicate"},
         )
+    staged = _staged_inputs(s, ident, collab, uid, receivers)
     now = utcnow()
     task = Task(
         uid=uid,
@@ -219,20 +269,165 @@ def create_task() -> Any:
         # given before the flush: assigning them later would first load the (empty) collection
         runs=[
             Run(organization_id=oid, input=inp, status=RunStatus.PENDING.value, assigned_at=now)
-            for oid, inp in receivers
+            for oid, inp, _ in receivers
         ],
     )
     s.add(task)
     s.flush()
     if task.job_id is None:
         task.job_id = task.id
-    s.commit()
+    files: dict[int, PayloadBlob] = {}
+    for run in task.runs:  # an uploaded input becomes the run's, in this same transaction
+        if (up := staged.get(run.organization_id)) is not None:
+            files[run.id] = PayloadBlob(
+                run_id=run.id, kind=INPUT_KIND, name=up.name, size=up.size, sealed=up.sealed
+            )
+            s.add(files[run.id])
+    try:
+        s.commit()
+    except IntegrityError:  # another task took one of the uploads meanwhile
+        s.rollback()
+        raise Conflict(
+            "An uploaded input of this task was used by another task meanwhile: upload it again.",
+            errors={"organizations": "input_upload used already"},
+        ) from None
+    blob_store().unstage(up.upload_id for up in staged.values())
     nodes = NodeIndex(s, [task.collaboration_id])
-    _announce(task, nodes)
-    return task_json(task, nodes), 201
+    _announce(task, nodes, files)
+    out = task_json(task, nodes)
+    for run in out["runs"]:
+        run.update(input_fields(run["id"], files.get(run["id"])))
+    return out, 201
 
 
-def _announce(task: Task, nodes: NodeIndex) -> None:
+def _creation_target(
+    s: Any, ident: Identity, cid: int | None, image: str | None, *, upload: bool = False
+) -> tuple[Collaboration, Task | None, str]:
+    """Where the caller creates a task (or, ``upload``, sends its input): collaboration, parent
+    and image.
+
+    A container creates subtasks of its own job, in its collaboration, with its own image; a
+    user needs ``task:create`` in the collaboration (and, for a task, names the image).
+    """
+    parent: Task | None = None
+    if ident.type == "container":
+        parent = get_or_404(s, Task, ident.task_id or 0, "Parent task")
+        cid = parent.collaboration_id if cid is None else cid
+        if cid != parent.collaboration_id:
+            raise PermissionDenied(
+                "An algorithm may only create subtasks in its own collaboration."
+            )
+        if image is not None and image != parent.image:
+            raise PermissionDenied(
+                f"An algorithm may only create subtasks with its own image ({parent.image}).",
+                errors={"image": "must equal the parent task's image"},
+            )
+        image = parent.image
+    else:
+        missing = {"collaboration_id": "required"} if cid is None else {}
+        if image is None and not upload:
+            missing["image"] = "required"
+        if missing:
+            raise ValidationError(
+                "Invalid request: fix the fields listed in 'errors'.", errors=missing
+            )
+        image = "" if image is None else check_str("image", image, 512)
+    assert cid is not None
+    collab = require_collaboration(s, ident, cid)
+    if parent is None:
+        require("task", "create", collaboration_ids=(cid,), ident=ident)
+    else:  # a subtask: of the container's own job
+        require("task", "create", collaboration_ids=(cid,), job_id=parent.job_id, ident=ident)
+    return collab, parent, image
+
+
+@bp.post("/task/input")
+def upload_input() -> Any:
+    """One organization's input of a task to be created, as bytes (sealed on an encrypted
+    collaboration); ``POST /api/task`` then names it as ``input_upload`` (docs/api.md)."""
+    ident = require_type("user", "container")
+    s = session()
+    collab, _, _ = _creation_target(s, ident, query_id("collaboration_id"), None, upload=True)
+    org_id = query_id("organization_id")
+    if org_id is None:
+        raise ValidationError(
+            "Say whose input this is: POST /api/task/input?collaboration_id=<id>&"
+            "organization_id=<receiving organization>.",
+            errors={"organization_id": "required"},
+        )
+    if org_id not in {o.id for o in collab.organizations}:
+        raise ValidationError(
+            f"Organization {org_id} is not a member of '{collab.name}'.",
+            errors={"organization_id": "not a member"},
+        )
+    if request.mimetype != _OCTET:
+        raise ValidationError(
+            f"Send the input as the request body with Content-Type: {_OCTET} (the sealed bytes "
+            "of vantage6nb.common.crypto.seal_stream, or JSON bytes on a collaboration without "
+            "encryption).",
+            errors={"Content-Type": f"expected {_OCTET}"},
+        )
+    store = blob_store()
+    length = request.content_length
+    if length is not None and length > store.max_bytes:
+        raise store.too_large_input(length)
+    encrypted, sender = bool(collab.encrypted), ident.org_id
+    store.maybe_sweep(s)
+    s.commit()  # end the read transaction: the upload may take a while
+    # this endpoint's limit, not max_body_mb; one byte more, so that the store's own check (and
+    # its message naming max_result_mb) refuses a body without Content-Length
+    request.max_content_length = store.max_bytes + 1
+    stream = request.stream
+    head = crypto.read_exact(stream, _HEAD)
+    if not head:
+        raise ValidationError("The input is empty.", errors={"body": "required"})
+    uid = _check_sealed_input(head, sender, org_id, collab.id) if encrypted else None
+    tmp, size = store.receive(stream, head=head, too_large=store.too_large_input)
+    staged = StagedInput(
+        upload_id=secrets.token_hex(16),
+        size=size,
+        sealed=encrypted,
+        collaboration_id=collab.id,
+        organization_id=org_id,
+        uploader=_uploader(ident),
+        task_uid=uid,
+    )
+    try:
+        store.stage(tmp, staged)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("input of %d bytes for organization %s uploaded by %s", size, org_id, ident.label)
+    return {
+        "input_upload": staged.upload_id,
+        "size": size,
+        "sealed": encrypted,
+        "collaboration_id": collab.id,
+        "organization_id": org_id,
+        "task_uid": uid,
+    }, 201
+
+
+def _check_sealed_input(head: bytes, sender: int, receiver: int, cid: int) -> str:
+    """An encrypted collaboration takes only a sealed input from the caller's organization to
+    ``receiver`` (header check only: the server cannot open it); returns its task uid."""
+    try:
+        b = crypto.read_header(head).binding
+    except CryptoError as exc:
+        raise ValidationError(
+            f"Collaboration {cid} is encrypted: the input must be a sealed payload in binary "
+            f"form (vantage6nb.common.crypto.seal_stream); {exc}",
+            errors={"input": "not sealed"},
+        ) from None
+    if (b.kind, b.run_id, b.sender_org_id, b.recipient_org_id) != ("input", None, sender, receiver):
+        raise ValidationError(
+            f"The sealed payload is bound to {b.describe()}, not to an input from organization "
+            f"{sender} to organization {receiver}.",
+            errors={"input": "bound elsewhere"},
+        )
+    return b.task_uid
+
+
+def _announce(task: Task, nodes: NodeIndex, files: dict[int, PayloadBlob]) -> None:
     hub = state().hub
     brief = task_brief(task)
     for run in task.runs:
@@ -252,6 +447,8 @@ def _announce(task: Task, nodes: NodeIndex) -> None:
                         "organization_id": run.organization_id,
                         "status": run.status,
                         "input": run.input,
+                        # a file: fetched as bytes from ``input_ref``
+                        **(input_fields(run.id, files[run.id]) if run.id in files else {}),
                     }
                 ]
             hub.emit(events.NEW_TASK, payload, events.node_room(node.id))

@@ -21,9 +21,11 @@ from vantage6nb.common.keys import KeyRing, OrgKey, key_id
 COMMON = Path(envelope.__file__).resolve().parent
 CODEC_METHODS = [
     "decode_input",
+    "decode_input_file",
     "decode_result",
     "decode_result_file",
     "encode_input",
+    "encode_input_file",
     "encode_result",
     "encode_result_file",
 ]

@@ -583,6 +583,23 @@ def task_create_scopes(actor: str) -> tuple[str, ...]:
     return ("own", "global") if actor == "container" else COLLAB
 
 
+def _new_input(w: World, actor: str, scope: str) -> Req:
+    """An input uploaded as bytes for a task to create (POST /api/task/input)."""
+    collab, org = ("ab", "a") if scope in ("own", "collaboration") else ("cd", "c")
+    return Req(
+        "POST",
+        f"/api/task/input?collaboration_id={w.collabs[collab]}&organization_id={w.orgs[org]}",
+        data=b"{}",
+        content_type="application/octet-stream",
+    )
+
+
+def run_input(actor: str, scope: str) -> int:
+    """A run's input as bytes: only the node of the run's organization (and that run's own
+    container, which no target here is) reads it."""
+    return 200 if actor == "node" and scope == "organization" else DENIED
+
+
 def _put_result(w: World, actor: str, scope: str) -> Req:
     rid = w.run_of(task_for(w, actor, scope), _ORG_OF[scope])
     return Req(
@@ -868,6 +885,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ruled("task", "create", 201, callers=("user", "container")),
     ),
     Endpoint(
+        "POST",
+        "/api/task/input",
+        COLLAB,
+        _new_input,
+        ruled("task", "create", 201, callers=("user", "container")),
+    ),
+    Endpoint(
         "GET",
         "/api/task/<int:task_id>",
         ALL4,
@@ -926,6 +950,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
+        "/api/run/<int:run_id>/input",
+        ALL4,
+        lambda w, a, s: Req("GET", f"/api/run/{run_for(w, a, s)}/input"),
+        run_input,
+    ),
+    Endpoint(
+        "GET",
         "/api/result",
         ALL4,
         lambda w, a, s: Req("GET", f"/api/result?task_id={task_for(w, a, s)}"),
@@ -981,7 +1012,7 @@ def scopes_for(endpoint: Endpoint, actor: str) -> tuple[str, ...]:
     stands in for the organization's; a container's own is its job)."""
     if endpoint.rule.startswith("/api/node") and endpoint.scopes == ALL4:
         return node_scopes(actor)
-    if endpoint.id == "POST /api/task":
+    if endpoint.id in ("POST /api/task", "POST /api/task/input"):
         return task_create_scopes(actor)
     if endpoint.scopes == ALL4 and not is_user(actor):
         if actor == "container" and endpoint.rule.startswith(

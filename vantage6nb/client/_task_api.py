@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..common.contract import make_input
-from ..common.errors import CryptoError, V6Error, ValidationError
+from ..common.errors import CryptoError, ValidationError
 from ..common.events import RUN_STATUS
 from ..common.schemas import RunStatus, task_status
 from . import _frames
 from ._session import Session
 from ._task import Task
 
-__all__ = ["TaskAPI"]
+__all__ = ["BINARY_INPUT_KB", "TaskAPI"]
+
+#: inputs whose JSON is larger than this (KiB) travel as bytes (``TaskAPI.binary_input_kb``)
+BINARY_INPUT_KB = 64
 
 
 class TaskAPI:
@@ -28,6 +35,10 @@ class TaskAPI:
     ...                           kwargs={"columns": ["age"]}, databases=["default"])  # doctest: +SKIP
     >>> client.task.list()[["id", "name", "status"]]  # doctest: +SKIP
     """
+
+    #: inputs whose JSON is larger than this many KiB are sealed into a file and uploaded as
+    #: bytes (``POST /api/task/input``) instead of travelling as text inside the task's JSON
+    binary_input_kb: int = BINARY_INPUT_KB
 
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -114,9 +125,19 @@ class TaskAPI:
                 errors={"kwargs": "expected a dict"},
             )
         document = make_input(method, list(args or []), dict(kwargs or {}))
-        inputs = []
-        for org_id in org_ids:
-            binding = {
+        try:
+            data = json.dumps(document, allow_nan=True).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # not JSON: a set, a DataFrame, a cycle ...
+            raise ValidationError(
+                f"args and kwargs must be JSON-serialisable (lists, dicts, str, numbers, "
+                f"bool, None): {exc}. Convert them first, e.g. df.to_dict() or list(s).",
+                errors={"kwargs": "not JSON-serialisable"},
+            ) from exc
+        as_bytes = len(data) > self.binary_input_kb * 1024
+        if not as_bytes:
+            del data  # the text form is made from the document
+        bindings = {
+            org_id: {
                 "collaboration_id": int(collab["id"]),
                 "task_uid": uid,
                 "image": image,
@@ -124,17 +145,21 @@ class TaskAPI:
                 "sender_org_id": sender,
                 "receiver_org_id": org_id,
             }
-            try:
-                encoded = codec.encode_input(org_id, document, binding)
-            except V6Error:  # e.g. a crypto error, already typed
-                raise
-            except (TypeError, ValueError) as exc:  # not JSON: a set, a DataFrame, a cycle ...
-                raise ValidationError(
-                    f"args and kwargs must be JSON-serialisable (lists, dicts, str, numbers, "
-                    f"bool, None): {exc}. Convert them first, e.g. df.to_dict() or list(s).",
-                    errors={"kwargs": "not JSON-serialisable"},
-                ) from exc
-            inputs.append({"id": org_id, "input": encoded})
+            for org_id in org_ids
+        }
+        peers = getattr(codec, "peers", None) if codec.encrypted else None
+        if as_bytes and peers is not None:  # every key first: a missing one uploads nothing
+            for org_id, binding in bindings.items():
+                peers.peer_key(org_id, binding, fresh=True)
+        inputs = []
+        for org_id, binding in bindings.items():
+            if as_bytes:
+                upload = self._upload_input(codec, int(collab["id"]), org_id, data, binding)
+                inputs.append({"id": org_id, "input_upload": upload})
+            else:
+                inputs.append(
+                    {"id": org_id, "input": codec.encode_input(org_id, document, binding)}
+                )
         body: dict[str, Any] = {
             "collaboration_id": int(collab["id"]),
             "organizations": inputs,
@@ -190,6 +215,25 @@ class TaskAPI:
         if stop_early is not None and generation is not None:
             task._follow(early, stop_early, generation)
         return task
+
+    def _upload_input(
+        self, codec: Any, collaboration_id: int, org_id: int, data: bytes, binding: Any
+    ) -> str:
+        """Seal (or write) one organization's input into a temporary file and upload it as
+        bytes; returns the upload id ``POST /api/task`` names. The file goes right after."""
+        fd, name = tempfile.mkstemp(prefix="v6nb-input-")
+        os.close(fd)
+        path = Path(name)
+        try:
+            codec.encode_input_file(org_id, data, path, binding)
+            answer = self._session.transport.upload(
+                "/task/input",
+                path,
+                params={"collaboration_id": collaboration_id, "organization_id": org_id},
+            )
+        finally:
+            path.unlink(missing_ok=True)
+        return str(answer["input_upload"])
 
     def _target(
         self,
