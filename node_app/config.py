@@ -37,7 +37,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "databases",
         [],
-        "List of `{label, uri, type (csv, parquet, excel, sql), query?}`; relative file paths are resolved against the config file's folder.",
+        "List of `{label, uri, type (csv, parquet, excel, sql), query?, hide_columns?}`; relative file paths are resolved against the config file's folder. `hide_columns`: column names (or fnmatch patterns) left out of this database's column report (`report_columns`).",
         list,
     ),
     Setting(
@@ -90,6 +90,12 @@ SETTINGS: tuple[Setting, ...] = (
         2,
         "How many runs execute at once; the rest wait. A run that creates subtasks gives its slot back while it waits for them.",
         int,
+    ),
+    Setting(
+        "report_columns",
+        True,
+        "Report each database's column names and types (never values or counts) to the server, at start and whenever a source changes, so researchers can see what data exists (`client.columns()`); a database's `hide_columns` leaves columns out. `false`: nothing is reported and the server forgets an earlier report.",
+        bool,
     ),
     Setting("proxy_port", 0, "Loopback port of the algorithm proxy (0: pick a free port).", int),
     Setting(
@@ -171,6 +177,7 @@ class DatabaseConfig:
     uri: str
     type: str
     query: str | None = None
+    hide_columns: tuple[str, ...] = ()  # left out of the column report (names or fnmatch patterns)
 
 
 @dataclass
@@ -201,6 +208,7 @@ class NodeConfig:
     raw: dict[str, Any] = field(default_factory=dict)
     podman_socket: str = ""
     podman_cgroup_parent: str = "v6nb-podman"
+    report_columns: bool = True
 
 
 def load_config(
@@ -320,6 +328,7 @@ def _build(v: dict[str, Any], base: Path, cfile: Path | None) -> NodeConfig:
         raw=v,
         podman_socket=str(v["podman_socket"]),
         podman_cgroup_parent=str(v["podman_cgroup_parent"]),
+        report_columns=bool(v["report_columns"]),
     )
 
 
@@ -374,7 +383,7 @@ def _database(i: int, entry: Any, base: Path) -> DatabaseConfig:
         raise ConfigurationError(
             f"{where} lacks {', '.join(missing)}.", errors={where: f"missing {', '.join(missing)}"}
         )
-    unknown = sorted(set(entry) - {"label", "uri", "type", "query"})
+    unknown = sorted(set(entry) - {"label", "uri", "type", "query", "hide_columns"})
     if unknown:
         raise ConfigurationError(
             f"{where} has unknown key(s) {', '.join(unknown)}.", errors={where: "unknown keys"}
@@ -395,8 +404,18 @@ def _database(i: int, entry: Any, base: Path) -> DatabaseConfig:
     ):
         uri = "sqlite:///" + str(_resolve(base, uri[len("sqlite:///") :]))  # relative SQLite file
     query = entry.get("query")
+    hide = entry.get("hide_columns") or []
+    if not isinstance(hide, list) or not all(isinstance(h, str) for h in hide):
+        raise ConfigurationError(
+            f"{where}.hide_columns ('{entry['label']}') must be a list of column names or patterns.",
+            errors={where: "hide_columns: expected a list of strings"},
+        )
     return DatabaseConfig(
-        label=str(entry["label"]), uri=uri, type=typ, query=str(query) if query else None
+        label=str(entry["label"]),
+        uri=uri,
+        type=typ,
+        query=str(query) if query else None,
+        hide_columns=tuple(hide),
     )
 
 

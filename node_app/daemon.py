@@ -19,7 +19,7 @@ from .outbox import Outbox
 from .payloads import PayloadCodec, PlainJsonCodec, select_codec
 from .policy import ImagePolicy
 from .proxy import AlgorithmProxy
-from .reporting import Reporter
+from .reporting import ColumnReporter, Reporter
 from .runtimes import make_runtime
 from .runtimes.base import Runtime
 from .scheduler import Scheduler
@@ -75,6 +75,12 @@ class NodeDaemon:
             self.state,
             binary_result_kb=config.binary_result_kb,
             audit=self.audit,
+        )
+        self.columns = ColumnReporter(
+            self.client,
+            config.databases,
+            enabled=config.report_columns,
+            node_id=lambda: int(self.node["id"]),
         )
         self.execution = RunExecution(
             config,
@@ -204,6 +210,18 @@ class NodeDaemon:
                 log.error("sync failed: %s", exc)
             except Exception:
                 log.exception("sync failed unexpectedly")
+            self._report_columns()
+
+    def _report_columns(self) -> None:
+        """The column report, on the sync tick: at start and when a source changed."""
+        try:
+            self.columns.tick()
+        except ServerUnavailable as exc:
+            log.warning("column report skipped: %s", exc)
+        except V6Error as exc:
+            log.error("column report refused: %s", exc)
+        except Exception:
+            log.exception("column report failed unexpectedly")
 
     def sync(self) -> int:
         """Start every open run of this node that is not running yet; returns how many started."""

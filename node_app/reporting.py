@@ -1,9 +1,13 @@
-"""A run's final update: encoded, persisted in the outbox, uploaded; a refused one reported as failed."""
+"""A run's final update: encoded, persisted in the outbox, uploaded; a refused one reported as
+failed. And the node's column report: its databases' column names and types, when they change."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,13 +23,15 @@ from vantage6nb.common.errors import (
 from vantage6nb.common.schemas import RunStatus
 
 from .audit import AuditLog, digest_bytes, digest_file
+from .config import DatabaseConfig
+from .datasources import column_report, source_signature
 from .nodestate import NodeState
 from .outbox import Outbox
 from .payloads import PayloadCodec
 from .runtimes.base import RunOutcome
 from .server_client import UNTIL_STOPPED, ServerClient
 
-__all__ = ["Reporter", "utc_now"]
+__all__ = ["ColumnReporter", "Reporter", "utc_now"]
 
 log = logging.getLogger(__name__)
 
@@ -234,3 +240,79 @@ class Reporter:
                 self.upload(rid, body)
             finally:
                 self.state.end(rid)
+
+
+class ColumnReporter:
+    """Keeps the server's copy of this node's column report current (docs/privacy.md).
+
+    :meth:`tick` runs at start and on every re-sync: it reads the sources again only when a
+    file's mtime or size changed (an SQL server, having no file, is read each time) and sends a
+    report only when it differs from the last one sent. Turned off, it asks the server once to
+    forget any earlier report and sends nothing else.
+
+    Parameters
+    ----------
+    client
+        The node's server client.
+    databases
+        The node's configured databases (with their ``hide_columns``).
+    enabled
+        ``report_columns`` from node.yaml.
+    node_id
+        This node's id once logged in.
+
+    Examples
+    --------
+    >>> reporter = ColumnReporter(client, config.databases, enabled=True, node_id=lambda: 7)  # doctest: +SKIP
+    >>> reporter.tick()  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        client: ServerClient,
+        databases: Sequence[DatabaseConfig],
+        *,
+        enabled: bool,
+        node_id: Callable[[], int],
+    ) -> None:
+        self.client = client
+        self.databases = list(databases)
+        self.enabled = enabled
+        self.node_id = node_id
+        self._signatures: list[Any] | None = None
+        self._sent: str | None = None  # digest of what the server holds; "off": forgotten
+
+    def _unchanged(self, signatures: list[Any]) -> bool:
+        return (
+            self._sent is not None
+            and signatures == self._signatures
+            and all(s is not None for s in signatures)
+        )
+
+    def tick(self) -> bool:
+        """Report (or clear) when needed; True when something was sent. Raises V6Error."""
+        if not self.enabled:
+            if self._sent == "off":
+                return False
+            self.client.report_columns(self.node_id(), None)
+            self._sent = "off"
+            log.info(
+                "column report: off (report_columns: false); the server forgot any earlier one"
+            )
+            return True
+        signatures = [source_signature(db) for db in self.databases]
+        if self._unchanged(signatures):
+            return False
+        report = column_report(self.databases)
+        digest = hashlib.sha256(json.dumps(report, sort_keys=True).encode()).hexdigest()
+        if digest == self._sent:
+            self._signatures = signatures
+            return False
+        self.client.report_columns(self.node_id(), report)
+        self._sent, self._signatures = digest, signatures
+        log.info(
+            "column report sent: %s",
+            ", ".join(f"'{d['label']}' ({len(d['columns'])} columns)" for d in report) or "none",
+        )
+        return True

@@ -263,6 +263,15 @@ class ServerClient:
             path, dst, token=lambda: token or self._access, error_from=300, error_empty=None
         )
 
+    def report_columns(self, node_id: int, databases: list[dict[str, Any]] | None) -> None:
+        """Put this node's column report (names and types per database label); None: have the
+        server forget it (``report_columns: false``)."""
+        path = f"/node/{node_id}/columns"
+        if databases is None:
+            self.request("DELETE", path)
+        else:
+            self.request("PUT", path, json={"databases": databases})
+
     def paged(
         self, path: str, params: dict[str, Any], *, retries: int | None | RetryPolicy = 3
     ) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ __all__ = [
     "Base",
     "Collaboration",
     "Node",
+    "NodeColumns",
     "Organization",
     "PayloadBlob",
     "RefreshToken",
@@ -145,6 +146,22 @@ class Node(Base):
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="offline")
     last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class NodeColumns(Base):
+    """A node's column report: per database label, column names and types (never values).
+
+    One row per node, replaced by each report (``PUT /api/node/<id>/columns``) and removed when
+    the node turns reporting off or is deleted.
+    """
+
+    __tablename__ = "node_columns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("node.id", ondelete="CASCADE"), unique=True)
+    # [{"label": str, "columns": [{"name": str, "type": str}]}], as vantage6nb.common.columns checks
+    databases: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    reported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Task(Base):

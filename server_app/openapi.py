@@ -20,6 +20,13 @@ from werkzeug.routing.converters import (
     UUIDConverter,
 )
 
+from vantage6nb.common.columns import (
+    COLUMN_TYPES,
+    MAX_COLUMNS,
+    MAX_DATABASES,
+    MAX_LABEL,
+    MAX_NAME,
+)
 from vantage6nb.common.schemas import RunStatus
 from vantage6nb.common.version import __version__
 
@@ -54,6 +61,49 @@ class Endpoint:
 
 
 _OCTET = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_COLUMN_REPORT = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["databases"],
+                "additionalProperties": False,
+                "properties": {
+                    "databases": {
+                        "type": "array",
+                        "maxItems": MAX_DATABASES,
+                        "items": {
+                            "type": "object",
+                            "required": ["label", "columns"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "label": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL},
+                                "columns": {
+                                    "type": "array",
+                                    "maxItems": MAX_COLUMNS,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["name", "type"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "name": {
+                                                "type": "string",
+                                                "minLength": 1,
+                                                "maxLength": MAX_NAME,
+                                            },
+                                            "type": {"enum": list(COLUMN_TYPES)},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            }
+        }
+    },
+}
 
 # Keyed by Flask endpoint (blueprint.function). A route missing here still gets an operation
 # (summary from its function name); tests/server/test_openapi.py holds this table to the routes.
@@ -87,6 +137,15 @@ ENDPOINTS: dict[str, Endpoint] = {
     "nodes.get_node": Endpoint("Read a node"),
     "nodes.update_node": Endpoint("Rename a node"),
     "nodes.delete_node": Endpoint("Delete a node"),
+    "nodes.put_columns": Endpoint(
+        "Report this node's column names and types per database (node; never values)",
+        request_body=_COLUMN_REPORT,
+    ),
+    "nodes.delete_columns": Endpoint("Forget this node's column report (node)"),
+    "nodes.list_columns": Endpoint(
+        "Column names and types reported by a collaboration's nodes",
+        required_query=("collaboration_id",),
+    ),
     "openapi.openapi_json": Endpoint("This OpenAPI document", public=True),
     "organizations.list_organizations": Endpoint("List organizations"),
     "organizations.create_organization": Endpoint(

@@ -16,6 +16,7 @@ from .models import (
     AccessRule,
     Collaboration,
     Node,
+    NodeColumns,
     Organization,
     PayloadBlob,
     Role,
@@ -27,6 +28,7 @@ from .models import (
 __all__ = [
     "NodeIndex",
     "collaboration_json",
+    "column_rows",
     "iso",
     "node_json",
     "organization_json",
@@ -115,6 +117,25 @@ def node_json(n: Node) -> dict[str, Any]:
         "status": n.status,
         "last_seen": iso(n.last_seen),
     }
+
+
+def column_rows(
+    node: Node, organization: str, report: NodeColumns, database: str | None = None
+) -> list[dict[str, Any]]:
+    """A node's column report as one item per database label (only ``database``, when given)."""
+    return [
+        {
+            "node_id": node.id,
+            "organization_id": node.organization_id,
+            "organization": organization,
+            "collaboration_id": node.collaboration_id,
+            "database": db["label"],
+            "columns": [{"name": c["name"], "type": c["type"]} for c in db["columns"]],
+            "reported_at": iso(report.reported_at),
+        }
+        for db in report.databases
+        if database is None or db["label"] == database
+    ]
 
 
 class NodeIndex:

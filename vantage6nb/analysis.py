@@ -267,6 +267,9 @@ def _run_central(
         databases=[database],
         name=name,
     )
+    parts = [i for i in org_ids if i != central]  # the central's own node: create warned already
+    if parts:
+        task._warn_offline(parts)  # at once, naming each organization whose node is offline
     try:
         task.wait(timeout=timeout)
     except TaskFailed as exc:

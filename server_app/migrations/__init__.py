@@ -138,7 +138,7 @@ def head() -> str:
     Examples
     --------
     >>> head()
-    '0004'
+    '0005'
     """
     rev = _scripts().get_current_head()
     assert rev is not None

@@ -1,4 +1,5 @@
-"""Nodes (one per organization per collaboration): list, create (the API key is shown once), update, delete."""
+"""Nodes (one per organization per collaboration): list, create (the API key is shown once), update,
+delete; their column reports (names and types of their databases' columns, never values)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,21 @@ from typing import Any
 from flask import Blueprint
 from sqlalchemy import select
 
+from vantage6nb.common.columns import MAX_LABEL, check_report
 from vantage6nb.common.errors import Conflict, ValidationError
 
 from ..audit import record
 from ..db import session
-from ..models import Collaboration, Node, Organization
-from ..permissions import current, node_target, require, scoped_nodes, visible_node
+from ..models import Collaboration, Node, NodeColumns, Organization, utcnow
+from ..permissions import (
+    current,
+    node_target,
+    require,
+    require_collaboration,
+    require_type,
+    scoped_nodes,
+    visible_node,
+)
 from ..request_parsing import (
     get_or_404,
     json_body,
@@ -22,7 +32,7 @@ from ..request_parsing import (
     query_str,
     validated,
 )
-from ..serializers import node_json
+from ..serializers import column_rows, iso, node_json
 from ..state import audit
 from ..tokens import hash_api_key, new_api_key
 
@@ -154,3 +164,72 @@ def delete_node(node_id: int) -> Any:
     s.commit()
     audit("node %s (%s) deleted by %s", node_id, node.name, ident.label)
     return {"msg": f"Node {node_id} deleted."}
+
+
+# -- column reports ----------------------------------------------------------------------------------
+
+
+def _own_node(node_id: int) -> Node:
+    """The node record ``node_id``, which must be the calling node's own (403 / 404 otherwise)."""
+    ident = require_type("node")
+    node = visible_node(session(), ident, node_id)
+    require("node", "edit", **node_target(node), ident=ident, what="Column report")
+    return node
+
+
+@bp.put("/node/<int:node_id>/columns")
+def put_columns(node_id: int) -> Any:
+    """A node's column report, replacing its previous one (the node of that record only)."""
+    node = _own_node(node_id)
+    databases = check_report(json_body())
+    s = session()
+    report = s.scalar(select(NodeColumns).where(NodeColumns.node_id == node.id))
+    if report is None:
+        report = NodeColumns(node_id=node.id)
+        s.add(report)
+    report.databases, report.reported_at = databases, utcnow()
+    s.commit()
+    return {
+        "node_id": node.id,
+        "databases": len(databases),
+        "columns": sum(len(d["columns"]) for d in databases),
+        "reported_at": iso(report.reported_at),
+    }
+
+
+@bp.delete("/node/<int:node_id>/columns")
+def delete_columns(node_id: int) -> Any:
+    """Forget a node's column report (its operator turned reporting off)."""
+    node = _own_node(node_id)
+    s = session()
+    report = s.scalar(select(NodeColumns).where(NodeColumns.node_id == node.id))
+    if report is not None:
+        s.delete(report)
+        s.commit()
+    return {"msg": f"Node {node.id} has no column report now."}
+
+
+@bp.get("/column")
+def list_columns() -> Any:
+    """The column reports of a collaboration's nodes that the caller may see, one item per node
+    and database label, by organization name, then label in the node's order."""
+    cid = query_id("collaboration_id")
+    if cid is None:
+        raise ValidationError(
+            "collaboration_id is required: GET /api/column?collaboration_id=<id>.",
+            errors={"collaboration_id": "required"},
+        )
+    database = query_str("database", MAX_LABEL)
+    s = session()
+    ident = current()
+    collab = require_collaboration(s, ident, cid)
+    nodes = scoped_nodes(s, ident).where(Node.collaboration_id == collab.id)
+    stmt = (
+        select(Node, Organization.name, NodeColumns)
+        .join(NodeColumns, NodeColumns.node_id == Node.id)
+        .join(Organization, Organization.id == Node.organization_id)
+        .where(Node.id.in_(nodes.with_only_columns(Node.id)))
+        .order_by(Organization.name, Node.id)
+    )
+    rows = [item for n, org, rep in s.execute(stmt) for item in column_rows(n, org, rep, database)]
+    return {"data": rows}

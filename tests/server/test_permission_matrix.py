@@ -557,6 +557,11 @@ def _delete_node(w: World, actor: str, scope: str) -> Req:
     return Req("DELETE", f"/api/node/{node['id']}")
 
 
+_COLUMN_REPORT = {
+    "databases": [{"label": "default", "columns": [{"name": "a", "type": "integer"}]}]
+}
+
+
 def _fresh_collab_expect(expect: Expect) -> Expect:
     """Objects in a fresh collaboration: outside a node's or container's one collaboration."""
     return lambda actor, scope: expect(actor, "global" if not is_user(actor) else scope)
@@ -868,6 +873,30 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         lambda a, s: ruled("node", "delete", callers=("user", "node", "container"))(
             a, s if s == "own" or is_user(a) else "global"
         ),
+    ),
+    # column reports: a node puts (and clears) its own; whoever sees the collaboration reads them
+    Endpoint(
+        "PUT",
+        "/api/node/<int:node_id>/columns",
+        ALL4,
+        lambda w, a, s: Req(
+            "PUT", f"/api/node/{_node_target(w, a, s)}/columns", json=_COLUMN_REPORT
+        ),
+        ruled("node", "edit", callers=("node",)),
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/node/<int:node_id>/columns",
+        ALL4,
+        lambda w, a, s: Req("DELETE", f"/api/node/{_node_target(w, a, s)}/columns"),
+        ruled("node", "edit", callers=("node",)),
+    ),
+    Endpoint(
+        "GET",
+        "/api/column",
+        COLLAB,
+        lambda w, a, s: Req("GET", f"/api/column?collaboration_id={_collab_target(w, a, s)}"),
+        ruled("collaboration", "view", callers=("user", "node", "container")),
     ),
     # tasks
     Endpoint(

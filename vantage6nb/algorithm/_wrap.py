@@ -13,7 +13,7 @@ from typing import Any
 
 from ..common import contract
 from ..common.disclosure import RESULT_MARKER
-from ..common.errors import REJECTED, DisclosureRefused, ValidationError
+from ..common.errors import REJECTED, ConfigurationError, DisclosureRefused, ValidationError
 from .results import TypedResult, refusal
 
 __all__ = ["dispatch", "refusal_result", "result_to_json", "wrap_algorithm", "write_output"]
@@ -59,7 +59,7 @@ def wrap_algorithm(module: str | None = None, *, environ: Mapping[str, str] | No
             print(f"vantage6nb.algorithm: passing on a refusal: {exc.msg}", file=sys.stderr)
             result = refusal_result(exc)
         payload = result_to_json(result)
-    except ValidationError as exc:  # the algorithm refused its input: the node says "rejected"
+    except (ValidationError, ConfigurationError) as exc:  # refused its input: "rejected"
         traceback.print_exc()
         print(REJECTED + " ".join(exc.msg.split()), file=sys.stderr)  # last line: the reason
         return 1

@@ -28,7 +28,13 @@ from typing import Any
 
 from ..common import contract
 from ..common.disclosure import DisclosurePolicy, Refusal
-from ..common.errors import DisclosureRefused, NotFound, ValidationError
+from ..common.errors import (
+    REJECTED,
+    ConfigurationError,
+    DisclosureRefused,
+    NotFound,
+    ValidationError,
+)
 from ..common.release import check_output, check_request
 from ._client import AlgorithmClient
 from ._context import DatabaseSource, LocalContext, _type_from_uri, current_local, local_context
@@ -175,9 +181,7 @@ class LocalNetwork:
             with local_context(ctx):
                 result, refused = self._produce(request, asked, entry_point=True)
         except BaseException as exc:
-            run.update(
-                status="crashed", reason=f"{type(exc).__name__}: {exc}", log=traceback.format_exc()
-            )
+            run.update(_ended(exc))
             self.tasks[task_id]["status"] = "failed"
             raise
         if refused is not None:
@@ -302,10 +306,8 @@ class LocalNetwork:
             )
             with local_context(ctx):
                 result, refused = self._produce(request, asked, entry_point=False)
-        except Exception as exc:  # a crashing partial is an outcome, as on a node
-            run.update(
-                status="crashed", reason=f"{type(exc).__name__}: {exc}", log=traceback.format_exc()
-            )
+        except Exception as exc:  # a crashing (or rejecting) partial is an outcome, as on a node
+            run.update(_ended(exc))
             return
         if refused is not None:
             run.update(status="refused", reason=refused.reason())
@@ -330,6 +332,24 @@ class LocalNetwork:
         if task_id not in self.tasks:
             raise NotFound(f"Task {task_id} does not exist in this local network.")
         return self.tasks[task_id]
+
+
+def _ended(exc: BaseException) -> dict[str, Any]:
+    """How a run ends that raised ``exc``, as a node ends it: an algorithm that refused its input
+    (a ValidationError, or a ConfigurationError such as too few databases) is ``failed`` with
+    ``rejected: <message>``; any other exception ``crashed``.
+
+    Examples
+    --------
+    >>> _ended(ValidationError("no column 'agee'"))["reason"]
+    "rejected: no column 'agee'"
+    >>> _ended(RuntimeError("boom"))["status"]
+    'crashed'
+    """
+    log = traceback.format_exc() if exc.__traceback__ is not None else ""
+    if isinstance(exc, (ValidationError, ConfigurationError)):
+        return {"status": "failed", "reason": REJECTED + " ".join(exc.msg.split()), "log": log}
+    return {"status": "crashed", "reason": f"{type(exc).__name__}: {exc}", "log": log}
 
 
 def _with_vantage6_mocks(module: str | ModuleType, request: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -4,7 +4,7 @@ from ._client import Client, TotpEnrolmentWarning
 from ._codec import Codec, PlainCodec
 from ._events import EventStream
 from ._http import TotpRequired
-from ._outcome import UnverifiedResultWarning
+from ._outcome import NodeOfflineWarning, UnverifiedResultWarning
 from ._runs import RunBook
 from ._session import Session
 from ._state import ResearcherState, StateDirWarning
@@ -15,6 +15,7 @@ __all__ = [
     "Client",
     "Codec",
     "EventStream",
+    "NodeOfflineWarning",
     "PlainCodec",
     "ResearcherState",
     "RunBook",

@@ -56,6 +56,12 @@ class Client:
         collaborations seen encrypted, and the tasks it created. Default
         ``$XDG_STATE_HOME/vantage6nb`` (``~/.local/state/vantage6nb``); False keeps them in
         memory for this client only.
+    progress : bool or str, optional
+        What a blocking wait (``task.wait()``, every ``analysis.*`` helper) shows: ``"auto"``
+        (the default, also from ``$V6NB_PROGRESS``) the live TaskMonitor in a notebook and one
+        updating line on a terminal's stderr, nothing in a script; ``"monitor"``, ``"line"``,
+        ``"off"``/False; True: the monitor or the line even off a terminal. ``task.wait(progress=...)``
+        overrides it for one wait.
 
     Examples
     --------
@@ -79,6 +85,7 @@ class Client:
         verify: bool | str = True,
         transport: HttpTransport | None = None,
         state_dir: str | os.PathLike[str] | bool | None = None,
+        progress: bool | str | None = None,
     ) -> None:
         self._transport = Transport(url, timeout=timeout, verify=verify, transport=transport)
         self.url = self._transport.url
@@ -91,6 +98,7 @@ class Client:
         )
         # what tasks and client.task share with the client: transport, names, codec, events
         self._session = Session(self._transport, events=self.events, state=self._state)
+        self._session.progress = progress  # what waits show (Task.wait's progress=None)
         self._directory = self._session.directory
         self.task = TaskAPI(self._session)
         self._must_enrol = False
@@ -294,6 +302,37 @@ class Client:
             rows,
             names={"organization": self._directory.organization_names(), "collaboration": collabs},
         )
+
+    def columns(
+        self, collaboration: int | str | None = None, *, database: str | None = None
+    ) -> pd.DataFrame:
+        """The columns each node reports for its databases: names and types, never values.
+
+        One row per column per organization and database label, with columns
+        ``organization_id, organization, database, column, type``; sorted by organization, then
+        database, then the source's column order. ``type`` is one of ``integer``, ``float``,
+        ``boolean``, ``string``, ``datetime``, ``category``, ``unknown`` (docs/api.md, "Columns").
+        A node whose operator turned reporting off, or hid a column, does not show it. No
+        reports: an empty frame with those columns.
+
+        Parameters
+        ----------
+        collaboration
+            Id or name; None: your organization's only collaboration.
+        database
+            Only this database label.
+
+        Examples
+        --------
+        >>> client.columns()  # doctest: +SKIP
+           organization_id organization database   column     type
+        0                1       Leiden  default  species   string
+        1                1       Leiden  default     mass    float
+        >>> client.columns(database="default").query("type == 'float'")  # doctest: +SKIP
+        """
+        from ._columns import columns
+
+        return columns(self._transport, self._directory, collaboration, database=database)
 
     def users(self) -> pd.DataFrame:
         """Users you can see (your organization's; every user for an administrator).

@@ -8,7 +8,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,13 @@ from ._codec import Codec
 from ._session import Session
 
 __all__ = [
+    "NodeOfflineWarning",
     "UnverifiedResultWarning",
     "binding_mismatch",
     "check_runs",
-    "foreign_runs",
     "decode_results",
+    "foreign_runs",
+    "offline_note",
     "raise_if_failed",
     "timeout_message",
 ]
@@ -175,44 +177,140 @@ def timeout_message(
     runs: Sequence[Mapping[str, Any]],
     names: Mapping[int, str],
     nodes: Mapping[int, Mapping[str, Any]],
+    *,
+    parts: Sequence[tuple[int, Sequence[Mapping[str, Any]]]] = (),
+    now: datetime | None = None,
 ) -> str:
-    """Why a task did not finish: each open run, its status and its node's state.
+    """Why a task did not finish: every organization still open, by name, with its run's state
+    (pending, active for how long) and its node's (offline since when, not picked up).
+
+    ``parts`` are the subtasks a central algorithm created, as ``(subtask id, runs)``: their
+    open runs are listed too, since the central waits for them.
 
     Examples
     --------
     >>> print(timeout_message(3, "summary", 5, [{"organization_id": 1, "status": "pending"}],
     ...                       {1: "Leiden"}, {}))  # doctest: +ELLIPSIS
-    Task 3 (summary) did not finish within 5 s:
+    Task 3 (summary) did not finish within 5 s; still open:
       - Leiden: pending — organization 'Leiden' has no node in this collaboration — ...
     Wait longer with task.wait(timeout=...), or stop it with task.kill().
     """
-    lines = [f"Task {task_id} ({label}) did not finish within {timeout:g} s:"]
+    now = now or datetime.now(timezone.utc)
+    lines = [f"Task {task_id} ({label}) did not finish within {timeout:g} s; still open:"]
+    open_parts = [
+        (sub_id, [r for r in rows if str(r.get("status")) not in FINAL_VALUES])
+        for sub_id, rows in parts
+    ]
+    waiting_for = [sub_id for sub_id, rows in open_parts if rows]
     for run in runs:
         if str(run.get("status")) in FINAL_VALUES:
             continue
-        org_id = run.get("organization_id")
-        org = names.get(org_id, f"organization {org_id}")  # type: ignore[arg-type]
-        node = nodes.get(org_id)  # type: ignore[arg-type]
-        status = run.get("status")
-        if node is None:
-            why = (
-                f"organization '{org}' has no node in this collaboration — an administrator "
-                "creates one (POST /api/node), then start it with `v6nb node start`"
-            )
-        elif node.get("status") != "online":
-            since = _clock(node.get("last_seen") or run.get("node_last_seen"))
-            when = f" since {since}" if since else " (never connected)"
-            why = (
-                f"node '{node.get('name')}' of organization '{org}' is offline{when} — "
-                "start it with `v6nb node start`"
-            )
-        elif status == RunStatus.PENDING.value:
-            why = f"node '{node.get('name')}' of organization '{org}' is online but has not picked the run up yet"
-        else:
-            why = f"node '{node.get('name')}' of organization '{org}' is still running it"
-        lines.append(f"  - {org}: {status} — {why}")
+        line = _open_line(run, names, nodes, now)
+        if waiting_for and str(run.get("status")) == RunStatus.ACTIVE.value:
+            subs = ", ".join(map(str, waiting_for))
+            line += f" (the central part, waiting for subtask {subs})"
+        lines.append(line)
+    for sub_id, rows in open_parts:
+        lines += [_open_line(r, names, nodes, now, part=sub_id) for r in rows]
     lines.append("Wait longer with task.wait(timeout=...), or stop it with task.kill().")
     return "\n".join(lines)
+
+
+class NodeOfflineWarning(UserWarning):
+    """A task was created for an organization whose node is offline (or that has none): its run
+    waits there until the node is started.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", NodeOfflineWarning)  # a notebook that knows
+    """
+
+
+def offline_note(
+    task_id: int,
+    organization_ids: Sequence[int],
+    names: Mapping[int, str],
+    nodes: Mapping[int, Mapping[str, Any]],
+) -> str:
+    """The warning for a new task whose organizations include one without a node online ('' if
+    every node is online).
+
+    Examples
+    --------
+    >>> print(offline_note(4, [1, 2], {1: "Leiden", 2: "Utrecht"},
+    ...                    {1: {"name": "leiden-node", "status": "online"},
+    ...                     2: {"name": "utrecht-node", "status": "offline"}}))
+    Task 4 runs at organizations whose node is not online; their runs wait for it:
+      - Utrecht: node 'utrecht-node' of organization 'Utrecht' is offline (never connected) — start it with `v6nb node start`
+    """
+    lines = []
+    for org_id in organization_ids:
+        node = nodes.get(int(org_id))
+        if node is not None and node.get("status") == "online":
+            continue
+        org = _org_name(names, int(org_id))
+        lines.append(f"  - {org}: {_node_state(org, node, {})}")
+    if not lines:
+        return ""
+    head = f"Task {task_id} runs at organizations whose node is not online; their runs wait for it:"
+    return "\n".join([head, *lines])
+
+
+def _node_state(org: str, node: Mapping[str, Any] | None, run: Mapping[str, Any]) -> str:
+    """Why a node is not running a run: missing, or offline since when."""
+    if node is None:
+        return (
+            f"organization '{org}' has no node in this collaboration — an administrator "
+            "creates one (POST /api/node), then start it with `v6nb node start`"
+        )
+    since = _clock(node.get("last_seen") or run.get("node_last_seen"))
+    when = f" since {since}" if since else " (never connected)"
+    return (
+        f"node '{node.get('name')}' of organization '{org}' is offline{when} — "
+        "start it with `v6nb node start`"
+    )
+
+
+def _open_line(
+    run: Mapping[str, Any],
+    names: Mapping[int, str],
+    nodes: Mapping[int, Mapping[str, Any]],
+    now: datetime,
+    *,
+    part: int | None = None,
+) -> str:
+    """One open run: ``- Utrecht (subtask 8): active for 12 s — node ... is still running it``."""
+    org_id = run.get("organization_id")
+    org = _org_name(names, org_id)
+    node = nodes.get(org_id)  # type: ignore[arg-type]
+    status = str(run.get("status"))
+    where = f"{org} (subtask {part})" if part is not None else org
+    state = status
+    started = _frames.to_timestamp(run.get("started_at"))
+    if started is not None and status != RunStatus.PENDING.value:
+        state = f"{status} for {_duration((now - started.to_pydatetime()).total_seconds())}"
+    if node is None or node.get("status") != "online":
+        why = _node_state(org, node, run)
+    elif status == RunStatus.PENDING.value:
+        why = (
+            f"node '{node.get('name')}' of organization '{org}' is online but has not picked "
+            "the run up yet"
+        )
+    else:
+        why = f"node '{node.get('name')}' of organization '{org}' is still running it"
+    return f"  - {where}: {state} — {why}"
+
+
+def _duration(seconds: float) -> str:
+    """``12 s``, ``3 min 05 s``, ``2 h 01 min``."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def raise_if_failed(

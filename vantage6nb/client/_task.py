@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 
 from ..common.errors import ServerUnavailable, TaskError, TaskTimeout, V6Error
-from ..common.events import RUN_STATUS, TASK_CREATED
+from ..common.events import NODE_OFFLINE, NODE_ONLINE, RUN_STATUS, TASK_CREATED
 from ..common.schemas import task_status
 from . import _display, _frames, _outcome
 from ._events import RECONNECTED
@@ -51,6 +53,7 @@ class Task:
         # since before its creation, so a wait() on it needs no first re-read of the runs
         self._followed_since: int | None = None
         self._unfollow: Callable[[], None] | None = None
+        self._parts: dict[int, RunBook] = {}  # subtasks' runs, seen while a line shows progress
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -284,12 +287,39 @@ class Task:
 
         return self._session.events.on(TASK_CREATED, on_created)
 
+    def on_node(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` when a node of this task's collaboration goes online or offline.
+
+        The event has ``node_id``, ``name``, ``organization_id``, ``status`` (online or offline)
+        and ``last_seen``. Returns a function that unsubscribes.
+
+        Examples
+        --------
+        >>> off = task.on_node(lambda node: print(node["name"], node["status"]))  # doctest: +SKIP
+        """
+
+        def on_event(payload: Any) -> None:
+            if (
+                isinstance(payload, dict)
+                and payload.get("collaboration_id") == self.collaboration_id
+            ):
+                callback(payload)
+
+        events = self._session.events
+        offs = [events.on(NODE_ONLINE, on_event), events.on(NODE_OFFLINE, on_event)]
+
+        def unsubscribe() -> None:
+            for off in offs:
+                off()
+
+        return unsubscribe
+
     def wait(
         self,
         timeout: float | None = None,
         *,
         raise_on_failure: bool = True,
-        progress: bool | Callable[[Task], None] | None = None,
+        progress: bool | str | Callable[[Task], None] | None = None,
     ) -> Task:
         """Block until every run is final; returns the task.
 
@@ -304,9 +334,14 @@ class Task:
             not allowed or refused, with each organization's reason and log tail;
             :class:`~vantage6nb.errors.DisclosureRefused` (a TaskFailed) when every run that did
             not complete was refused by its node's disclosure policy.
-        progress : bool or callable, optional
-            None: a one-line progress on a terminal, nothing in a notebook (the task displays itself
-            there). True/False force the line on/off; a callable is called with the task on change.
+        progress : bool, str or callable, optional
+            What the wait shows. None: the client's setting (``Client(url, progress=...)``), else
+            ``$V6NB_PROGRESS``, else ``"auto"``: the live :class:`~vantage6nb.widgets.TaskMonitor`
+            in a Jupyter kernel (once per task, following its subtasks too), one updating line
+            on stderr when it is a terminal or in terminal IPython, nothing in a script whose
+            stderr is not a terminal. ``"monitor"``, ``"line"``, ``"off"`` choose; True shows what
+            suits where it runs even when ``"auto"`` would not; False shows nothing; a callable
+            is called with the task on every change.
 
         Raises
         ------
@@ -322,7 +357,7 @@ class Task:
         <Task 12 'summary' v6nb/summary:summary — Leiden completed, Utrecht completed>
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        report = choose_progress(progress)
+        report = choose_progress(progress, default=getattr(self._session, "progress", None))
         events = self._session.events
         # the run book's version moves on with every event and with a reconnect. Events carry
         # the run's status, so the runs are re-read only on the first pass, after a reconnect (events
@@ -336,6 +371,8 @@ class Task:
             self._book.poke()
 
         offs = [events.on(RUN_STATUS, self._book.absorb), events.on(RECONNECTED, reconnected)]
+        if isinstance(report, ProgressLine):  # the line counts the parts a central creates
+            offs += self._follow_parts()
         unreachable: ServerUnavailable | None = None
         try:
             while True:
@@ -478,7 +515,7 @@ class Task:
     # -- internals ------------------------------------------------------------------------------
     def _decoded(self, timeout: float | None) -> dict[int, Any]:
         if not self._book.all_final():
-            self.wait(timeout=timeout, progress=False)
+            self.wait(timeout=timeout)  # shows what a wait shows (docs/client.md)
         elif not self._failures_accepted:  # as documented: a failure raises, as wait() does
             self._raise_if_failed()
         return _outcome.decode_results(self._session, self._data)
@@ -512,9 +549,75 @@ class Task:
 
     def _timeout_message(self, timeout: float | None) -> str:
         nodes = self._session.directory.nodes_by_organization(self.collaboration_id)
+        parts: list[tuple[int, list[dict[str, Any]]]] = []
+        try:  # the organizations a central waits for are open too: name them all
+            transport = self._session.transport
+            for sub in transport.paginate("/task", {"parent_id": self.id}):
+                rows = list(transport.paginate("/run", {"task_id": int(sub["id"])}))
+                parts.append((int(sub["id"]), rows))
+        except V6Error:  # the message without the parts, rather than no message
+            parts = []
         return _outcome.timeout_message(
-            self.id, self.name or self.method, timeout, self.runs, self.organization_names(), nodes
+            self.id,
+            self.name or self.method,
+            timeout,
+            self.runs,
+            self.organization_names(),
+            nodes,
+            parts=parts,
         )
+
+    def _follow_parts(self) -> list[Callable[[], None]]:
+        """Keep the runs of this task's subtasks (from events) for :meth:`part_runs`."""
+        books = self._parts
+
+        def on_sub(sub: Task) -> None:
+            books.setdefault(sub.id, RunBook(sub.id, sub._data.get("organization_ids") or []))
+
+        def on_run(payload: Any) -> None:
+            if isinstance(payload, dict) and payload.get("task_id") in books:
+                books[int(payload["task_id"])].absorb(payload)
+                self._book.poke()  # the waiter reports the change
+
+        events = self._session.events
+        return [self.on_subtask(on_sub), events.on(RUN_STATUS, on_run)]
+
+    def part_runs(self) -> list[dict[str, Any]]:
+        """The runs of this task's subtasks seen while waiting (a central algorithm's parts).
+
+        Examples
+        --------
+        >>> [r["status"] for r in task.part_runs()]  # doctest: +SKIP
+        ['completed', 'active', 'pending']
+        """
+        return [r for book in list(self._parts.values()) for r in book.ordered()]
+
+    def _warn_offline(self, organizations: Sequence[int] | None = None) -> None:
+        """Warn at once when a receiving organization's node is offline (or missing);
+        ``organizations``: those a central algorithm of this task will run its parts at.
+
+        The server's answer to the creation gives each run's node status: the nodes are read
+        (for their names and since when) only when one of them is not online."""
+        if organizations is None:
+            runs = self.runs
+            ids = [int(r["organization_id"]) for r in runs if r.get("node_status") != "online"]
+            if runs and not ids:
+                return  # every node online: no request
+        else:
+            ids = [int(i) for i in organizations]
+        try:
+            nodes = self._session.directory.nodes_by_organization(self.collaboration_id)
+            names = self.organization_names()
+        except V6Error:  # a warning is not worth failing a created task for
+            return
+        ids = (
+            ids
+            or self.organization_ids
+            or [int(i) for i in self._data.get("organization_ids") or []]
+        )
+        note = _outcome.offline_note(self.id, ids, names, nodes)
+        if note:
+            warnings.warn(note, _outcome.NodeOfflineWarning, stacklevel=_caller_level())
 
     def _raise_if_failed(self) -> None:
         _outcome.raise_if_failed(
@@ -524,7 +627,7 @@ class Task:
     def _ipython_display_(self) -> None:
         # In a notebook a task shows itself through the display hook (a live TaskMonitor from
         # vantage6nb.widgets); without ipywidgets it falls back to its text repr.
-        _display.show(self)
+        _display.show_result(self)  # not again below a wait's monitor of this cell
 
     @property
     def state(self) -> str:
@@ -637,3 +740,13 @@ def _results_table(results: list[Any], orgs: list[str]) -> pd.DataFrame | None:
 
 def _columns_of_lists(value: dict[str, Any]) -> bool:
     return bool(value) and all(isinstance(v, (dict, list)) for v in value.values())
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside vantage6nb: the researcher's line."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("vantage6nb."):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

@@ -214,6 +214,7 @@ class TaskAPI:
         task = Task(session, data)
         if stop_early is not None and generation is not None:
             task._follow(early, stop_early, generation)
+        task._warn_offline()  # at once: a run for an offline node waits until it is started
         return task
 
     def _upload_input(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -15,7 +16,7 @@ from ..common.schemas import FAILED_VALUES, RunStatus, task_status
 from ._output import ErrorOutput
 from ._progress import RunRow, TaskProgress, _fmt_seconds, render_runs_html
 
-__all__ = ["TaskMonitor", "display_task"]
+__all__ = ["TaskMonitor", "display_task", "display_wait"]
 
 log = logging.getLogger(__name__)
 # ended badly (a killed run was stopped on purpose: no log to show)
@@ -47,6 +48,10 @@ class TaskMonitor(widgets.VBox):
     )
     statuses = traitlets.Dict(help="organization name -> status of its run of this task.")
     subtask_statuses = traitlets.Dict(help="organization name -> status of its latest subtask run.")
+    killable = traitlets.Bool(True, help="The Kill button is shown (until the task is done).")
+    offline = traitlets.Dict(
+        help="organization name -> since when (ISO, or '') its node is offline, for open runs."
+    )
 
     def __init__(self, task: Any, *, client: Any = None, **kwargs: Any) -> None:
         self.task = task
@@ -61,9 +66,13 @@ class TaskMonitor(widgets.VBox):
         self.elapsed_label = widgets.Label("elapsed –")
         self.kill_button = widgets.Button(description="Kill", icon="stop", button_style="danger")
         self.kill_button.on_click(self._on_kill)
+        #: True when a click on Kill is handled while the cell is blocked in a wait (see
+        #: :func:`_route_to_subshell`); otherwise it is handled when the cell ends
+        self.kill_while_blocked = _route_to_subshell(self.kill_button)
         self.table = widgets.HTML(render_runs_html([]))
         self.errors = ErrorOutput()
-        header = widgets.HBox([self.bar, self.elapsed_label, self.kill_button])
+        self.header = header = widgets.HBox([self.bar, self.elapsed_label, self.kill_button])
+        self._stopped = False
         super().__init__([self.title, header, self.table, self.errors.widget], **kwargs)
         self.add_class("v6nb-task-monitor")
         self._subscribe(task)
@@ -77,6 +86,9 @@ class TaskMonitor(widgets.VBox):
                 # a central algorithm's subtasks: follow their runs too, so every organization shows
                 task.on_subtask(self._on_subtask),
             ]
+            on_node = getattr(task, "on_node", None)
+            if task is self.task and callable(on_node):  # nodes going off- and online, live
+                self._unsubscribe.append(on_node(self._on_node))
 
     def _on_change(self, task: Any, event: Any) -> None:
         # the task has already taken the change in; after a reconnect (events may be lost) the
@@ -84,6 +96,10 @@ class TaskMonitor(widgets.VBox):
         if isinstance(event, dict) and event.get("event") == RECONNECTED and task is self.task:
             self.refresh()
         else:
+            self._render()
+
+    def _on_node(self, event: Any) -> None:
+        if isinstance(event, dict) and self.progress.set_node(event):
             self._render()
 
     def _on_subtask(self, subtask: Any) -> None:
@@ -120,12 +136,15 @@ class TaskMonitor(widgets.VBox):
 
     def stop(self) -> None:
         """Stop listening to events (the widget keeps its last state)."""
+        self._stopped = True
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
 
     # -- rendering ------------------------------------------------------------------------------
     def _render(self) -> None:
+        if self._stopped and self.done:  # an event in flight after the end: the view is final
+            return
         self._fetch_logs()
         rows = self.progress.snapshot()
         main = self.progress.main_rows()
@@ -140,6 +159,13 @@ class TaskMonitor(widgets.VBox):
         self.subtask_statuses = {
             r.organization or str(r.organization_id): r.status for r in rows if r.subtask
         }
+        self.offline = {
+            r.organization or str(r.organization_id): (
+                r.node_since.isoformat() if r.node_since else ""
+            )
+            for r in rows
+            if r.waits_for_node
+        }
         if self.progress.done:
             # the task's status as task lists and reprs name it (one vocabulary)
             overall = (
@@ -147,7 +173,7 @@ class TaskMonitor(widgets.VBox):
             )
             # refused: the runs worked and a policy withheld output; killed: stopped on purpose
             self.bar.bar_style = _STYLES.get(overall, "danger")
-            self.kill_button.disabled = True
+            self._remove_kill()
             self.stop()
         else:
             overall = "running" if rows else "pending"
@@ -199,6 +225,13 @@ class TaskMonitor(widgets.VBox):
             ],
         )
 
+    def _remove_kill(self) -> None:
+        # nothing left to stop: the button goes (and stays disabled, for anyone holding it)
+        self.kill_button.disabled = True
+        self.kill_button.layout.display = "none"
+        self.header.children = tuple(c for c in self.header.children if c is not self.kill_button)
+        self.killable = False
+
     # -- actions --------------------------------------------------------------------------------
     def _on_kill(self, _button: Any = None) -> None:
         with self.errors.catch("killing the task"):
@@ -227,6 +260,58 @@ def _read_log(task: Any, row: RunRow) -> str:
     return ""
 
 
+_subshell: dict[str, str] = {}  # the kernel's subshell that handles Kill clicks (one per process)
+_subshell_lock = threading.Lock()
+
+
+def _route_to_subshell(button: Any) -> bool:
+    """Have the frontend's messages for ``button`` handled in a kernel subshell's thread, so a
+    click acts while the main shell is blocked in a wait (``task.wait()``, ``analysis.*``).
+
+    ipykernel 7 runs subshells in their own threads and routes a comm's messages by the comm's
+    ``_reply_subshell_for``; one subshell is created for the process on first use. Returns False
+    (clicks are then handled when the cell ends) outside such a kernel or when anything of it is
+    missing: this relies on ipykernel internals, and never fails the monitor.
+    """
+    try:
+        from ipykernel.kernelbase import Kernel
+
+        comm = getattr(button, "comm", None)
+        if not Kernel.initialized() or comm is None or not hasattr(comm, "_reply_subshell_for"):
+            return False
+        subshell = _kill_subshell(Kernel.instance())
+        if subshell is None:
+            return False
+        comm._reply_subshell_for = lambda _data, _default: subshell
+        return True
+    except Exception:  # noqa: BLE001 - a kernel without subshells: clicks wait for the cell
+        log.debug("Kill clicks stay on the main shell", exc_info=True)
+        return False
+
+
+def _kill_subshell(kernel: Any) -> str | None:
+    with _subshell_lock:
+        if "id" in _subshell:
+            return _subshell["id"]
+        channel = getattr(kernel, "shell_channel_thread", None)
+        manager = getattr(channel, "manager", None)
+        if channel is None or not hasattr(manager, "_create_subshell"):
+            return None
+        made = threading.Event()
+
+        def create() -> None:  # subshells are created in the shell channel thread
+            try:
+                _subshell["id"] = manager._create_subshell()
+            except Exception:  # noqa: BLE001 - no subshell: clicks wait for the cell
+                log.debug("could not create a subshell for Kill clicks", exc_info=True)
+            finally:
+                made.set()
+
+        channel.io_loop.add_callback(create)
+        made.wait(5.0)
+        return _subshell.get("id")
+
+
 def display_task(task: Any, **kwargs: Any) -> TaskMonitor:
     """Show ``task`` as a live :class:`TaskMonitor` in the notebook and return the monitor.
 
@@ -238,4 +323,23 @@ def display_task(task: Any, **kwargs: Any) -> TaskMonitor:
 
     monitor = TaskMonitor(task, **kwargs)
     display(monitor)
+    return monitor
+
+
+def display_wait(task: Any, **kwargs: Any) -> TaskMonitor:
+    """Show the live :class:`TaskMonitor` of a task being waited for (``task.wait()``, the
+    ``analysis.*`` helpers) and return it.
+
+    Only the widget view is displayed, without the text repr: a cell's text output stays what it
+    was without the monitor (nbval compares it; a frontend without widgets shows nothing extra).
+
+    Examples
+    --------
+    >>> monitor = display_wait(client.task.create(...))  # doctest: +SKIP
+    """
+    from IPython.display import display
+
+    monitor = TaskMonitor(task, **kwargs)
+    bundle = monitor._repr_mimebundle_() or {}
+    display({k: v for k, v in bundle.items() if k != "text/plain"}, raw=True)
     return monitor

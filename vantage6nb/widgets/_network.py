@@ -1,4 +1,5 @@
-"""NetworkView: collaborations, their organizations and nodes, online state updated live from events."""
+"""NetworkView: collaborations, their organizations and nodes, online state updated live from events,
+and the columns each node reports per database (names and types)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ class NetworkView(widgets.VBox):
 
     Node states change live on the server's ``node_online`` / ``node_offline`` events; the whole
     view is re-read on :meth:`refresh` (the Refresh button) and after a reconnect.
-    The ``node_status`` trait maps node id to ``"online"``/``"offline"``.
+    The ``node_status`` trait maps node id to ``"online"``/``"offline"``. Under each collaboration
+    a collapsible table lists the columns its nodes report, per organization and database
+    (:meth:`vantage6nb.Client.columns`; :attr:`columns` holds them as a DataFrame).
 
     Examples
     --------
@@ -40,6 +43,7 @@ class NetworkView(widgets.VBox):
         self.collaborations: list[dict[str, Any]] = []
         self.organizations: dict[int, str] = {}
         self.nodes: dict[int, dict[str, Any]] = {}
+        self._columns: dict[int, Any] = {}  # collaboration id -> client.columns() frame
         self._unsubscribe: list[Callable[[], None]] = []
         self.html = widgets.HTML()
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
@@ -65,7 +69,17 @@ class NetworkView(widgets.VBox):
             }
             self.collaborations = _records(self.client.collaborations())
             self.nodes = {int(n["id"]): dict(n) for n in _records(self.client.nodes())}
+        self._read_columns()
         self._render()
+
+    def _read_columns(self) -> None:
+        self._columns = {}
+        if not callable(getattr(self.client, "columns", None)):
+            return
+        with self.errors.catch("reading the reported columns"):
+            for collab in self.collaborations:
+                cid = int(collab["id"])
+                self._columns[cid] = self.client.columns(cid)
 
     def _on_node_event(self, payload: Any) -> None:
         if not isinstance(payload, dict) or payload.get("node_id") is None:
@@ -102,11 +116,59 @@ class NetworkView(widgets.VBox):
                 "<table style='border-collapse:collapse'><thead><tr>"
                 "<th style='text-align:left;padding:2px 8px'>organization</th>"
                 "<th style='text-align:left;padding:2px 8px'>node</th></tr></thead>"
-                f"<tbody>{''.join(rows)}</tbody></table></div>"
+                f"<tbody>{''.join(rows)}</tbody></table>{self._columns_html(cid)}</div>"
             )
         online = sum(1 for s in self.node_status.values() if s == "online")
         summary = f"<p>{online} of {len(self.node_status)} nodes online</p>"
         self.html.value = summary + ("".join(parts) or "<i>no collaborations</i>")
+
+    def _columns_html(self, collaboration_id: int) -> str:
+        """A collapsible table: one row per organization and database, its columns and types."""
+        frame = self._columns.get(collaboration_id)
+        if frame is None:
+            return ""
+        records = _records(frame)
+        if not records:
+            return "<p class='v6nb-columns'><small>no columns reported</small></p>"
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in records:
+            groups.setdefault((str(r["organization"]), str(r["database"])), []).append(r)
+        cell = "padding:2px 8px;vertical-align:top"
+        rows = "".join(
+            f"<tr><td style='{cell}'>{html.escape(org)}</td><td style='{cell}'>{html.escape(db)}</td>"
+            f"<td style='{cell}'>"
+            + ", ".join(
+                f"<code>{html.escape(str(c['column']))}</code>"
+                f" <small style='color:#757575'>{html.escape(str(c['type']))}</small>"
+                for c in cols
+            )
+            + "</td></tr>"
+            for (org, db), cols in groups.items()
+        )
+        n_db = len(groups)
+        return (
+            "<details class='v6nb-columns'><summary>"
+            f"Columns: {len(records)} in {n_db} database{'s' if n_db != 1 else ''}</summary>"
+            "<table style='border-collapse:collapse'><thead><tr>"
+            f"<th style='text-align:left;{cell}'>organization</th>"
+            f"<th style='text-align:left;{cell}'>database</th>"
+            f"<th style='text-align:left;{cell}'>columns (type)</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></details>"
+        )
+
+    @property
+    def columns(self) -> Any:
+        """The reported columns of every collaboration shown, as :meth:`Client.columns` gives
+        them, with a ``collaboration_id`` column in front."""
+        import pandas as pd
+
+        from ..common.columns import FRAME_COLUMNS
+
+        frames = [f.assign(collaboration_id=cid) for cid, f in self._columns.items() if len(f)]
+        names = ["collaboration_id", *FRAME_COLUMNS]
+        if not frames:
+            return pd.DataFrame(columns=names)
+        return pd.concat(frames, ignore_index=True)[names]
 
     @staticmethod
     def _node_html(node: dict[str, Any]) -> str:

@@ -68,6 +68,13 @@ class RunRow:
     log_tail: str = ""
     started: datetime | None = None
     finished: datetime | None = None
+    node_status: str = ""  # online, offline; "" when not known
+    node_since: datetime | None = None  # when the node was last seen (offline: since then)
+
+    @property
+    def waits_for_node(self) -> bool:
+        """The run is open and its node is offline (it waits until the node is started)."""
+        return not self.is_final and self.node_status == "offline"
 
     @property
     def is_final(self) -> bool:
@@ -107,6 +114,8 @@ class TaskProgress:
     org_names: dict[int, str] = field(default_factory=dict)
     node_names: dict[int, str] = field(default_factory=dict)
     books: dict[int, RunBook] = field(default_factory=dict)
+    #: organization id -> its node's latest ``{"status", "last_seen", ...}`` (node events)
+    nodes: dict[int, dict[str, Any]] = field(default_factory=dict)
     _logs: dict[tuple[int, int], str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -167,6 +176,10 @@ class TaskProgress:
             log_tail = self._logs.get((task_id, org))
         if log_tail is None:
             log_tail = str(run.get("log_tail") or run.get("log") or "")[-2000:]
+        with self._lock:
+            node = dict(self.nodes.get(org) or {})
+        node_status = node.get("status") or run.get("node_status") or ""
+        node_seen = node.get("last_seen") if node else run.get("node_last_seen")
         return RunRow(
             organization_id=org,
             organization=str(run.get("organization") or self.org_names.get(org, "")),
@@ -179,7 +192,19 @@ class TaskProgress:
             log_tail=log_tail,
             started=parse_time(run.get("started_at", run.get("started"))),
             finished=parse_time(run.get("finished_at", run.get("finished"))),
+            node_status=str(node_status),
+            node_since=parse_time(node_seen),
         )
+
+    def set_node(self, event: Mapping[str, Any]) -> bool:
+        """Take a node's new state (a ``node_online``/``node_offline`` event); True when it is
+        the node of an organization this task runs at."""
+        org = event.get("organization_id")
+        if org is None:
+            return False
+        with self._lock:
+            self.nodes[int(org)] = dict(event)
+        return any(r.organization_id == int(org) for r in self.snapshot())
 
     def main_rows(self) -> list[RunRow]:
         """The runs of the task itself (not of its subtasks)."""
@@ -229,6 +254,13 @@ def _fmt_seconds(seconds: float | None) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
+def _clock(when: datetime) -> str:
+    """Local wall-clock time, with the date when not today."""
+    local = when.astimezone()
+    today = datetime.now().astimezone().date()
+    return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M:%S")
+
+
 def render_runs_html(rows: list[RunRow], now: datetime | None = None) -> str:
     """An HTML table of runs: organization, node, status badge, elapsed, reason and log tail."""
     head = "".join(
@@ -243,6 +275,13 @@ def render_runs_html(rows: list[RunRow], now: datetime | None = None) -> str:
             f"color:white;border-radius:4px;padding:1px 6px'>{html.escape(r.status)}</span>"
         )
         reason = html.escape(r.reason)
+        if r.waits_for_node:
+            since = f" since {_clock(r.node_since)}" if r.node_since else " (never connected)"
+            reason = (
+                f"<span class='v6nb-node-offline'>node {html.escape(r.node)} is offline{since}: "
+                "the run waits for it (start it with <code>v6nb node start</code>)</span>"
+                + (f"<br>{reason}" if reason else "")
+            )
         if r.log_tail:
             reason += (
                 "<details><summary>log tail</summary><pre style='max-height:12em;overflow:auto'>"
