@@ -131,8 +131,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "binary_result_kb",
-        1024,
-        "Outputs larger than this many KiB go to the server as a binary stream (`PUT /api/run/<id>/result`; sealed with `seal_stream` when encrypted) instead of a JSON string, so a large result is never held whole in memory.",
+        64,
+        "Outputs larger than this many KiB (as for inputs, `client.task.binary_input_kb`) go to the server as a binary stream (`PUT /api/run/<id>/result`; sealed with `seal_stream` when encrypted) instead of a JSON string, so a large result is never held whole in memory.",
         int,
     ),
     Setting(
@@ -152,6 +152,12 @@ SETTINGS: tuple[Setting, ...] = (
         True,
         "For `runtime: process` on Linux: start each run from a fork server per algorithm (a zygote that has imported pandas, numpy and the module), one fresh child process per run, instead of a fresh interpreter; a zygote is replaced when its interpreter, a file it imported from the algorithm's package or the limits change. `false`: a fresh interpreter per run (for a module that reads the run's environment when it is imported).",
         bool,
+    ),
+    Setting(
+        "container_warm_spares",
+        4,
+        "For `runtime: docker` and `runtime: podman`: how many warm single-use sandboxes may wait at once (0: none). After a run of an image that runs `python -m vantage6nb.algorithm`, the next run of the same image id, data and limits gets a sandbox started ahead (relay, run volume and algorithm container with every isolation option of a cold run's), whose interpreter has imported pandas, numpy and the module and waits for the run's input; it serves that one run and is removed (docs/operations.md, \"Warm starts\"). Each waiting one holds an idle interpreter (about 100 MB). 0: every run starts its container then (for a module that reads the run's environment when it is imported).",
+        int,
     ),
 )
 
@@ -202,7 +208,7 @@ class NodeConfig:
     private_key_passphrase_env: str
     log_level: str
     image_registry: str = ""
-    binary_result_kb: int = 1024
+    binary_result_kb: int = 64
     disclosure: DisclosurePolicy = field(default_factory=DisclosurePolicy)
     config_file: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)

@@ -224,7 +224,9 @@ build_python_and_algorithms() {
         esac
         ctx=$(mktemp -d)
         {
-            printf 'FROM %s\nENV PKG_NAME=%s\nLABEL org.vantage6nb.algorithm=%s\n' "$PY_IMAGE" "$module" "$name"
+            # V6NB_WRAPPER: ours, decided here once instead of by every run (built_on_vantage6)
+            printf 'FROM %s\nENV PKG_NAME=%s V6NB_WRAPPER=vantage6nb\nLABEL org.vantage6nb.algorithm=%s\n' \
+                "$PY_IMAGE" "$module" "$name"
             printf "LABEL org.vantage6nb.functions='%s'\n" "$functions"  # single quotes: taken literally
         } >"$ctx/Dockerfile"
         docker build --quiet --force-rm --network none -t "v6nb/$name:$VERSION" "$ctx" \

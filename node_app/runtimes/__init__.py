@@ -50,6 +50,7 @@ def make_runtime(config: NodeConfig) -> Runtime:
             instance=f"{config.name}@{config.data_dir}",
             registry=config.image_registry or None,
             warm=True,
+            warm_spares=_warm_spares(config),
             start_service=True,
         )
     if choice in ("docker", "auto"):
@@ -65,6 +66,7 @@ def make_runtime(config: NodeConfig) -> Runtime:
                 instance=f"{config.name}@{config.data_dir}",
                 registry=config.image_registry or None,
                 warm=True,
+                warm_spares=_warm_spares(config),
             )
         if choice == "docker":
             from vantage6nb.common.errors import ConfigurationError
@@ -79,3 +81,8 @@ def make_runtime(config: NodeConfig) -> Runtime:
     return ProcessRuntime(
         config.process_algorithms, warm=bool(config.raw.get("process_warm", True))
     )
+
+
+def _warm_spares(config: NodeConfig) -> int:
+    """``container_warm_spares`` (never below 0)."""
+    return max(0, int(config.raw.get("container_warm_spares", 4)))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import re
 import secrets
 import threading
+import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,11 +29,21 @@ from .base import (
     timed_out_outcome,
 )
 from .docker_images import explain, find_image, image_functions, lookup_image
-from .docker_mounts import ContainerFiles, RunVolume, container_files
+from .docker_mounts import IO_DIR, ContainerFiles, RunVolume, container_files
 from .docker_sidecar import RELAY_PORT, RELAY_UID, Sidecar, remove, remove_started, start_sidecar
 from .logs import Captured, drain, log_tail
 from .output import MISSING_OUTPUT
 from .process import algorithm_environment
+from .warm_containers import (
+    BUNDLE,
+    EXITED,
+    WARM_BOOTSTRAP,
+    Spare,
+    SparePool,
+    WarmKey,
+    remove_spare,
+    warm_entry,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -43,6 +56,19 @@ ALGORITHM_UID = 10001  # the non-root user algorithm containers run as when the 
 LABEL_NODE = "v6nb.node"
 LABEL_RUN = "v6nb.run"
 LABEL_ROLE = "v6nb.role"
+#: What every algorithm container's environment holds besides the image's own (nothing of a run).
+BASE_ENV = {"TMPDIR": "/tmp", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+
+
+def _spare_size_mb(limits: Limits) -> int:
+    """A spare's run volume: the output's cap and 1 MiB for the input (most are a few KiB)."""
+    return int(limits.output_mb) + 1
+
+
+def _rename(container: Any, name: str) -> None:
+    """Give a warm container its run's name, so that ``docker ps`` says which run it serves."""
+    with contextlib.suppress(Exception):  # it ended and went away meanwhile: nothing to name
+        container.rename(name)
 
 
 def engine_answers(*, base_url: str | None = None, timeout: float = 2.0) -> bool:
@@ -100,6 +126,14 @@ class DockerRuntime(Runtime):
         spare per proxy socket, each still used by exactly one run, so no two runs ever share a
         network namespace), and remove finished containers in the background after the outcome is
         returned. :meth:`close` waits for those removals and removes the spare.
+    warm_spares
+        With ``warm``: how many warm algorithm containers may wait at once (0: none). After a
+        run of an image whose command is ``python -m vantage6nb.algorithm``, the next run's
+        whole sandbox (side-car, run volume and algorithm container, with every option of a
+        cold run's) is started for the same image id, data and limits; its interpreter imports
+        numpy, pandas, the wrapper and the module and waits for the run's bundle
+        (:mod:`.warm_containers`). A spare serves exactly one run, is discarded when the image,
+        its digest, the data or the limits differ, and by :meth:`close`.
     registry
         Registry (``host:port``) for image names that name none: ``v6nb/summary`` is pulled as
         ``<registry>/v6nb/summary@<pinned digest>`` (by tag when none is pinned). None: such names
@@ -124,6 +158,7 @@ class DockerRuntime(Runtime):
         client: docker.DockerClient | None = None,
         registry: str | None = None,
         warm: bool = False,
+        warm_spares: int = 0,
     ) -> None:
         if client is None:
             import docker
@@ -149,6 +184,12 @@ class DockerRuntime(Runtime):
         self._starter = ThreadPoolExecutor(1, thread_name_prefix="v6nb-docker-prestart")
         self._spares: dict[str, Future[Any]] = {}  # proxy socket -> a relay starting or started
         self._closing = False
+        self._entries: dict[str, tuple[str, list[str]] | None] = {}  # image id -> warm entry
+        #: The last runs' (run id, "warm" | "cold", seconds per phase), for benchmarks/roundtrip.py
+        self.phases: deque[tuple[int, str, dict[str, float]]] = deque(maxlen=256)
+        self._pool = SparePool(
+            warm_spares if warm else 0, submit=self._starter.submit, discard=self._discard
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -181,6 +222,8 @@ class DockerRuntime(Runtime):
         self._starter.shutdown(wait=True)
         for spare in spares:
             remove_started(spare)
+        for waiting in self._pool.close():
+            remove_spare(waiting)
         self._removals.shutdown(wait=True)  # queued removals finish before the node exits
         self.client.close()
 
@@ -191,9 +234,13 @@ class DockerRuntime(Runtime):
         image = find_image(self.client, spec, self.registry)
         with self._lock:
             self._images[spec.run_id] = image.id
+            if image.id not in self._entries:
+                self._entries[image.id] = warm_entry(image.attrs)
         self._remember_roles(spec.image, spec.digest, image)  # what functions() says, for free
+        self._pool.discard_stale(self._slot(spec), image.id)  # the image or its digest moved
         if self.warm and spec.proxy_socket is not None:
-            # starts while the node fetches the token and reports
+            # starts while the node fetches the token and reports (a run that finds a warm
+            # spare leaves the relay for the next cold one)
             self._prestart(spec.proxy_socket, spec.limits)
 
     def functions(self, image: str, digest: str | None = None) -> dict[str, str] | None:
@@ -243,9 +290,12 @@ class DockerRuntime(Runtime):
                 return RunOutcome(refusal.status, refusal.reason)
             with self._lock:
                 image_id = self._images.pop(spec.run_id)
+        t0 = time.perf_counter()
         files = container_files(spec)
         sidecar: Sidecar | None = None
         container = None
+        key = self._warm_key(spec, image_id)
+        spare: Spare | None = None
         with self._lock:
             self._starting.add(spec.run_id)  # a kill from now on is remembered (see kill())
         try:
@@ -256,9 +306,14 @@ class DockerRuntime(Runtime):
                 }
                 # the output's cap, plus room for what the node puts in (rounded up to MiB)
                 size_mb = spec.limits.output_mb + -(-sum(map(len, inputs.values())) // 2**20)
-                sidecar = self._take_sidecar(spec, size_mb)
-                sidecar.volume.write_inputs(sidecar.container, inputs)
-                container = self._create_algorithm(spec, image_id, files, sidecar)
+                if key is not None and size_mb <= _spare_size_mb(spec.limits):
+                    spare = self._pool.take(self._slot(spec), key)
+                if spare is not None:  # started before this run: it waits for the bundle
+                    sidecar, container = spare.sidecar, spare.container
+                else:
+                    sidecar = self._take_sidecar(spec, size_mb)
+                    sidecar.volume.write_inputs(sidecar.container, inputs)
+                    container = self._create_algorithm(spec, image_id, files, sidecar)
                 with self._lock:
                     self._containers[spec.run_id] = container
                     # closing: the node is stopping, and close() killed only containers it saw
@@ -271,10 +326,24 @@ class DockerRuntime(Runtime):
                 stream = container.attach(
                     stdout=True, stderr=True, stream=True, logs=True, demux=True
                 )
-                reader = threading.Thread(target=drain, args=(stream, captured), daemon=True)
+                ended = threading.Event()  # its streams closed (or, warm: the engine saw it end)
+
+                def read() -> None:
+                    drain(stream, captured)
+                    ended.set()
+
+                reader = threading.Thread(target=read, daemon=True)
                 reader.start()
-                sidecar.wait_listening()
-                container.start()
+                if spare is not None:  # the handoff: the run begins when its bundle appears
+                    bundle = (BUNDLE, self._bundle(spec, files, sidecar))
+                    sidecar.volume.write_inputs(sidecar.container, inputs, last=bundle)
+                    # named for its run now, as a cold run's container is (labels are fixed)
+                    threading.Thread(
+                        target=_rename, args=(container, self._container_name(spec)), daemon=True
+                    ).start()
+                else:
+                    sidecar.wait_listening()
+                    container.start()
                 with self._lock:
                     if self._closing:
                         self._killed.add(spec.run_id)
@@ -284,13 +353,33 @@ class DockerRuntime(Runtime):
             except RuntimeRefusal as refusal:
                 return RunOutcome(refusal.status, refusal.reason)
             except (docker.errors.DockerException, OSError) as exc:
+                with self._lock:
+                    killed = spec.run_id in self._killed
+                if killed:  # a kill that stopped a warm container before its handoff
+                    return RunOutcome(RunStatus.KILLED, "killed on request")
                 return RunOutcome(
                     RunStatus.FAILED, f"could not start the container: {explain(exc)}"
                 )
-            timed_out = self._wait(container, spec.limits.timeout_s)
+            t_started = time.perf_counter()
+            reported = None
+            if spare is not None:
+                timed_out, reported = self._wait_warm(container, sidecar, ended, spec)
+            else:
+                timed_out = self._wait(container, spec.limits.timeout_s)
+            t_ended = time.perf_counter()
             reader.join(timeout=10)
             output = captured.output()
-            return self._outcome(spec, container, files, sidecar, output, timed_out=timed_out)
+            outcome = self._outcome(
+                spec, container, files, sidecar, output, timed_out=timed_out, reported=reported
+            )
+            phases = {
+                "start": t_started - t0,  # warm: take the spare and hand the run over
+                "algorithm": t_ended - t_started,  # from the handoff (or start) to the exit
+                "output": time.perf_counter() - t_ended,  # log, exit state, output copied out
+            }
+            self.phases.append((spec.run_id, "warm" if spare is not None else "cold", phases))
+            log.debug("run %s (%s): %s", spec.run_id, self.phases[-1][1], phases)
+            return outcome
         finally:
             with self._lock:
                 self._starting.discard(spec.run_id)
@@ -301,7 +390,9 @@ class DockerRuntime(Runtime):
             if self.warm and not self._closing:
                 # The outcome does not wait for removal: the result is uploaded meanwhile.
                 self._removals.submit(remove, done)
-                if spec.proxy_socket is not None:
+                if key is not None:  # the next run of this image, data and limits starts warm
+                    self._offer_spare(spec, key)
+                elif spec.proxy_socket is not None:
                     self._prestart(spec.proxy_socket, spec.limits)
             else:
                 remove(done)
@@ -411,11 +502,9 @@ class DockerRuntime(Runtime):
                 self._start_sidecar, proxy_socket, name, None, size_mb
             )
 
-    def _create_algorithm(
-        self, spec: RunSpec, image_id: str, files: ContainerFiles, sidecar: Sidecar
-    ) -> Any:
-        uid, gid = self._user_ids()
-        inside = dataclasses.replace(
+    def _inside(self, spec: RunSpec, files: ContainerFiles, sidecar: Sidecar) -> RunSpec:
+        """``spec`` as its container sees it: its paths and the relay's address."""
+        return dataclasses.replace(
             spec,
             input_file=Path(files.input_file),
             output_file=Path(files.output_file),
@@ -428,10 +517,12 @@ class DockerRuntime(Runtime):
             proxy_host="http://127.0.0.1" if sidecar.relays else spec.proxy_host,
             proxy_port=RELAY_PORT if sidecar.relays else spec.proxy_port,
         )
-        env = algorithm_environment(
-            inside, base={"TMPDIR": "/tmp", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
-        )
-        limits = spec.limits
+
+    def _algorithm_options(
+        self, spec: RunSpec | None, limits: Limits, files: ContainerFiles, sidecar: Sidecar
+    ) -> dict[str, Any]:
+        """The options of an algorithm container, cold or warm (labels: ``spec``'s, or a spare's)."""
+        uid, gid = self._user_ids()
         opts: dict[str, Any] = {}
         if limits.memory_mb:
             opts["mem_limit"] = f"{int(limits.memory_mb)}m"
@@ -446,19 +537,124 @@ class DockerRuntime(Runtime):
         for entry in files.volumes:
             host, inside_path, mode = entry.rsplit(":", 2)
             volumes[host] = {"bind": inside_path, "mode": mode}
+        return {
+            "network_mode": f"container:{sidecar.container.id}" if sidecar.relays else "none",
+            "user": f"{uid}:{gid}",
+            "volumes": volumes,
+            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={int(limits.scratch_mb)}m,mode=1777"},
+            "shm_size": f"{int(limits.shm_mb)}m",
+            "working_dir": "/tmp",
+            **opts,
+            **self._locked_down(spec, "algorithm"),
+        }
+
+    def _create_algorithm(
+        self, spec: RunSpec, image_id: str, files: ContainerFiles, sidecar: Sidecar
+    ) -> Any:
+        env = algorithm_environment(self._inside(spec, files, sidecar), base=BASE_ENV)
         return self.client.containers.create(
             image_id,
             name=self._container_name(spec),
-            network_mode=f"container:{sidecar.container.id}" if sidecar.relays else "none",
-            user=f"{uid}:{gid}",
             environment=env,
-            volumes=volumes,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={int(limits.scratch_mb)}m,mode=1777"},
-            shm_size=f"{int(limits.shm_mb)}m",
-            working_dir="/tmp",
-            **opts,
-            **self._locked_down(spec, "algorithm"),
+            **self._algorithm_options(spec, spec.limits, files, sidecar),
         )
+
+    # -- warm spares -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _slot(spec: RunSpec) -> tuple[str, str]:
+        """Where a run looks for its spare: its proxy socket and the image name (a new digest
+        pinned for the name, or the name moved to another image, then finds the old spare stale)."""
+        return (str(spec.proxy_socket), spec.image)
+
+    def _warm_key(self, spec: RunSpec, image_id: str) -> WarmKey | None:
+        """What a spare for ``spec`` must have been made for; None: this run has no spare."""
+        if self._pool.capacity <= 0 or self._entries.get(image_id) is None:
+            return None
+        return WarmKey(
+            image_id=image_id,
+            databases=tuple((d.label, d.uri, d.type) for d in spec.databases),
+            limits=spec.limits,
+            user=self._user_ids(),
+            proxy_socket=str(spec.proxy_socket) if spec.proxy_socket is not None else None,
+            sidecar_image=self.sidecar_image,
+        )
+
+    def _offer_spare(self, spec: RunSpec, key: WarmKey) -> None:
+        """Start the next run's spare for ``key`` in the background (made from ``spec``'s setup
+        only: its data, limits and proxy; nothing of the run itself reaches the containers)."""
+        template = dataclasses.replace(
+            spec, extra_env={}, output_file=Path("output"), task_id=0, run_id=0
+        )
+        self._pool.offer(self._slot(spec), key, lambda: self._start_spare(key, template))
+
+    def _start_spare(self, key: WarmKey, template: RunSpec) -> Spare:
+        """Start a spare: side-car, run volume, and the algorithm container waiting for a bundle."""
+        entry = self._entries.get(key.image_id)
+        assert entry is not None, "spares only for images with a warm entry"
+        python, args = entry
+        name = f"v6nb-{self._slug}-spare-{secrets.token_hex(4)}"
+        sidecar = self._start_sidecar(
+            template.proxy_socket, f"{name}-relay", None, _spare_size_mb(key.limits)
+        )
+        container = None
+        try:
+            files = container_files(template)
+            container = self.client.containers.create(
+                key.image_id,
+                command=[IO_DIR, *args],
+                entrypoint=[python, "-c", WARM_BOOTSTRAP],
+                name=name,
+                environment=dict(BASE_ENV),
+                **self._algorithm_options(None, key.limits, files, sidecar),
+            )
+            sidecar.wait_listening()
+            container.start()
+        except Exception:
+            remove([c for c in (container, sidecar) if c is not None])
+            raise
+        return Spare(key, sidecar, container)
+
+    def _bundle(self, spec: RunSpec, files: ContainerFiles, sidecar: Sidecar) -> bytes:
+        """The run's contract environment, as a warm container applies it at the handoff."""
+        env = algorithm_environment(self._inside(spec, files, sidecar))
+        return json.dumps({"env": env}).encode()
+
+    def _discard(self, parts: list[Any]) -> None:
+        """Remove containers in the background (inline once the node is closing)."""
+        try:
+            self._removals.submit(remove, parts)
+        except RuntimeError:  # shut down: close() is removing everything anyway
+            remove(parts)
+
+    def _wait_warm(
+        self, container: Any, sidecar: Sidecar, ended: threading.Event, spec: RunSpec
+    ) -> tuple[bool, int | None]:
+        """Wait for a warm run to end: (timed out, its exit code when it reported a clean exit).
+
+        The engine can take a while to notice an exit (Podman: 0.1-0.2 s). A spare's interpreter
+        writes its exit code into the run volume just before it exits; once its streams have
+        closed and that code is 0, the run is over and no time is lost waiting for the engine.
+        Anything else (a kill, a crash, the timeout) takes the engine's word, as a cold run does.
+        """
+        box: dict[str, bool] = {}
+
+        def engine() -> None:
+            try:
+                box["timed_out"] = self._wait(container, spec.limits.timeout_s)
+            finally:
+                ended.set()
+
+        waiter = threading.Thread(target=engine, daemon=True)
+        waiter.start()
+        ended.wait()
+        if "timed_out" not in box:  # the streams closed first
+            with self._lock:
+                killed = spec.run_id in self._killed
+            if not killed and sidecar.volume.read_small(sidecar.container, EXITED) == b"0":
+                return False, 0
+        waiter.join()
+        return box.get("timed_out", False), None
 
     @staticmethod
     def _wait(container: Any, timeout_s: float | None) -> bool:
@@ -484,9 +680,13 @@ class DockerRuntime(Runtime):
         captured: bytes,
         *,
         timed_out: bool,
+        reported: int | None = None,
     ) -> RunOutcome:
-        container.reload()
-        state = container.attrs.get("State", {})
+        if reported is None:
+            container.reload()
+            state = container.attrs.get("State", {})
+        else:  # a warm run that reported its clean exit (see _wait_warm)
+            state = {"ExitCode": reported}
         code = state.get("ExitCode")
         tail = log_tail(captured)
         with self._lock:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import re
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,8 +127,15 @@ class RunVolume:
                     self._host = mp
         return self._host
 
-    def write_inputs(self, holder: Any, files: dict[str, bytes]) -> None:
-        """Put ``files`` (read-only for the algorithm) and an empty output folder into the volume."""
+    def write_inputs(
+        self, holder: Any, files: dict[str, bytes], *, last: tuple[str, bytes] | None = None
+    ) -> None:
+        """Put ``files`` (read-only for the algorithm) and an empty output folder into the volume.
+
+        ``last`` (a warm spare's run bundle) comes after everything else: by rename where the
+        node writes the volume itself, else as the archive's last member (a reader re-reads it
+        until it is complete).
+        """
         uid, gid = self.owner
         host = self._host_dir()
         try:
@@ -135,16 +143,17 @@ class RunVolume:
                 dfd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
                 try:
                     for name, data in files.items():
-                        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400, dir_fd=dfd)
-                        with os.fdopen(fd, "wb") as fh:
-                            fh.write(data)
-                            os.fchown(fh.fileno(), uid, gid)
+                        _write_owned(dfd, name, data, uid, gid)
                     os.mkdir(OUTPUT_SUBDIR, 0o700, dir_fd=dfd)
                     os.chown(OUTPUT_SUBDIR, uid, gid, dir_fd=dfd)
+                    if last is not None:
+                        name, data = last
+                        _write_owned(dfd, f".{name}.partial", data, uid, gid)
+                        os.rename(f".{name}.partial", name, src_dir_fd=dfd, dst_dir_fd=dfd)
                 finally:
                     os.close(dfd)
                 return
-            holder.put_archive(IO_DIR, _tar(files, uid, gid))
+            holder.put_archive(IO_DIR, _tar(files, uid, gid, last=last))
         except OSError as exc:
             raise RuntimeRefusal(RunStatus.FAILED, self._full(exc, "the run's input")) from exc
 
@@ -173,19 +182,64 @@ class RunVolume:
             raise FileNotFoundError(name) from exc
         extract_output(header, chunks, dest, limit=limit)
 
+    def read_small(self, holder: Any, name: str, *, limit: int = 64) -> bytes | None:
+        """The first ``limit`` bytes of the regular file ``name`` in the volume; None: no such file.
+
+        Links are not followed (the algorithm could have put one there).
+        """
+        host = self._host_dir()
+        if host is not None:
+            try:
+                fd = os.open(host / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                return None
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    return None
+                return fh.read(limit)
+        try:
+            chunks, header = holder.get_archive(f"{IO_DIR}/{name}")
+            data = b"".join(chunks)
+        except Exception:  # not there (yet), or the holder is gone
+            return None
+        if int(header.get("mode") or 0) & ~0o7777 or header.get("linkTarget"):
+            return None  # not a regular file
+        with contextlib.suppress(tarfile.TarError), tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            if member is not None and member.isreg():
+                fh = tar.extractfile(member)
+                return fh.read(limit) if fh is not None else None
+        return None
+
     def remove(self) -> None:
         with contextlib.suppress(Exception):  # already gone
             self.volume.remove(force=True)
 
 
-def _tar(files: dict[str, bytes], uid: int, gid: int) -> bytes:
+def _write_owned(dfd: int, name: str, data: bytes, uid: int, gid: int) -> None:
+    """Create ``name`` in the folder ``dfd`` (never an existing one), read-only for its owner."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400, dir_fd=dfd)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        os.fchown(fh.fileno(), uid, gid)
+
+
+def _tar(
+    files: dict[str, bytes], uid: int, gid: int, *, last: tuple[str, bytes] | None = None
+) -> bytes:
     buf = io.BytesIO()
+
+    def add(name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.uid, info.gid, info.mode = len(data), uid, gid, 0o400
+        tar.addfile(info, io.BytesIO(data))
+
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.uid, info.gid, info.mode = len(data), uid, gid, 0o400
-            tar.addfile(info, io.BytesIO(data))
+            add(name, data)
         folder = tarfile.TarInfo(OUTPUT_SUBDIR)
         folder.type, folder.uid, folder.gid, folder.mode = tarfile.DIRTYPE, uid, gid, 0o700
         tar.addfile(folder)
+        if last is not None:
+            add(*last)
     return buf.getvalue()

@@ -339,7 +339,7 @@ class PodmanRuntime(DockerRuntime):
     start_service
         Start ``podman system service`` on ``socket`` when none answers (:func:`ensure_service`);
         :meth:`close` stops it.
-    node_name, instance, sidecar_image, registry, warm
+    node_name, instance, sidecar_image, registry, warm, warm_spares
         As for :class:`DockerRuntime`. A side-car image without registry is pulled from
         ``registry`` when Podman does not have it.
 
@@ -364,6 +364,7 @@ class PodmanRuntime(DockerRuntime):
         sidecar_image: str = "v6nb/base:latest",
         registry: str | None = None,
         warm: bool = False,
+        warm_spares: int = 0,
         start_service: bool = False,
     ) -> None:
         self.socket = Path(socket) if socket else default_socket()
@@ -395,6 +396,7 @@ class PodmanRuntime(DockerRuntime):
             client=_PodmanClient(client, self),
             registry=registry,
             warm=warm,
+            warm_spares=warm_spares,
         )
         digest = hashlib.sha256(self.instance.encode()).hexdigest()[:8]
         self._key_prefix = f"{_KEY_PREFIX}{digest}-"
@@ -533,6 +535,7 @@ class PodmanRuntime(DockerRuntime):
         captured: bytes,
         *,
         timed_out: bool,
+        reported: int | None = None,
     ) -> RunOutcome:
         cgroup = getattr(container, "cgroup", None)
         with self._lock:
@@ -548,7 +551,9 @@ class PodmanRuntime(DockerRuntime):
                     log_tail(captured),
                     code,
                 )
-        return super()._outcome(spec, container, files, sidecar, captured, timed_out=timed_out)
+        return super()._outcome(
+            spec, container, files, sidecar, captured, timed_out=timed_out, reported=reported
+        )
 
     def close(self) -> None:
         try:

@@ -23,7 +23,8 @@ TINY_MEMORY_MB = 32
 
 def _containers(client, net, run_id: int | None = None) -> list:
     """Containers of this demo network (its nodes label them with their data folder), any state."""
-    filters = {"label": "v6nb.node"} if run_id is None else {"label": f"v6nb.run={run_id}"}
+    # a run's containers are named for it (a warm one from its handoff on; its labels say spare)
+    filters = {"label": "v6nb.node"} if run_id is None else {"name": f"-run{run_id}-"}
     root = str(Path(net.workdir).resolve())
     # sparse: a container removed while listing is simply not there (no inspect that can 404)
     return [
