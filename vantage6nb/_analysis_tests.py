@@ -142,6 +142,7 @@ def chi2(
         col,
         collaboration,
         organizations,
+        dropna=True,  # the test is on the records with both values, as scipy's on pandas'
         database=database,
         timeout=timeout,
     )
@@ -419,7 +420,7 @@ def plot_result(df: pd.DataFrame, *, ax: Any = None) -> Any:
         if test and not math.isnan(test["p_value"]):
             ax.set_title(f"log-rank p = {test['p_value']:.3g}")
         if group:
-            ax.legend(title=str(group))
+            _legend_outside(ax, str(group))
     elif kind == "correlation":
         values = df.to_numpy(dtype="float64")
         image = ax.imshow(values, vmin=-1, vmax=1, cmap="RdBu_r")
@@ -449,7 +450,8 @@ def plot_result(df: pd.DataFrame, *, ax: Any = None) -> Any:
         import pandas as pd
 
         observed = pd.DataFrame(df.attrs["observed"]).T
-        observed.plot.bar(ax=ax)
+        observed.plot.bar(ax=ax, rot=0)  # the row values are categories: a year is never 2007.5
+        _legend_outside(ax, str(df.attrs.get("col") or ""))
         ax.set_xlabel(str(df.attrs.get("row")))
         ax.set_ylabel("count")
         ax.set_title(f"chi-square p = {df.loc['pearson', 'p_value']:.3g}")
@@ -475,7 +477,7 @@ def plot_result(df: pd.DataFrame, *, ax: Any = None) -> Any:
         )
         ax.set_ylabel("mean ± std")
         if len(groups) > 1:
-            ax.legend(title=str(df.columns.name))
+            _legend_outside(ax, str(df.columns.name))
     else:
         raise ValidationError(
             f"plot_result plots table1, chi2, ttest, correlation and kaplan_meier results; this "
@@ -483,6 +485,12 @@ def plot_result(df: pd.DataFrame, *, ax: Any = None) -> Any:
             errors={"kind": str(kind)},
         )
     return ax
+
+
+def _legend_outside(ax: Any, title: str) -> None:
+    """The legend right of the axes, never over a curve or a bar (inline figures are saved
+    with ``bbox_inches="tight"``, which keeps it)."""
+    ax.legend(title=title or None, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 # -- shared steps --------------------------------------------------------------------------------

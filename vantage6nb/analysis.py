@@ -166,10 +166,17 @@ def crosstab(
     collaboration: int | str | None = None,
     organizations: Sequence[int | str] | None = None,
     *,
+    dropna: bool = False,
     database: str = "default",
     timeout: float | None = 120,
 ) -> pd.DataFrame:
     """The pooled contingency table of two categorical columns, as ``pandas.crosstab`` gives it.
+
+    A missing value is a category of its own (labelled NaN, last), counted and checked by the
+    nodes' disclosure policies like any other, as ``pandas.crosstab(..., dropna=False)`` counts
+    it. When a node refuses the table for a small cell and missing values were counted, the
+    table is asked again without them (``dropna=True``, pandas' default), with a
+    :class:`DataWarning` saying so.
 
     Parameters
     ----------
@@ -177,6 +184,8 @@ def crosstab(
         A logged-in client.
     row, col : str
         The column whose values label the rows, and the one whose values label the columns.
+    dropna : bool
+        True leaves out the records with a missing value in ``row`` or ``col``.
     collaboration, organizations, database, timeout
         As for :func:`summary`.
 
@@ -186,7 +195,8 @@ def crosstab(
         Index: the ``row`` values (named ``row``), columns: the ``col`` values (named ``col``),
         integer counts (0 for pairs never seen); ``df.attrs`` holds the provenance. A cell a
         node withheld is ``<NA>`` (the counts are then ``Int64``), listed in
-        ``df.attrs["suppressed"]``.
+        ``df.attrs["suppressed"]``; ``df.attrs["missing"]`` names the axes with a missing
+        category (``"row"``, ``"col"``) and ``df.attrs["dropna"]`` whether they were left out.
 
     Warns
     -----
@@ -212,19 +222,44 @@ def crosstab(
     Chinstrap       0     68          0
     Gentoo        124      0          0
     """
-    task, names = _run_central(
-        client,
-        collaboration,
-        organizations,
-        image=CROSSTAB_IMAGE,
-        method="crosstab",
-        kwargs={"row": row, "col": col},
-        database=database,
-        timeout=timeout,
-        name=f"crosstab {row} x {col}",
-    )
+
+    def run(leave_out: bool) -> tuple[Task, list[str]]:
+        # dropna is sent only when set: an older image (which always left missing out) still runs
+        return _run_central(
+            client,
+            collaboration,
+            organizations,
+            image=CROSSTAB_IMAGE,
+            method="crosstab",
+            kwargs={"row": row, "col": col, **({"dropna": True} if leave_out else {})},
+            database=database,
+            timeout=timeout,
+            name=f"crosstab {row} x {col}",
+        )
+
+    fallback = ""
+    try:
+        task, names = run(dropna)
+    except DisclosureRefused as exc:
+        if dropna or exc.rule != "min_count":
+            raise
+        # the missing category may be the small cell: the table without it (nothing was
+        # released of the refused one), said in a warning and the notes
+        task, names = run(True)
+        dropna = True
+        who = exc.organization or "a node"
+        limit = "" if exc.threshold is None else f", threshold {exc.threshold}"
+        fallback = (
+            f"missing values of {row} and {col} are left out: counted as a category of their "
+            f"own they made a cell the disclosure policy of {who} refuses (rule "
+            f"{exc.rule}{limit}), so the table was asked again without them (dropna=True); it "
+            "counts only the records with both values."
+        )
     result = _central_result(task, "table")
     df = crosstab_frame(result, {"row": row, "col": col})
+    df.attrs["dropna"] = dropna
+    if fallback:
+        df.attrs["notes"] = [*df.attrs.get("notes", []), fallback]
     table = result["table"]
     withheld = [
         (f"cells of {row} x {col}", v) for v in result.get("suppressed") or [] if is_suppressed(v)

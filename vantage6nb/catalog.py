@@ -1,21 +1,29 @@
 """The algorithm catalog: which methods an algorithm offers, their typed parameters, its result table.
 
 No ipywidgets and no pandas here: the TaskBuilder (``vantage6nb.widgets``) renders these
-declarations as forms, and the shipped algorithms (``vantage6nb.algorithms``) are declared from
-their own modules, with the result-to-frame function each of them exports.
+declarations as forms, and the checks before a task is sent (``vantage6nb.client._validate``)
+read them. Every algorithm carries its functions in vantage6's algorithm-store format
+(:mod:`vantage6nb.common.store_metadata`): the shipped ones declare it in their modules
+(``STORE_METADATA``), any algorithm package can do the same or ship a ``store.json``, a store
+document can be read with :func:`algorithm_from_store`, and an algorithm without one is
+declared from its functions' signatures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import importlib.resources
 import inspect
+import json
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .algorithms import IMAGES
+from .common import store_metadata as sm
 from .common.errors import NotFound, ValidationError
 
 __all__ = [
@@ -23,6 +31,8 @@ __all__ = [
     "Method",
     "Parameter",
     "algorithm_from_module",
+    "algorithm_from_store",
+    "find_algorithm",
     "get_algorithm",
     "known_algorithms",
     "method_from_function",
@@ -51,6 +61,22 @@ class Parameter:
     optional: bool = False  # None is an accepted value
     choices: tuple[Any, ...] = ()
     help: str = ""
+    # the store's view: its argument type, display name and the condition for showing it
+    type: str = ""
+    display_name: str = ""
+    conditional_on: str | None = None
+    conditional_operator: str | None = None
+    conditional_value: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The display name, else the name."""
+        return self.display_name or self.name
+
+    @property
+    def store_type(self) -> str:
+        """The store's argument type (``column``, ``integer_list`` ...), from ``kind`` if not set."""
+        return self.type or _STORE_TYPE_OF_KIND.get(self.kind, "json")
 
     def parse(self, value: Any) -> Any:
         """Turn what a form holds into the value sent to the algorithm.
@@ -62,7 +88,8 @@ class Parameter:
         >>> Parameter("n", "int").parse("3")
         3
         """
-        if value is None or (isinstance(value, str) and value.strip() == ""):
+        blank = isinstance(value, str) and value.strip() == ""
+        if value is None or blank or (isinstance(value, list | tuple) and not value):
             if self.required:
                 raise ValidationError(
                     f"Parameter '{self.name}' is required: fill it in.",
@@ -103,6 +130,15 @@ class Method:
     # its ``organizations`` argument is filled from the organizations picked in the form
     central: bool = False
     takes_organizations: bool = False
+    # an entry point is what a researcher starts a task with (the store's ``standalone``)
+    entry_point: bool = True
+    display_name: str = ""
+    any_arguments: bool = False  # takes keyword arguments beyond those declared
+
+    @property
+    def label(self) -> str:
+        """The display name, else the name."""
+        return self.display_name or self.name
 
 
 @dataclass(frozen=True)
@@ -120,6 +156,27 @@ class Algorithm:
     databases: tuple[str, ...] = ("default",)
     kind: str = ""
     to_frame: Callable[[list[Any], dict[str, Any]], Any] | None = field(default=None, compare=False)
+    metadata: sm.AlgorithmMetadata | None = field(default=None, compare=False)
+
+    @property
+    def entry_points(self) -> tuple[Method, ...]:
+        """The methods a researcher starts a task with (no federated parts of a central one)."""
+        return tuple(m for m in self.methods if m.entry_point)
+
+    @property
+    def store(self) -> sm.AlgorithmMetadata:
+        """Its functions in vantage6's algorithm-store format (from the methods when undeclared)."""
+        return self.metadata if self.metadata is not None else metadata_from_methods(self)
+
+    def to_store(self) -> dict[str, Any]:
+        """The algorithm as a vantage6 store's ``POST /algorithm`` body.
+
+        Examples
+        --------
+        >>> get_algorithm("v6nb/crosstab").to_store()["functions"][0]["arguments"][0]["type"]
+        'column'
+        """
+        return sm.algorithm_to_store(self.store)
 
     def method(self, name: str) -> Method:
         """The method called ``name``; raises NotFound listing those that exist."""
@@ -131,6 +188,184 @@ class Algorithm:
 
 
 _REGISTRY: dict[str, Algorithm] = {}
+
+# form kinds <-> store argument types
+_STORE_TYPE_OF_KIND = {
+    "str": "string",
+    "int": "integer",
+    "float": "float",
+    "bool": "boolean",
+    "list[str]": "string_list",
+    "list[int]": "integer_list",
+    "list[float]": "float_list",
+    "choice": "string",
+    "json": "json",
+}
+_KIND_OF_STORE_TYPE = {
+    "column": "str",
+    "column_list": "list[str]",
+    "string": "str",
+    "string_list": "list[str]",
+    "integer": "int",
+    "integer_list": "list[int]",
+    "float": "float",
+    "float_list": "list[float]",
+    "boolean": "bool",
+    "json": "json",
+    "organization": "int",
+    "organization_list": "list[int]",
+}
+
+
+def parameter_from_argument(arg: sm.Argument) -> Parameter:
+    """The form parameter of a store argument (``allowed_values`` make a choice).
+
+    Examples
+    --------
+    >>> parameter_from_argument(sm.Argument("row", "column")).kind
+    'str'
+    """
+    kind = "choice" if arg.allowed_values else _KIND_OF_STORE_TYPE[arg.type]
+    return Parameter(
+        name=arg.name,
+        kind=kind,
+        default=arg.default,
+        required=arg.required,
+        optional=arg.has_default and arg.default is None,
+        choices=tuple(arg.allowed_values),
+        help=arg.description,
+        type=arg.type,
+        display_name=arg.display_name,
+        conditional_on=arg.conditional_on,
+        conditional_operator=arg.conditional_operator,
+        conditional_value=arg.conditional_value,
+    )
+
+
+def argument_from_parameter(param: Parameter) -> sm.Argument:
+    """The store argument of a form parameter."""
+    return sm.Argument(
+        name=param.name,
+        type=param.store_type,
+        display_name=param.display_name,
+        description=param.help,
+        has_default=not param.required,
+        default=None if param.required else param.default,
+        allowed_values=tuple(param.choices),
+        conditional_on=param.conditional_on,
+        conditional_operator=param.conditional_operator,
+        conditional_value=param.conditional_value,
+    )
+
+
+def _method_from_function_metadata(meta: sm.AlgorithmMetadata, func: sm.Function) -> Method:
+    central = func.type == "central"
+    takes_orgs = central and any(
+        a.name == "organizations" and a.type == "organization_list" for a in func.arguments
+    )
+    params = tuple(
+        parameter_from_argument(a)
+        for a in func.arguments
+        if not (takes_orgs and a.name == "organizations") and not a.is_frontend_only
+    )
+    return Method(
+        name=func.name,
+        parameters=params,
+        doc=func.description,
+        central=central,
+        takes_organizations=takes_orgs,
+        entry_point=meta.is_entry_point(func),
+        display_name=func.display_name,
+        any_arguments=func.any_arguments,
+    )
+
+
+def algorithm_from_store(
+    data: Mapping[str, Any] | str | sm.AlgorithmMetadata,
+    *,
+    image: str | None = None,
+    name: str | None = None,
+    kind: str = "",
+    to_frame: Callable[[list[Any], dict[str, Any]], Any] | None = None,
+) -> Algorithm:
+    """Declare an algorithm from its vantage6 algorithm-store document (dict, JSON text or model).
+
+    The default method is its first entry point.
+
+    Examples
+    --------
+    >>> algo = algorithm_from_store({"name": "avg", "image": "me/avg", "functions": [
+    ...     {"name": "avg", "type": "central", "arguments": [{"name": "column", "type": "column"}]},
+    ...     {"name": "avg_partial", "type": "federated"}]})
+    >>> algo.default_method, [m.name for m in algo.entry_points]
+    ('avg', ['avg'])
+    """
+    meta = data if isinstance(data, sm.AlgorithmMetadata) else sm.algorithm_from_store(data)
+    image = image or meta.image
+    if not image:
+        raise ValidationError(
+            "The store document names no image: pass image='registry/name'.",
+            errors={"image": "required"},
+        )
+    if meta.image != image:
+        meta = dataclasses.replace(meta, image=image)
+    methods = tuple(_method_from_function_metadata(meta, f) for f in meta.functions)
+    entry = [m.name for m in methods if m.entry_point]
+    databases = tuple(dict.fromkeys(d.name for f in meta.entry_points for d in f.databases)) or (
+        "default",
+    )
+    return Algorithm(
+        image=image,
+        name=name or meta.name or image,
+        methods=methods,
+        default_method=entry[0] if entry else (methods[0].name if methods else None),
+        databases=databases,
+        kind=kind,
+        to_frame=to_frame,
+        metadata=meta,
+    )
+
+
+def metadata_from_methods(algorithm: Algorithm) -> sm.AlgorithmMetadata:
+    """Store metadata for an algorithm declared from signatures (every method's arguments typed)."""
+    functions = []
+    for m in algorithm.methods:
+        args = [argument_from_parameter(p) for p in m.parameters]
+        if m.takes_organizations:
+            args.append(
+                sm.Argument("organizations", "organization_list", has_default=True, default=None)
+            )
+        functions.append(
+            sm.Function(
+                name=m.name,
+                type="central" if m.central else "federated",
+                display_name=m.display_name,
+                description=m.doc,
+                standalone=m.entry_point,
+                databases=tuple(sm.Database(d) for d in algorithm.databases),
+                arguments=tuple(args),
+                any_arguments=m.any_arguments,
+            )
+        )
+    return sm.AlgorithmMetadata(
+        name=algorithm.name, image=algorithm.image, functions=tuple(functions)
+    )
+
+
+def declared_metadata(module: types.ModuleType) -> Mapping[str, Any] | None:
+    """A module's store declaration: its ``STORE_METADATA`` dict, or a ``store.json`` beside it."""
+    declared = getattr(module, "STORE_METADATA", None)
+    if isinstance(declared, Mapping):
+        return declared
+    if not hasattr(module, "__path__"):  # store.json belongs to a package, not a module in it
+        return None
+    try:
+        ref = importlib.resources.files(module.__name__).joinpath("store.json")
+        if ref.is_file():
+            return json.loads(ref.read_text(encoding="utf-8"))
+    except (ModuleNotFoundError, FileNotFoundError, OSError, TypeError):
+        return None
+    return None
 
 
 def _kind_of(annotation: Any) -> tuple[str, bool, tuple[Any, ...]]:
@@ -242,10 +477,14 @@ def algorithm_from_module(
     kind: str = "",
     to_frame: Callable[[list[Any], dict[str, Any]], Any] | None = None,
 ) -> Algorithm:
-    """Declare an algorithm from its Python module: one method per public function.
+    """Declare an algorithm from its Python module: its store declaration, else its functions.
 
-    ``methods`` picks the functions (default: the module's ``__all__``, else every public function
-    defined in it). ``image`` defaults to the module name.
+    A module (or package) that declares its functions in vantage6's store format
+    (``STORE_METADATA``, or a package's ``store.json``) is read from that declaration, unless
+    ``methods`` is given. Otherwise there is one method per public function: ``methods`` picks
+    them (default: the module's ``__all__``, else every public function defined in it), typed
+    from their signatures; the central ones (taking the algorithm client) are the entry points,
+    or every method when none is central. ``image`` defaults to the module name.
 
     Examples
     --------
@@ -254,6 +493,15 @@ def algorithm_from_module(
     'dumps'
     """
     mod = importlib.import_module(module) if isinstance(module, str) else module
+    declared_doc = declared_metadata(mod) if methods is None else None
+    if declared_doc is not None:
+        return algorithm_from_store(
+            declared_doc,
+            image=image or str(declared_doc.get("image") or "") or mod.__name__,
+            name=name,
+            kind=kind,
+            to_frame=to_frame,
+        )
     if methods is None:
         names = list(getattr(mod, "__all__", []))
         if not names:
@@ -272,11 +520,21 @@ def algorithm_from_module(
         if not callable(func):
             raise NotFound(f"Module '{mod.__name__}' has no function '{n}'.")
         declared.append(method_from_function(func, n))
+    roles = {n: getattr(getattr(mod, n), "__v6nb_role__", None) for n in names}
+    if any(roles.values()):  # the kit's @entry_point / @federated say it
+        declared = [
+            dataclasses.replace(m, entry_point=roles[m.name] != "federated") for m in declared
+        ]
+    elif any(m.central for m in declared):
+        declared = [dataclasses.replace(m, entry_point=m.central) for m in declared]
     return Algorithm(
         image=image or mod.__name__,
         name=name or (image or mod.__name__),
         methods=tuple(declared),
-        default_method=default_method or (declared[0].name if declared else None),
+        default_method=default_method
+        or next(
+            (m.name for m in declared if m.entry_point), declared[0].name if declared else None
+        ),
         kind=kind,
         to_frame=to_frame,
     )
@@ -296,59 +554,30 @@ def register_algorithm(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-# The shipped algorithms the catalog offers: image -> (name, methods, kind, the name of the function
-# of its module that turns its results into a DataFrame). The module comes from IMAGES.
+# The shipped algorithms the catalog offers: image -> (name, kind, the name of the function of its
+# module that turns its results into a DataFrame). The module comes from IMAGES; its functions
+# from the module's STORE_METADATA.
 _SHIPPED = {
-    "v6nb/summary": (
-        "summary statistics",
-        ("summary", "summary_partial"),
-        "summary",
-        "summary_frame",
-    ),
-    "v6nb/crosstab": ("crosstab", ("crosstab", "crosstab_partial"), "crosstab", "crosstab_frame"),
-    "v6nb/glm": (
-        "generalized linear model",
-        ("glm", "glm_describe", "glm_iteration"),
-        "glm",
-        "glm_frame",
-    ),
-    "v6nb/cox": ("Cox model", ("cox", "cox_describe", "cox_iteration"), "cox", "glm_frame"),
+    "v6nb/summary": ("summary statistics", "summary", "summary_frame"),
+    "v6nb/crosstab": ("crosstab", "crosstab", "crosstab_frame"),
+    "v6nb/glm": ("generalized linear model", "glm", "glm_frame"),
+    "v6nb/cox": ("Cox model", "cox", "glm_frame"),
     # the statistics pack
-    "v6nb/table1": (
-        "table 1",
-        ("table1", "table1_partial", "table1_bins_partial"),
-        "table1",
-        "table1_frame",
-    ),
-    "v6nb/ttest": ("t-test", ("ttest", "ttest_partial"), "ttest", "ttest_frame"),
-    "v6nb/correlation": (
-        "correlation",
-        ("correlation", "correlation_partial"),
-        "correlation",
-        "correlation_frame",
-    ),
-    "v6nb/survival": (
-        "Kaplan-Meier",
-        ("kaplan_meier", "kaplan_meier_partial"),
-        "kaplan_meier",
-        "survival_frame",
-    ),
+    "v6nb/table1": ("table 1", "table1", "table1_frame"),
+    "v6nb/ttest": ("t-test", "ttest", "ttest_frame"),
+    "v6nb/correlation": ("correlation", "correlation", "correlation_frame"),
+    "v6nb/survival": ("Kaplan-Meier", "kaplan_meier", "survival_frame"),
 }
 
 
 def _register_shipped() -> None:
-    """Declare the shipped algorithms from their modules' signatures (once)."""
-    for image, (name, methods, kind, frame) in _SHIPPED.items():
+    """Declare the shipped algorithms from their modules' store declarations (once)."""
+    for image, (name, kind, frame) in _SHIPPED.items():
         if image not in _REGISTRY:
             module = importlib.import_module(IMAGES[image])
             register_algorithm(
                 algorithm_from_module(
-                    module,
-                    image=image,
-                    name=name,
-                    methods=methods,
-                    kind=kind,
-                    to_frame=getattr(module, frame),
+                    module, image=image, name=name, kind=kind, to_frame=getattr(module, frame)
                 )
             )
 
@@ -375,3 +604,43 @@ def get_algorithm(image: str) -> Algorithm:
             "declare it with vantage6nb.widgets.register_algorithm(algorithm_from_module(...))."
         )
     return algos[image]
+
+
+def find_algorithm(image: str) -> Algorithm | None:
+    """The declaration for ``image`` (registry, tag and digest ignored), or None when undeclared.
+
+    Looks in the registry, then at the shipped image modules (``v6nb/diagnostics`` too, which
+    the TaskBuilder does not offer).
+
+    Examples
+    --------
+    >>> find_algorithm("127.0.0.1:5000/v6nb/summary:latest").image
+    'v6nb/summary'
+    >>> find_algorithm("someone/else") is None
+    True
+    """
+    from .common.images import parse_image
+
+    algos = known_algorithms()
+    if image in algos:
+        return algos[image]
+    try:
+        ref = parse_image(image)
+    except Exception:  # not an image reference: nothing is declared for it
+        return None
+    for key in (ref.repository, ref.name):
+        if key in algos:
+            return algos[key]
+    for key in (ref.repository, ref.name):
+        if key in IMAGES:
+            if key not in _UNLISTED:
+                module = importlib.import_module(IMAGES[key])
+                if declared_metadata(module) is None:
+                    return None
+                _UNLISTED[key] = algorithm_from_module(module, image=key)
+            return _UNLISTED[key]
+    return None
+
+
+# shipped images with a declaration that the TaskBuilder does not offer (diagnostics)
+_UNLISTED: dict[str, Algorithm] = {}

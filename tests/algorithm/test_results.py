@@ -171,6 +171,9 @@ class _Task:
     def result(self):
         return self._result
 
+    def _warn_offline(self, organization_ids=None):
+        return None  # the LocalNetwork's nodes are never offline
+
 
 class _Client:
     """Just what vantage6nb.analysis needs, with the central task run in a LocalNetwork."""

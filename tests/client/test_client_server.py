@@ -164,7 +164,12 @@ def test_create_get_list_and_status(client: Client, network: dict[str, Any]) -> 
 
 def test_input_is_the_algorithm_document(client: Client, network: dict[str, Any]) -> None:
     task = client.task.create(
-        organizations=["Leiden"], image="v6nb/summary", method="m", args=[1], kwargs={"a": "b"}
+        # an image without store metadata: v6nb/summary's would refuse method "m" before sending
+        organizations=["Leiden"],
+        image="test/probe",
+        method="m",
+        args=[1],
+        kwargs={"a": "b"},
     )
     run = client._transport.request("GET", f"/run/{task.runs[0]['id']}")
     import json
@@ -289,7 +294,7 @@ def test_node_online_event_and_timeout_message_for_online_node(
             "leiden-node to be listed online",
         )
         task = client.task.create(
-            organizations=["Leiden", "Utrecht"], image="v6nb/summary", method="m"
+            organizations=["Leiden", "Utrecht"], image="test/probe", method="m"
         )
         with pytest.raises(errors.TaskTimeout) as info:
             task.wait(timeout=0.5, progress=False)

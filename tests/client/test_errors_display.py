@@ -117,6 +117,7 @@ def test_an_input_the_algorithm_refuses_is_rejected_not_crashed(demo_client) -> 
         method="summary",
         kwargs={"columns": ["bill_lenght_mm"], "organizations": ids},
         databases=["default"],
+        check=False,  # past the client's own check (tests/client/test_check_before_send.py)
     )
     exc = _failure(lambda: task.wait(timeout=WAIT_S, progress=False))
     row = task.status().iloc[0]

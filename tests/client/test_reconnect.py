@@ -41,7 +41,7 @@ def test_restart_reconnects_and_waiters_carry_on(own_server: ServerProcess) -> N
             client.events.on(name, lambda _, f=flag: f.set())
         assert client.events.connected
 
-        task = client.task.create(collaboration="solo", image="v6nb/summary", method="m")
+        task = client.task.create(collaboration="solo", image="test/probe", method="m")
         outcome: dict[str, Any] = {}
 
         def waiter() -> None:

@@ -65,7 +65,7 @@ def test_a_task_created_while_connected_is_waited_for_without_rereading_runs(
 ) -> None:
     assert client.events.connect()
     sent = Requests(client)
-    task = client.task.create(organizations=["Leiden"], image="v6nb/summary", method="m")
+    task = client.task.create(organizations=["Leiden"], image="test/probe", method="m")
     (run,) = task.runs
     leiden.complete(int(run["id"]), {"n": 7})
     assert task.wait(timeout=WAIT_S, progress=False).done
@@ -77,7 +77,7 @@ def test_a_task_created_while_connected_is_waited_for_without_rereading_runs(
 
 def test_events_missed_while_disconnected_are_read_back(client: Client, leiden: NodeAgent) -> None:
     assert client.events.connect()
-    task = client.task.create(organizations=["Leiden"], image="v6nb/summary", method="m")
+    task = client.task.create(organizations=["Leiden"], image="test/probe", method="m")
     client.events.close()  # the completion below is emitted while nobody listens
     leiden.complete(int(task.runs[0]["id"]), [1, 2])
     sent = Requests(client)
@@ -88,7 +88,7 @@ def test_events_missed_while_disconnected_are_read_back(client: Client, leiden: 
 
 def test_events_caught_before_the_task_existed_are_folded_in_in_order(client: Client) -> None:
     assert client.events.connect()
-    task = client.task.create(organizations=["Leiden"], image="v6nb/summary", method="m")
+    task = client.task.create(organizations=["Leiden"], image="test/probe", method="m")
     try:
         run_id = int(task.runs[0]["id"])
         ev = {"task_id": task.id, "run_id": run_id, "reason": ""}
@@ -97,7 +97,7 @@ def test_events_caught_before_the_task_existed_are_folded_in_in_order(client: Cl
             {**ev, "status": "active"},  # older news must not undo a final status
             {**ev, "task_id": task.id + 10_000, "status": "failed"},  # someone else's task
         ]
-        other = client.task.create(organizations=["Leiden"], image="v6nb/summary", method="m")
+        other = client.task.create(organizations=["Leiden"], image="test/probe", method="m")
         other._follow(early, lambda: None, client.events.generation)
         assert [r["status"] for r in other.runs] == ["pending"]  # none of those are its own
         task._stop_following()
@@ -112,7 +112,7 @@ def test_events_caught_before_the_task_existed_are_folded_in_in_order(client: Cl
 def test_collaborations_are_listed_once_for_tasks_in_a_row(client: Client) -> None:
     sent = Requests(client)
     for _ in range(3):
-        client.task.create(organizations=["Leiden"], image="v6nb/summary", method="m").kill()
+        client.task.create(organizations=["Leiden"], image="test/probe", method="m").kill()
     assert sent.count("GET", "/collaboration") == 1, sent.sent
     client.collaborations()  # an explicit listing always asks the server
     assert sent.count("GET", "/collaboration") == 2
@@ -121,12 +121,12 @@ def test_collaborations_are_listed_once_for_tasks_in_a_row(client: Client) -> No
 def test_a_new_member_is_found_although_the_listing_was_cached(
     client: Client, network: dict[str, Any]
 ) -> None:
-    client.task.create(organizations=["Leiden"], image="v6nb/summary", method="m").kill()
+    client.task.create(organizations=["Leiden"], image="test/probe", method="m").kill()
     admin = Admin(network["url"])
     collab, other = network["collaboration"]["id"], network["orgs"]["Elsewhere"]["id"]
     admin.post(f"/collaboration/{collab}/organization", {"id": other})
     try:
-        task = client.task.create(organizations=["Elsewhere"], image="v6nb/summary", method="m")
+        task = client.task.create(organizations=["Elsewhere"], image="test/probe", method="m")
         assert task.organization_ids == [other]
         task.kill()
     finally:
@@ -141,7 +141,7 @@ def test_a_new_member_is_found_although_the_listing_was_cached(
 
 def test_events_on_a_finished_task_stop_being_followed(client: Client, leiden: NodeAgent) -> None:
     assert client.events.connect()
-    task = client.task.create(organizations=["Leiden"], image="v6nb/summary", method="m")
+    task = client.task.create(organizations=["Leiden"], image="test/probe", method="m")
     assert task._unfollow is not None
     seen: list[Any] = []
     off = client.events.on(events.RUN_STATUS, seen.append)
@@ -159,14 +159,14 @@ def test_a_collaboration_resolved_once_is_not_looked_up_again(client: Client) ->
     assert client.organization_names(ids)[ids[0]] == "Leiden"
     sent = Requests(client)
     task = client.task.create(
-        collaboration=collab, organizations=ids, image="v6nb/summary", method="m"
+        collaboration=collab, organizations=ids, image="test/probe", method="m"
     )
     assert task.organization_ids == ids and task.collaboration_id == collab["id"]
     assert sent.count("GET", "/collaboration") == 0 and sent.count("GET", "/organization") == 0
     task.kill()
     with pytest.raises(errors.NotFound, match="Elsewhere"):
         client.task.create(
-            collaboration=collab, organizations=["Elsewhere"], image="v6nb/summary", method="m"
+            collaboration=collab, organizations=["Elsewhere"], image="test/probe", method="m"
         )
     with pytest.raises(errors.ValidationError, match="empty"):
-        client.task.create(collaboration=collab, organizations=[], image="v6nb/summary", method="m")
+        client.task.create(collaboration=collab, organizations=[], image="test/probe", method="m")

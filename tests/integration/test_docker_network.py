@@ -160,7 +160,11 @@ def test_pinned_digest_mismatch_is_not_allowed(strict_net):
     client = strict_net.client()
     orgs = client.organizations()["id"].tolist()
     task = client.task.create(
-        organizations=orgs, image="v6nb/crosstab", method="crosstab", kwargs={}
+        # a valid request (it passes the client's check): the node refuses the image's digest
+        organizations=orgs,
+        image="v6nb/crosstab",
+        method="crosstab",
+        kwargs={"row": "species", "col": "island"},
     )
     task.wait(timeout=120, raise_on_failure=False)
     row = task.status().iloc[0]

@@ -132,7 +132,8 @@ def client(mixed_net):
 
 def test_crosstab_counts_1_text_1_and_float_1_as_one_category(client):
     with pytest.warns(DataWarning, match="column 'grade' has different types") as caught:
-        got = analysis.crosstab(client, "grade", "sex", database="grades")
+        # missing grades left out, as the pandas reference below does
+        got = analysis.crosstab(client, "grade", "sex", database="grades", dropna=True)
     message = str(caught[0].message)
     # text is object in pandas 2, str in pandas 3 (the images may have either)
     assert re.search(r"text \((object|str)\) at Utrecht", message)

@@ -23,7 +23,9 @@ def test_binder_files_exist():
     assert os.access(START, os.X_OK) and os.access(ROOT / "binder" / "postBuild", os.X_OK)
     reqs = (ROOT / "binder" / "requirements.txt").read_text()
     assert "jupyterlab" in reqs and "ipywidgets" in reqs
-    assert "pip install" in (ROOT / "binder" / "postBuild").read_text()
+    post = (ROOT / "binder" / "postBuild").read_text()
+    # the notebook extra (itables, plotly, ipylab, ...): what the notebooks import, kept in one place
+    assert "pip install" in post and '-e ".[notebook]"' in post
 
 
 def test_start_script_runs_command_and_demo_network(tmp_path):

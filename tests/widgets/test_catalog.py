@@ -84,7 +84,7 @@ def test_shipped_algorithms_are_declared_from_their_modules():
     summary, crosstab = algos["v6nb/summary"], algos["v6nb/crosstab"]
     assert [m.name for m in summary.methods] == ["summary", "summary_partial"]
     assert summary.default_method == "summary" and summary.method("summary").central
-    assert [p.name for p in crosstab.method("crosstab").parameters] == ["row", "col"]
+    assert [p.name for p in crosstab.method("crosstab").parameters] == ["row", "col", "dropna"]
     assert not crosstab.method("crosstab_partial").central
     with pytest.raises(NotFound, match="choose one of: crosstab, crosstab_partial"):
         crosstab.method("nope")

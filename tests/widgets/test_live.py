@@ -157,7 +157,7 @@ def test_task_builder_runs_summary_and_shows_result(demo_net, client):
         builder.algorithm_input.value == "v6nb/summary" and builder.method_input.value == "summary"
     )
     assert set(builder.organizations_input.value) == set(client.organizations()["id"])
-    builder.argument_inputs["columns"].value = "bill_length_mm, body_mass_g"
+    builder.argument_inputs["columns"].value = ["bill_length_mm", "body_mass_g"]  # a tags picker
     builder.run_button.click()
     assert builder.errors.messages == [] and builder.task_id > 0
     wait_for_trait(builder, "status", lambda s: s not in ("", "pending", "running"))
@@ -178,7 +178,7 @@ def test_task_builder_runs_summary_and_shows_result(demo_net, client):
 def test_task_builder_crosstab_and_form_errors(demo_net, client):
     builder = TaskBuilder(client)
     builder.algorithm_input.value = "v6nb/crosstab"
-    assert list(builder.argument_inputs) == ["row", "col"]
+    assert list(builder.argument_inputs)[:2] == ["row", "col"]
     assert builder.run() is None  # row and col are required
     assert "row (required)" in builder.errors.messages[0] and builder.task_id == 0
     builder.argument_inputs["row"].value = "species"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pandas as pd
 import pytest
 
@@ -67,14 +69,12 @@ def test_result_view_table_and_plot(kind):
     df.attrs.update(task_id=5, image=f"v6nb/{kind}", organizations=["A", "B"])
     view = ResultView(df)
     assert view.dataframe is df and view.kind == kind
-    assert "<table" in view.table.value and "task 5" in view.title.value
+    assert "<table" in view.table_html and "task 5" in view.title.value
     assert view.plot is not None
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        assert "matplotlib is not installed" in view.plot.value
-    else:
-        assert bytes(view.plot.value).startswith(b"\x89PNG")
+    bundle = view.plot.outputs[0]["data"]  # plotly's figure, or the static PNG
+    assert "application/vnd.plotly.v1+json" in bundle or "image/png" in bundle
+    if "image/png" in bundle:
+        assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
 
 
 def test_result_view_without_plot():

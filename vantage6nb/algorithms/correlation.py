@@ -213,3 +213,58 @@ def correlation_frame(results: Any, kwargs: dict[str, Any] | None = None) -> Any
 
 def _is_estimates(value: Any) -> bool:
     return is_typed_value(value, "estimates")
+
+
+# This algorithm's functions in vantage6's algorithm-store format (docs/algorithms.md,
+# "Declaring functions"); vantage6nb.catalog reads it for the TaskBuilder and the checks
+# before a task is sent.
+STORE_METADATA: dict[str, Any] = {
+    "name": "correlation",
+    "image": "v6nb/correlation",
+    "description": "The pooled Pearson correlation matrix of numeric columns.",
+    "partitioning": "horizontal",
+    "vantage6_version": "4",
+    "code_url": "vantage6nb/algorithms/correlation.py",
+    "functions": [
+        {
+            "name": "correlation",
+            "display_name": "Correlation matrix",
+            "type": "central",
+            "description": "Pooled pairwise moments and co-moments of ``columns`` (default: every numeric column).",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "columns",
+                    "display_name": "Columns",
+                    "type": "column_list",
+                    "description": "Columns to correlate (default: every numeric column).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "organizations",
+                    "display_name": "Organizations",
+                    "type": "organization_list",
+                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+            "ui_visualizations": [{"name": "Correlations", "type": "table", "schema": {}}],
+        },
+        {
+            "name": "correlation_partial",
+            "type": "federated",
+            "description": "This node's moments and co-moment per pair of columns.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "columns",
+                    "type": "column_list",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+        },
+    ],
+}

@@ -378,3 +378,93 @@ def _unique(values: Any) -> tuple[Any, Any]:
 def _number(value: Any) -> int | float:
     v = float(value)
     return int(v) if v.is_integer() and abs(v) < 2**53 else v
+
+
+# This algorithm's functions in vantage6's algorithm-store format (docs/algorithms.md,
+# "Declaring functions"); vantage6nb.catalog reads it for the TaskBuilder and the checks
+# before a task is sent.
+STORE_METADATA: dict[str, Any] = {
+    "name": "Cox model",
+    "image": "v6nb/cox",
+    "description": "A Cox proportional-hazards model fitted on the pooled data, as lifelines does.",
+    "partitioning": "horizontal",
+    "vantage6_version": "4",
+    "code_url": "vantage6nb/algorithms/cox.py",
+    "functions": [
+        {
+            "name": "cox",
+            "display_name": "Cox model",
+            "type": "central",
+            "description": "Fit a Cox model of ``duration``/``event`` on ``predictors``, as lifelines does on the pooled data.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "duration",
+                    "display_name": "Duration",
+                    "type": "column",
+                    "description": "Follow-up time.",
+                },
+                {
+                    "name": "event",
+                    "display_name": "Event",
+                    "type": "column",
+                    "description": "1 (or True) for an event, 0 for censored.",
+                },
+                {
+                    "name": "predictors",
+                    "display_name": "Predictors",
+                    "type": "column_list",
+                    "description": "The explanatory columns.",
+                },
+                {
+                    "name": "categorical",
+                    "display_name": "Categorical",
+                    "type": "column_list",
+                    "description": "Numeric predictors to treat as categories.",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "reference",
+                    "display_name": "Reference levels",
+                    "type": "json",
+                    "description": "{predictor: level} (default: the first level in sorted order).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "max_iter",
+                    "display_name": "Maximum iterations",
+                    "type": "integer",
+                    "has_default_value": True,
+                    "default_value": "50",
+                },
+                {
+                    "name": "organizations",
+                    "display_name": "Organizations",
+                    "type": "organization_list",
+                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+            "ui_visualizations": [
+                {"name": "Coefficients", "type": "table", "schema": {"location": ["terms"]}}
+            ],
+        },
+        {
+            "name": "cox_describe",
+            "type": "federated",
+            "description": "This node's complete-case count, predictor kinds and levels, and event times.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [{"name": "spec", "type": "json"}],
+        },
+        {
+            "name": "cox_iteration",
+            "type": "federated",
+            "description": "This node's risk-set and event sums at each event time, at beta.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [{"name": "spec", "type": "json"}, {"name": "beta", "type": "float_list"}],
+        },
+    ],
+}

@@ -1,7 +1,9 @@
 """Federated crosstab: the pooled contingency table of two categorical columns.
 
-Each node returns the non-zero cells of ``pandas.crosstab(df[row], df[col])`` (rows where either
-value is missing are dropped, as pandas does) as a typed ``count_table``; its node checks the table
+Each node returns the non-zero cells of ``pandas.crosstab(df[row], df[col], dropna=False)`` (a
+missing value is its own category, labelled null, counted like any other; ``dropna=True`` leaves
+out the records with a missing value, as ``pandas.crosstab`` does by default) as a typed
+``count_table``; its node checks the table (the missing cells too)
 against its disclosure policy (small cells, too many levels) and refuses it or nulls small cells.
 The central part adds the released tables up; a pooled cell with a withheld part is null.
 
@@ -53,9 +55,17 @@ _KIND_CLASS.update(decimal_comma="text", text="text", category="text", mixed="te
 @entry_point
 @algorithm_client
 def crosstab(
-    client: AlgorithmClient, row: str, col: str, organizations: Sequence[int] | None = None
+    client: AlgorithmClient,
+    row: str,
+    col: str,
+    organizations: Sequence[int] | None = None,
+    dropna: bool = False,
 ) -> Any:
     """Pooled counts of (``row``, ``col``) value pairs over ``organizations`` (default: all).
+
+    A missing value (None, NaN) is a category of its own, labelled null and sorted last, as
+    ``pandas.crosstab(..., dropna=False)`` counts it; ``dropna=True`` leaves out the records
+    with a missing value instead (``pandas.crosstab``'s default).
 
     Returns a typed result ``{"row": row, "col": col, "table": count_table, "rows": count,
     "suppressed": [...], "notes": [...]}``. The table's cells are ``[row_value, col_value, n]``
@@ -79,10 +89,14 @@ def crosstab(
     [['x', 1, 6], ['x', 2, 20], ['y', 1, 5]]
     """
     _check_names(row, col)
+    # dropna is sent only when set, so a node's older image (which always dropped) still runs
+    partial_kwargs: dict[str, Any] = {"row": row, "col": col}
+    if dropna:
+        partial_kwargs["dropna"] = True
     parts = run_partials(
         client,
         "crosstab_partial",
-        {"row": row, "col": col},
+        partial_kwargs,
         organizations,
         name="crosstab (partial)",
         columns=[row, col],
@@ -136,10 +150,11 @@ def crosstab(
 
 @federated
 @data(1)
-def crosstab_partial(df: Any, row: str, col: str) -> Any:
+def crosstab_partial(df: Any, row: str, col: str, dropna: bool = False) -> Any:
     """This node's non-zero cells ``[row_value, col_value, n]`` of ``pandas.crosstab``, as a
     ``count_table``, its row ``count``, and what the two columns hold (``kinds``: kind and
-    dtype). Labels are category labels (``category_label``): ``1``, ``"1"`` and ``1.0`` are one."""
+    dtype). Labels are category labels (``category_label``): ``1``, ``"1"`` and ``1.0`` are one;
+    a missing value is the label null (``dropna=True``: records with one are left out)."""
     import numpy as np
 
     _check_names(row, col)
@@ -152,7 +167,10 @@ def crosstab_partial(df: Any, row: str, col: str) -> Any:
         )
     rows, row_labels = _codes(df[row])
     cols, col_labels = _codes(df[col])
-    both = (rows >= 0) & (cols >= 0)  # a pair with a missing value is left out, as pandas does
+    if not dropna:  # missing is a category of its own (label null), counted and checked
+        rows, row_labels = _missing_code(rows, row_labels)
+        cols, col_labels = _missing_code(cols, col_labels)
+    both = (rows >= 0) & (cols >= 0)  # dropna: a pair with a missing value is left out
     counts = np.bincount(
         rows[both] * len(col_labels) + cols[both], minlength=len(row_labels) * len(col_labels)
     )
@@ -188,6 +206,15 @@ def _codes(series: Any) -> tuple[Any, list[Any]]:
         remap.append(merged[key])
     table = np.asarray(remap + [-1], dtype="int64")  # code -1 (missing) maps to -1
     return table[np.asarray(codes, dtype="int64")], labels
+
+
+def _missing_code(codes: Any, labels: list[Any]) -> tuple[Any, list[Any]]:
+    """The codes with missing (-1) as one more category, labelled None, when any is missing."""
+    if not (codes < 0).any():
+        return codes, labels
+    out = codes.copy()
+    out[out < 0] = len(labels)
+    return out, [*labels, None]
 
 
 def _bools_with_numbers(parts: Sequence[Part], axis: int) -> Callable[[Any], Any]:
@@ -245,7 +272,10 @@ def crosstab_frame(results: Any, kwargs: dict[str, Any] | None = None) -> Any:
     """A crosstab result as the pooled contingency table, as ``pandas.crosstab`` gives it.
 
     Rows are labelled by the ``row`` values and columns by the ``col`` values, with their types
-    (a year stays ``2007``, not ``"2007"``); counts are int64, 0 for pairs seen nowhere. A cell a
+    (a year stays ``2007``, not ``"2007"``); counts are int64, 0 for pairs seen nowhere. The
+    missing category (a null label) is labelled NaN and comes last, as in
+    ``pandas.crosstab(..., dropna=False)`` (the index is then of dtype object, so a year stays an
+    int); ``df.attrs["missing"]`` says which axes have one (``["row"]``, ``["col"]``). A cell a
     node's disclosure policy withheld is ``<NA>`` (the frame is then nullable ``Int64``) and
     ``df.attrs["suppressed"]`` lists those cells as ``(row value, col value)``, and
     ``df.attrs["notes"]`` what was harmonised between the nodes. ``results`` is
@@ -282,14 +312,17 @@ def crosstab_frame(results: Any, kwargs: dict[str, Any] | None = None) -> Any:
         cells = {(_identity(r), _identity(c)): n for r, c, n in table["cells"]}
         row_values = _sorted(r for r, _, _ in table["cells"])
         col_values = _sorted(c for _, c, _ in table["cells"])
-        blank = [(r, c) for r, c, n in table["cells"] if n is None]
+        blank = [(_nan(r), _nan(c)) for r, c, n in table["cells"] if n is None]
         df = pd.DataFrame(
             [[cells.get((_identity(r), _identity(c)), 0) for c in col_values] for r in row_values],
-            index=pd.Index(row_values, name=row_name),
-            columns=pd.Index(col_values, name=col_name),
+            index=_axis(row_values, row_name),
+            columns=_axis(col_values, col_name),
             dtype="Int64" if blank else "int64",
         )
         df.attrs["kind"] = "crosstab"
+        df.attrs["missing"] = [
+            axis for axis, values in (("row", row_values), ("col", col_values)) if None in values
+        ]
         df.attrs["suppressed"] = blank
         df.attrs["notes"] = [str(n) for n in result.get("notes") or []]
         return df
@@ -355,6 +388,20 @@ def _labels(values: Any, keys: list[str]) -> list[Any]:
     return list(keys)
 
 
+def _nan(label: Any) -> Any:
+    """The frame's label of a category: the missing one (None) is NaN, as pandas labels it."""
+    return float("nan") if label is None else label
+
+
+def _axis(values: list[Any], name: Any) -> Any:
+    """One axis of the table; with the missing category its dtype is object, so 2007 stays int."""
+    import pandas as pd
+
+    if None in values:
+        return pd.Index([_nan(v) for v in values], name=name, dtype=object)
+    return pd.Index(values, name=name)
+
+
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
@@ -370,7 +417,10 @@ def _sorted(values: Iterable[Any]) -> list[Any]:
 
 
 def _order(value: Any) -> tuple[int, Any]:
-    # numbers (booleans among them) by value, then text, then anything else by its text
+    # numbers (booleans among them) by value, then text, then anything else by its text; the
+    # missing category (None) last, as pandas puts NaN
+    if value is None:
+        return (3, "")
     if isinstance(value, (bool, int, float)):
         return (0, value)
     return (1, value) if isinstance(value, str) else (2, str(value))
@@ -384,3 +434,75 @@ def _check_names(row: Any, col: Any) -> None:
     }
     if bad:
         raise ValidationError("row and col must be column names (strings).", errors=bad)
+
+
+# This algorithm's functions in vantage6's algorithm-store format (docs/algorithms.md,
+# "Declaring functions"); vantage6nb.catalog reads it for the TaskBuilder and the checks
+# before a task is sent.
+STORE_METADATA: dict[str, Any] = {
+    "name": "crosstab",
+    "image": "v6nb/crosstab",
+    "description": "The pooled contingency table of two categorical columns.",
+    "partitioning": "horizontal",
+    "vantage6_version": "4",
+    "code_url": "vantage6nb/algorithms/crosstab.py",
+    "functions": [
+        {
+            "name": "crosstab",
+            "display_name": "Contingency table",
+            "type": "central",
+            "description": "Pooled counts of (row, col) value pairs over the organizations.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "row",
+                    "display_name": "Row",
+                    "type": "column",
+                    "description": "The column whose values are the rows.",
+                },
+                {
+                    "name": "col",
+                    "display_name": "Column",
+                    "type": "column",
+                    "description": "The column whose values are the columns.",
+                },
+                {
+                    "name": "organizations",
+                    "display_name": "Organizations",
+                    "type": "organization_list",
+                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "dropna",
+                    "display_name": "Leave out missing values",
+                    "type": "boolean",
+                    "description": "Leave out records with a missing value instead of counting "
+                    "missing as a category of its own.",
+                    "has_default_value": True,
+                    "default_value": False,
+                },
+            ],
+            "ui_visualizations": [
+                {"name": "Counts", "type": "table", "schema": {"location": ["table"]}}
+            ],
+        },
+        {
+            "name": "crosstab_partial",
+            "type": "federated",
+            "description": "This node's non-zero cells of the table.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {"name": "row", "type": "column"},
+                {"name": "col", "type": "column"},
+                {
+                    "name": "dropna",
+                    "type": "boolean",
+                    "has_default_value": True,
+                    "default_value": False,
+                },
+            ],
+        },
+    ],
+}

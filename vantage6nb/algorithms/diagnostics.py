@@ -114,3 +114,122 @@ def runtime_info() -> dict[str, Any]:
         "root_writable": root_writable,
         "python": sys.version.split()[0],
     }
+
+
+# This algorithm's functions in vantage6's algorithm-store format (docs/algorithms.md,
+# "Declaring functions"); vantage6nb.catalog reads it for the TaskBuilder and the checks
+# before a task is sent.
+STORE_METADATA: dict[str, Any] = {
+    "name": "diagnostics",
+    "image": "v6nb/diagnostics",
+    "description": "Methods that test a network: echo, sleep, large payloads, a deliberate crash, the sandbox.",
+    "partitioning": "horizontal",
+    "vantage6_version": "4",
+    "code_url": "vantage6nb/algorithms/diagnostics.py",
+    "functions": [
+        {
+            "name": "echo",
+            "display_name": "Echo",
+            "type": "federated",
+            "standalone": True,
+            "description": "Return the arguments unchanged (any keyword arguments).",
+            "any_arguments": True,
+        },
+        {
+            "name": "sleep",
+            "display_name": "Sleep",
+            "type": "federated",
+            "standalone": True,
+            "description": "Sleep ``seconds``, printing a heartbeat, then return how long it slept.",
+            "arguments": [
+                {
+                    "name": "seconds",
+                    "display_name": "Seconds",
+                    "type": "float",
+                    "has_default_value": True,
+                    "default_value": "1.0",
+                },
+                {
+                    "name": "chatter",
+                    "display_name": "Heartbeat",
+                    "type": "boolean",
+                    "has_default_value": True,
+                    "default_value": "true",
+                },
+            ],
+        },
+        {
+            "name": "blob",
+            "display_name": "Large result",
+            "type": "federated",
+            "standalone": True,
+            "description": "A JSON value of about ``megabytes`` MiB, after waiting ``seconds``.",
+            "arguments": [
+                {
+                    "name": "megabytes",
+                    "type": "float",
+                    "has_default_value": True,
+                    "default_value": "1.0",
+                },
+                {"name": "tag", "type": "string", "has_default_value": True, "default_value": ""},
+                {
+                    "name": "seconds",
+                    "type": "float",
+                    "has_default_value": True,
+                    "default_value": "0.0",
+                },
+            ],
+        },
+        {
+            "name": "blob_central",
+            "type": "central",
+            "description": "Central: run blob at the organizations through the proxy and check what came back.",
+            "arguments": [
+                {
+                    "name": "megabytes",
+                    "type": "float",
+                    "has_default_value": True,
+                    "default_value": "1.0",
+                },
+                {
+                    "name": "organizations",
+                    "display_name": "Organizations",
+                    "type": "organization_list",
+                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+        },
+        {
+            "name": "crash",
+            "display_name": "Crash",
+            "type": "federated",
+            "standalone": True,
+            "description": "Print a line, then raise: the run ends crashed with the message in its log tail.",
+            "arguments": [
+                {
+                    "name": "message",
+                    "type": "string",
+                    "has_default_value": True,
+                    "default_value": "deliberate crash from the diagnostics algorithm",
+                },
+            ],
+        },
+        {
+            "name": "shape",
+            "display_name": "Data shape",
+            "type": "federated",
+            "standalone": True,
+            "description": "Rows and column names of the first requested database (no values).",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+        },
+        {
+            "name": "runtime_info",
+            "display_name": "Sandbox",
+            "type": "federated",
+            "standalone": True,
+            "description": "What the sandbox looks like from inside: user, interfaces, writable root, Python version.",
+        },
+    ],
+}

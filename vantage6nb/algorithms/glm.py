@@ -810,3 +810,140 @@ def _saturated(y: Any, family: str) -> float:
         return 0.0
     pos = y[y > 0]
     return float(np.sum(pos * np.log(pos)) - np.sum(y) - sum(math.lgamma(v + 1.0) for v in y))
+
+
+# This algorithm's functions in vantage6's algorithm-store format (docs/algorithms.md,
+# "Declaring functions"); vantage6nb.catalog reads it for the TaskBuilder and the checks
+# before a task is sent.
+STORE_METADATA: dict[str, Any] = {
+    "name": "generalized linear model",
+    "image": "v6nb/glm",
+    "description": "A generalized linear model (gaussian, binomial, poisson) fitted on the pooled data, as statsmodels does.",
+    "partitioning": "horizontal",
+    "vantage6_version": "4",
+    "code_url": "vantage6nb/algorithms/glm.py",
+    "functions": [
+        {
+            "name": "glm",
+            "display_name": "Generalized linear model",
+            "type": "central",
+            "description": "Fit ``outcome ~ predictors`` over the organizations, as statsmodels GLM does on the pooled data.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "outcome",
+                    "display_name": "Outcome",
+                    "type": "column",
+                    "description": "The column to model.",
+                },
+                {
+                    "name": "predictors",
+                    "display_name": "Predictors",
+                    "type": "column_list",
+                    "description": "The explanatory columns.",
+                },
+                {
+                    "name": "family",
+                    "display_name": "Family",
+                    "type": "string",
+                    "allowed_values": ["gaussian", "binomial", "poisson"],
+                    "has_default_value": True,
+                    "default_value": "gaussian",
+                },
+                {
+                    "name": "categorical",
+                    "display_name": "Categorical",
+                    "type": "column_list",
+                    "description": "Numeric predictors to treat as categories.",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "reference",
+                    "display_name": "Reference levels",
+                    "type": "json",
+                    "description": "{predictor: level} (default: the first level in sorted order).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "offset",
+                    "display_name": "Offset",
+                    "type": "column",
+                    "description": "A column added to the linear predictor.",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "exposure",
+                    "display_name": "Exposure",
+                    "type": "column",
+                    "description": "A column whose log is added to the linear predictor (poisson).",
+                    "has_default_value": True,
+                    "default_value": None,
+                    "conditional_on": "family",
+                    "conditional_operator": "==",
+                    "conditional_value": "poisson",
+                },
+                {
+                    "name": "success",
+                    "display_name": "Success value",
+                    "type": "json",
+                    "description": "For binomial: the outcome value that counts as a success.",
+                    "has_default_value": True,
+                    "default_value": None,
+                    "conditional_on": "family",
+                    "conditional_operator": "==",
+                    "conditional_value": "binomial",
+                },
+                {
+                    "name": "intercept",
+                    "display_name": "Intercept",
+                    "type": "boolean",
+                    "has_default_value": True,
+                    "default_value": "true",
+                },
+                {
+                    "name": "max_iter",
+                    "display_name": "Maximum iterations",
+                    "type": "integer",
+                    "has_default_value": True,
+                    "default_value": "100",
+                },
+                {
+                    "name": "organizations",
+                    "display_name": "Organizations",
+                    "type": "organization_list",
+                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+            "ui_visualizations": [
+                {"name": "Coefficients", "type": "table", "schema": {"location": ["terms"]}}
+            ],
+        },
+        {
+            "name": "glm_describe",
+            "type": "federated",
+            "description": "This node's complete-case count, predictor kinds and levels.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [{"name": "spec", "type": "json"}],
+        },
+        {
+            "name": "glm_iteration",
+            "type": "federated",
+            "description": "This node's X'WX, X'Wz and deviance at beta.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {"name": "spec", "type": "json"},
+                {
+                    "name": "beta",
+                    "type": "float_list",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+        },
+    ],
+}

@@ -515,3 +515,66 @@ def _check_columns(columns: Any) -> list[str] | None:
             errors={"columns": "empty"},
         )
     return list(columns)
+
+
+# This algorithm's functions in vantage6's algorithm-store format (docs/algorithms.md,
+# "Declaring functions"); vantage6nb.catalog reads it for the TaskBuilder and the checks
+# before a task is sent.
+STORE_METADATA: dict[str, Any] = {
+    "name": "summary statistics",
+    "image": "v6nb/summary",
+    "description": "Count, missing, mean, standard deviation, minimum and maximum of numeric columns, pooled over organizations.",
+    "partitioning": "horizontal",
+    "vantage6_version": "4",
+    "code_url": "vantage6nb/algorithms/summary.py",
+    "functions": [
+        {
+            "name": "summary",
+            "display_name": "Summary statistics",
+            "type": "central",
+            "description": "Pooled summary of numeric columns (default: every numeric column).",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "columns",
+                    "display_name": "Columns",
+                    "type": "column_list",
+                    "description": "Columns to summarise (default: every numeric column).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "organizations",
+                    "display_name": "Organizations",
+                    "type": "organization_list",
+                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+            "ui_visualizations": [
+                {"name": "Summary", "type": "table", "schema": {"location": ["columns"]}}
+            ],
+        },
+        {
+            "name": "summary_partial",
+            "type": "federated",
+            "description": "This node's moments per numeric column and what each column holds.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "columns",
+                    "type": "column_list",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "as_number",
+                    "type": "column_list",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+        },
+    ],
+}

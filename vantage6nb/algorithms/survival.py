@@ -406,3 +406,83 @@ def _check_bins(bins: Any) -> None:
         "bins must be a positive bin width or a list of increasing bin edges (e.g. [0, 30, 60]).",
         errors={"bins": repr(bins)[:80]},
     )
+
+
+# This algorithm's functions in vantage6's algorithm-store format (docs/algorithms.md,
+# "Declaring functions"); vantage6nb.catalog reads it for the TaskBuilder and the checks
+# before a task is sent.
+STORE_METADATA: dict[str, Any] = {
+    "name": "Kaplan-Meier",
+    "image": "v6nb/survival",
+    "description": "Kaplan-Meier survival curves and the log-rank test, pooled over organizations.",
+    "partitioning": "horizontal",
+    "vantage6_version": "4",
+    "code_url": "vantage6nb/algorithms/survival.py",
+    "functions": [
+        {
+            "name": "kaplan_meier",
+            "display_name": "Kaplan-Meier curves",
+            "type": "central",
+            "description": "The pooled (group, time, event) table: counts of events and censored records per time.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "time",
+                    "display_name": "Time",
+                    "type": "column",
+                    "description": "Follow-up time.",
+                },
+                {
+                    "name": "event",
+                    "display_name": "Event",
+                    "type": "column",
+                    "description": "1 (or True) for an event, 0 for censored.",
+                },
+                {
+                    "name": "group",
+                    "display_name": "Group",
+                    "type": "column",
+                    "description": "One curve per level of this column (default: one curve).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "bins",
+                    "display_name": "Time bins",
+                    "type": "json",
+                    "description": "A bin width, or a list of increasing bin edges (default: exact times).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "organizations",
+                    "display_name": "Organizations",
+                    "type": "organization_list",
+                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+            "ui_visualizations": [
+                {"name": "Survival", "type": "line", "schema": {"x": "time", "y": "survival"}}
+            ],
+        },
+        {
+            "name": "kaplan_meier_partial",
+            "type": "federated",
+            "description": "This node's count table of (group, time, event).",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {"name": "time", "type": "column"},
+                {"name": "event", "type": "column"},
+                {
+                    "name": "group",
+                    "type": "column",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {"name": "bins", "type": "json", "has_default_value": True, "default_value": None},
+            ],
+        },
+    ],
+}

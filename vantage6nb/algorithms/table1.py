@@ -602,3 +602,109 @@ def _category_rows(
         out[(name, shown, "count")] = [math.nan if n is None else float(n) for n in counts]
         out[(name, shown, "percent")] = percents
     return out
+
+
+# This algorithm's functions in vantage6's algorithm-store format (docs/algorithms.md,
+# "Declaring functions"); vantage6nb.catalog reads it for the TaskBuilder and the checks
+# before a task is sent.
+STORE_METADATA: dict[str, Any] = {
+    "name": "table 1",
+    "image": "v6nb/table1",
+    "description": "Table 1 (baseline characteristics) by group, pooled over organizations.",
+    "partitioning": "horizontal",
+    "vantage6_version": "4",
+    "code_url": "vantage6nb/algorithms/table1.py",
+    "functions": [
+        {
+            "name": "table1",
+            "display_name": "Table 1",
+            "type": "central",
+            "description": "Table 1 of ``columns`` (default: all but ``group``) by ``group``.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "columns",
+                    "display_name": "Columns",
+                    "type": "column_list",
+                    "description": "Columns to describe (default: all but the group).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "group",
+                    "display_name": "Group by",
+                    "type": "column",
+                    "description": "Column whose levels are the table's columns (default: none).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "categorical",
+                    "display_name": "Categorical",
+                    "type": "column_list",
+                    "description": "Numeric columns to count by value instead.",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "bins",
+                    "display_name": "Quartile bins",
+                    "type": "json",
+                    "description": "Binned quartiles: a number of bins, or {column: [edges]}.",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "organizations",
+                    "display_name": "Organizations",
+                    "type": "organization_list",
+                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+            "ui_visualizations": [{"name": "Table 1", "type": "table", "schema": {}}],
+        },
+        {
+            "name": "table1_partial",
+            "type": "federated",
+            "description": "This node's group sizes, moments and count tables.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "columns",
+                    "type": "column_list",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "group",
+                    "type": "column",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+                {
+                    "name": "categorical",
+                    "type": "column_list",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+        },
+        {
+            "name": "table1_bins_partial",
+            "type": "federated",
+            "description": "This node's counts per (group, bin) for given bin edges.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {"name": "edges", "type": "json"},
+                {
+                    "name": "group",
+                    "type": "column",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+        },
+    ],
+}

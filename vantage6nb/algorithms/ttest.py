@@ -190,3 +190,58 @@ def ttest_frame(
         for level, (n, mean, m2) in zip(chosen, picked, strict=True)
     }
     return df
+
+
+# This algorithm's functions in vantage6's algorithm-store format (docs/algorithms.md,
+# "Declaring functions"); vantage6nb.catalog reads it for the TaskBuilder and the checks
+# before a task is sent.
+STORE_METADATA: dict[str, Any] = {
+    "name": "t-test",
+    "image": "v6nb/ttest",
+    "description": "Two-sample t-tests (Student and Welch) of a numeric column between groups.",
+    "partitioning": "horizontal",
+    "vantage6_version": "4",
+    "code_url": "vantage6nb/algorithms/ttest.py",
+    "functions": [
+        {
+            "name": "ttest",
+            "display_name": "t-test",
+            "type": "central",
+            "description": "Pooled moments of ``column`` per level of ``group``.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {
+                    "name": "column",
+                    "display_name": "Column",
+                    "type": "column",
+                    "description": "The numeric column to compare.",
+                },
+                {
+                    "name": "group",
+                    "display_name": "Group",
+                    "type": "column",
+                    "description": "The column whose levels are compared.",
+                },
+                {
+                    "name": "organizations",
+                    "display_name": "Organizations",
+                    "type": "organization_list",
+                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
+                    "has_default_value": True,
+                    "default_value": None,
+                },
+            ],
+            "ui_visualizations": [{"name": "Tests", "type": "table", "schema": {}}],
+        },
+        {
+            "name": "ttest_partial",
+            "type": "federated",
+            "description": "This node's moments of ``column`` per level of ``group``.",
+            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "arguments": [
+                {"name": "column", "type": "column"},
+                {"name": "group", "type": "column"},
+            ],
+        },
+    ],
+}

@@ -3,6 +3,7 @@
 from ._client import Client, TotpEnrolmentWarning
 from ._codec import Codec, PlainCodec
 from ._events import EventStream
+from ._frames import export, read_export
 from ._http import TotpRequired
 from ._outcome import NodeOfflineWarning, UnverifiedResultWarning
 from ._runs import RunBook
@@ -26,4 +27,6 @@ __all__ = [
     "TotpEnrolmentWarning",
     "TotpRequired",
     "UnverifiedResultWarning",
+    "export",
+    "read_export",
 ]

@@ -257,6 +257,13 @@ class Client:
             f"<Client {self.url} — '{u.get('username')}' of '{u.get('organization_name')}'{admin}>"
         )
 
+    def _repr_html_(self) -> str:
+        """A card for notebooks: server, user, organization, collaborations with node status
+        counts, organizations with their full key fingerprints (``vantage6nb.client._html``)."""
+        from ._html import client_html
+
+        return client_html(self)
+
     # -- lists as DataFrames ---------------------------------------------------------------------
     def organizations(self, *, collaboration: int | str | None = None) -> pd.DataFrame:
         """Organizations you can see (optionally of one collaboration), one row each.

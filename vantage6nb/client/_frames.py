@@ -13,7 +13,9 @@ __all__ = [
     "STATUS_COLUMNS",
     "FullTextFrame",
     "FullTextSeries",
+    "export",
     "frame",
+    "read_export",
     "status_frame",
     "to_timestamp",
     "with_provenance",
@@ -259,4 +261,199 @@ def with_provenance(
         created=(created or datetime.now(timezone.utc)).isoformat(),
         **extra,
     )
+    return df
+
+
+# -- export with provenance ------------------------------------------------------------------------
+PROVENANCE_SUFFIX = ".provenance.json"
+_EXPORT_FORMATS = ("csv", "parquet")
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as JSON can hold it: NaN/NA as null, timestamps as ISO text, tuples as lists."""
+    import math
+
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy scalars
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            return str(value)
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _label_text(label: Any) -> str:
+    if isinstance(label, tuple):
+        return " / ".join(_label_text(v) for v in label)
+    return "(missing)" if _json_safe(label) is None else str(label)
+
+
+def _axis_spec(index: pd.Index) -> dict[str, Any]:
+    return {
+        "names": [_json_safe(n) for n in index.names],
+        "labels": [_json_safe(v) for v in index.tolist()],
+        "dtype": str(index.dtype),
+        "multi": isinstance(index, pd.MultiIndex),
+    }
+
+
+def _axis_from(spec: Mapping[str, Any]) -> pd.Index:
+    labels = [float("nan") if v is None else v for v in spec["labels"]]
+    if spec.get("multi"):
+        tuples = [tuple(float("nan") if x is None else x for x in v) for v in spec["labels"]]
+        return pd.MultiIndex.from_tuples(tuples, names=spec["names"])
+    dtype = spec.get("dtype")
+    try:
+        return pd.Index(labels, name=spec["names"][0], dtype=dtype)
+    except (TypeError, ValueError):  # a dtype this pandas cannot rebuild from JSON values
+        return pd.Index(labels, name=spec["names"][0], dtype=object)
+
+
+def export(
+    df: pd.DataFrame, path: str | Any, *, format: str | None = None, provenance: bool = True
+) -> Any:
+    """Write a result to CSV or Parquet, with its provenance in a sidecar JSON file.
+
+    The data file holds the table as any tool reads it (the index as its first columns, column
+    labels as text, missing values empty in CSV); ``<file>.provenance.json`` beside it holds
+    ``df.attrs`` (task id, image, organizations, creation time, suppressed cells, notes), the
+    exact row and column labels and dtypes, when it was written, by which vantage6nb, and the
+    SHA-256 of the data file, so :func:`read_export` gives the same frame back. A sidecar, not
+    a header comment: the CSV stays a plain CSV for every reader.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The table, e.g. what ``analysis.crosstab`` returned.
+    path : str or path
+        The data file; its suffix picks the format (``.csv``, ``.parquet``) unless ``format``.
+    format : {"csv", "parquet"}, optional
+        Parquet needs pyarrow (``pip install pyarrow``).
+    provenance : bool
+        False writes the data file only.
+
+    Returns
+    -------
+    pathlib.Path
+        The data file written.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> df = with_provenance(pd.DataFrame({"n": [1, 2]}), task_id=3, image="v6nb/crosstab",
+    ...                      organizations=["Leiden"])
+    >>> out = export(df, pathlib.Path(tempfile.mkdtemp()) / "t3.csv")
+    >>> read_export(out).attrs["task_id"], out.with_name("t3.csv.provenance.json").exists()
+    (3, True)
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    target = Path(path)
+    kind = (format or target.suffix.lstrip(".")).lower()
+    if kind == "pq":
+        kind = "parquet"
+    if kind not in _EXPORT_FORMATS:
+        raise ValueError(
+            f"Cannot export to {target.name!r}: give a .csv or .parquet file name, or "
+            "format='csv' / format='parquet'."
+        )
+    index_cols = [f"__index_{i}__" for i in range(df.index.nlevels)]
+    flat = pd.DataFrame(df).copy()
+    flat.columns = [_label_text(c) for c in flat.columns]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(list(flat.columns)):  # two labels with one text: keep both
+        if name in seen:
+            flat.columns.values[i] = f"{name}.{i}"
+        seen[name] = i
+    names = [n if n is not None else index_cols[i] for i, n in enumerate(df.index.names)]
+    shown = [str(n) if str(n) not in flat.columns else index_cols[i] for i, n in enumerate(names)]
+    flat.index = df.index.set_names(shown)
+    flat = flat.reset_index()
+    if df.index.nlevels == 1 and df.index.dtype == object:  # text, so Parquet takes it
+        flat[shown[0]] = [_label_text(v) for v in df.index]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "csv":
+        flat.to_csv(target, index=False)
+    else:
+        try:
+            flat.to_parquet(target, index=False)
+        except ImportError as exc:
+            raise ImportError(
+                "Parquet export needs pyarrow: pip install pyarrow (or export to .csv)."
+            ) from exc
+    if not provenance:
+        return target
+    from .. import __version__
+
+    sidecar = {
+        "file": target.name,
+        "format": kind,
+        "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+        "written": datetime.now(timezone.utc).isoformat(),
+        "written_by": f"vantage6nb {__version__}",
+        "provenance": _json_safe(dict(df.attrs)),
+        "index": _axis_spec(df.index),
+        "columns": _axis_spec(df.columns),
+        "index_columns": shown,
+        "data_columns": [str(c) for c in flat.columns[len(shown) :]],
+        "dtypes": [str(t) for t in df.dtypes],
+    }
+    target.with_name(target.name + PROVENANCE_SUFFIX).write_text(
+        json.dumps(sidecar, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    return target
+
+
+def read_export(path: str | Any) -> pd.DataFrame:
+    """Read a file :func:`export` wrote: the same frame, its ``attrs`` from the sidecar.
+
+    The sidecar's SHA-256 is checked: a data file changed since it was written raises
+    ``ValueError``. Without a sidecar the file is read as it is (no provenance). ``attrs`` come
+    back as JSON holds them (tuples as lists, times as ISO text).
+
+    Examples
+    --------
+    >>> read_export("task-12-crosstab.csv").attrs["task_id"]  # doctest: +SKIP
+    12
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    target = Path(path)
+    side = target.with_name(target.name + PROVENANCE_SUFFIX)
+    parquet = target.suffix.lower() in (".parquet", ".pq")
+    if not side.exists():
+        return pd.read_parquet(target) if parquet else pd.read_csv(target)
+    meta = json.loads(side.read_text(encoding="utf-8"))
+    if hashlib.sha256(target.read_bytes()).hexdigest() != meta.get("sha256"):
+        raise ValueError(
+            f"{target.name} changed after it was exported (its SHA-256 differs from the one in "
+            f"{side.name}): its provenance no longer describes it. Export the result again."
+        )
+    kind = meta.get("format")
+    flat = pd.read_parquet(target) if kind == "parquet" else pd.read_csv(target)
+    data = flat[meta["data_columns"]]
+    df = pd.DataFrame(data.to_numpy(dtype=object), columns=_axis_from(meta["columns"]))
+    for i, dtype in enumerate(meta["dtypes"]):
+        column = data.iloc[:, i]
+        try:
+            df.isetitem(i, column.astype(dtype) if dtype != "object" else column.astype(object))
+        except (TypeError, ValueError):  # e.g. a mixed column: as read
+            df.isetitem(i, column)
+    df.index = _axis_from(meta["index"])
+    df.attrs.update(meta.get("provenance") or {})
     return df

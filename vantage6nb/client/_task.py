@@ -659,6 +659,13 @@ class Task:
             f"{', '.join(parts) or 'no runs'}>"
         )
 
+    def _repr_html_(self) -> str:
+        """A card: id, name, the full image, method, the status as ``task.list()`` shows it and
+        each organization's run by name (``vantage6nb.client._html``)."""
+        from ._html import task_html
+
+        return task_html(self)
+
 
 class Results(list):  # type: ignore[type-arg]
     """A task's results in organization order, each labelled with its organization's name.

@@ -16,7 +16,7 @@ from ..common.contract import make_input
 from ..common.errors import CryptoError, ValidationError
 from ..common.events import RUN_STATUS
 from ..common.schemas import RunStatus, task_status
-from . import _frames
+from . import _frames, _validate
 from ._session import Session
 from ._task import Task
 
@@ -55,6 +55,7 @@ class TaskAPI:
         name: str | None = None,
         description: str | None = None,
         input_: Mapping[str, Any] | None = None,
+        check: bool = True,
     ) -> Task:
         """Send an algorithm to organizations of a collaboration; returns the new :class:`Task`.
 
@@ -83,6 +84,11 @@ class TaskAPI:
             Shown in task lists and monitors.
         input_ : dict, optional
             vantage6's form of ``method``, ``args`` and ``kwargs`` in one object.
+        check : bool
+            Before any task exists, check the method, the argument names and types and the
+            column names against the algorithm's store metadata and the columns the nodes
+            report (``TaskCheckFailed`` says what is wrong, with a close match). False sends
+            without that check; the nodes check as always.
 
         Examples
         --------
@@ -110,6 +116,9 @@ class TaskAPI:
             )
         session = self._session
         collab, org_ids = self._target(collaboration, organizations)
+        # method, argument names and types, column names: before any task exists
+        if check:
+            _validate.before_send(session, collab, org_ids, image, method, args, kwargs, databases)
         codec = session.codec_for(collab)
         uid = secrets.token_hex(16)
         sender = session.organization_id

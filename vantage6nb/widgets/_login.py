@@ -83,7 +83,10 @@ class Login(widgets.VBox):
         )
         self.login_button.on_click(self._on_click)
         self.logout_button = widgets.Button(
-            description="Log out", icon="sign-out", layout=widgets.Layout(display="none")
+            description="Log out",
+            icon="sign-out",
+            tooltip="End this session on the server (its tokens are revoked)",
+            layout=widgets.Layout(display="none"),
         )
         self.logout_button.on_click(lambda _b: self.logout())
         self.status_html = widgets.HTML("<i>not logged in</i>")
