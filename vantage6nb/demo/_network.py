@@ -26,6 +26,8 @@ __all__ = ["DemoNetwork", "start"]
 RUNTIMES = ("process", "docker", "podman")
 STARTUP_TIMEOUT_S = 90.0
 RESEARCHER = "researcher"
+# a demo network on one machine: each process-runtime node is about 75-130 MiB (BENCHMARKS.md)
+MAX_NODES = 200
 
 
 @dataclass
@@ -286,9 +288,9 @@ def start(
         )
     if nodes is None:
         nodes = len(datasets) if isinstance(datasets, (list, tuple)) else 3
-    if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= 50:
+    if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= MAX_NODES:
         raise ConfigurationError(
-            "nodes must be a whole number from 1 to 50.", errors={"nodes": nodes}
+            f"nodes must be a whole number from 1 to {MAX_NODES}.", errors={"nodes": nodes}
         )
     if runtime not in RUNTIMES:
         raise ConfigurationError(
