@@ -13,6 +13,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ..catalog import Algorithm, Method, Parameter, known_algorithms
+from ..client._validate import TaskCheckFailed
 from ..common import store_metadata as sm
 from ..common.errors import ValidationError
 from ._monitor import TaskMonitor
@@ -115,7 +116,11 @@ def parameter_widget(
     if store == "column_list":
         tags = list(param.default) if isinstance(param.default, list | tuple) else []
         return widgets.TagsInput(
-            value=tags, allowed_tags=list(columns), allow_duplicates=False, layout=layout
+            value=tags,
+            allowed_tags=list(columns),
+            allow_duplicates=False,
+            placeholder=f"columns ({placeholder})" if placeholder else "columns",
+            layout=layout,
         )
     if store == "organization" and organizations:
         return widgets.Dropdown(options=[("", None), *organizations], value=None, layout=layout)
@@ -150,8 +155,11 @@ def parameter_widget(
 
 def _label(text: str, help_text: str = "") -> widgets.HTML:
     title = f' title="{html.escape(help_text)}"' if help_text else ""
+    # a label longer than the column wraps: at the widget's line height (one row each) its
+    # lines would stand a row apart
+    style = ' style="display:inline-block;line-height:1.3;vertical-align:middle"'
     return widgets.HTML(
-        f"<span{title}>{html.escape(text)}</span>",
+        f"<span{title}{style}>{html.escape(text)}</span>",
         layout=widgets.Layout(width=_LABEL_WIDTH, min_width=_LABEL_WIDTH),
     )
 
@@ -268,8 +276,8 @@ class TaskBuilder(widgets.VBox):
         self.code_button = widgets.Button(description="Copy as code", icon="code")
         self.code_button.add_class("v6nb-code-button")
         self.code_button.on_click(lambda _b: self.copy_code())
-        self.code_output = widgets.Textarea(
-            layout=widgets.Layout(width="46em", height="10em", display="none")
+        self.code_output = widgets.Textarea(  # wide and high enough for code() without wrapping
+            layout=widgets.Layout(width="60em", height="15em", display="none")
         )
         self.code_output.add_class("v6nb-code")
         self._js = widgets.Output(layout=widgets.Layout(display="none"))
@@ -514,7 +522,8 @@ class TaskBuilder(widgets.VBox):
         method = self.method
         problems = self._check_fields()
         if problems:
-            raise ValidationError(
+            # the message names each field already: TaskCheckFailed does not repeat ``errors``
+            raise TaskCheckFailed(
                 "Fix the arguments: " + ", ".join(f"{k} ({v})" for k, v in problems.items()) + ".",
                 errors=problems,
             )

@@ -22,6 +22,17 @@ log = logging.getLogger(__name__)
 # ended badly (a killed run was stopped on purpose: no log to show)
 _BAD = FAILED_VALUES - {RunStatus.KILLED.value}
 _STYLES = {"completed": "success", "refused": "warning", "killed": "warning"}
+# the runs table inside an HTML widget: its line height is one widget row, too much for the
+# wrapped reason text; organization, part, node, status and elapsed stay on one line
+_TABLE_STYLE = (
+    "<style>.v6nb-runs td:nth-child(-n+5){white-space:nowrap}</style>"
+    "<div class='v6nb-runs-box' style='line-height:1.4'>"
+)
+_TICK_S = 1.0  # how often the elapsed times move on while runs are open (no event comes then)
+
+
+def _runs_html(rows: list[RunRow], now: datetime | None = None) -> str:
+    return _TABLE_STYLE + render_runs_html(rows, now) + "</div>"
 
 
 class TaskMonitor(widgets.VBox):
@@ -69,14 +80,27 @@ class TaskMonitor(widgets.VBox):
         #: True when a click on Kill is handled while the cell is blocked in a wait (see
         #: :func:`_route_to_subshell`); otherwise it is handled when the cell ends
         self.kill_while_blocked = _route_to_subshell(self.kill_button)
-        self.table = widgets.HTML(render_runs_html([]))
+        self.table = widgets.HTML(_runs_html([]))
         self.errors = ErrorOutput()
         self.header = header = widgets.HBox([self.bar, self.elapsed_label, self.kill_button])
         self._stopped = False
+        self._ticker = threading.Event()  # set: stop ticking
         super().__init__([self.title, header, self.table, self.errors.widget], **kwargs)
         self.add_class("v6nb-task-monitor")
         self._subscribe(task)
         self.refresh()
+        if not self.done:
+            threading.Thread(target=self._tick, name="v6nb-monitor-tick", daemon=True).start()
+
+    def _tick(self) -> None:
+        # a run waiting for a node or computing sends no event: re-render so elapsed moves on
+        while not self._ticker.wait(_TICK_S):
+            if self._stopped or self.done:
+                return
+            try:
+                self._render()
+            except Exception:  # noqa: BLE001 - a tick must never end in a thread traceback
+                log.debug("monitor tick failed", exc_info=True)
 
     # -- following the task ---------------------------------------------------------------------
     def _subscribe(self, task: Any) -> None:
@@ -116,6 +140,11 @@ class TaskMonitor(widgets.VBox):
         self._tasks[int(subtask.id)] = subtask
         self.progress.follow(subtask.run_book)
         self._subscribe(subtask)
+        # a new subtask comes without runs; a run waiting for an offline node sends no event
+        # until the node is back, so read them once (after subscribing: no event is missed)
+        with self.errors.catch("reading a subtask's runs"):
+            if not subtask.runs:
+                subtask.refresh()
 
     def refresh(self) -> None:
         """Re-read the task and its subtasks from the server (done at start and after reconnects)."""
@@ -137,6 +166,7 @@ class TaskMonitor(widgets.VBox):
     def stop(self) -> None:
         """Stop listening to events (the widget keeps its last state)."""
         self._stopped = True
+        self._ticker.set()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
@@ -153,7 +183,7 @@ class TaskMonitor(widgets.VBox):
         self.bar.max = max(total, 1)
         self.bar.value = finished
         self.bar.description = f"{finished}/{total}"
-        self.table.value = render_runs_html(rows, now)
+        self.table.value = _runs_html(rows, now)
         self.elapsed_label.value = f"elapsed {_fmt_seconds(self.progress.elapsed(now))}"
         self.statuses = {r.organization or str(r.organization_id): r.status for r in main}
         self.subtask_statuses = {
