@@ -211,8 +211,15 @@ class SocketHub:
                 return
             payload = _node_event(node)
         log.info("node %s (%s) offline", payload["node_id"], payload["name"])
-        self.emit(
-            events.NODE_OFFLINE, payload, events.collaboration_room(payload["collaboration_id"])
+        # Not from inside this handler: writing to a room's sockets can find another one dead,
+        # whose disconnect handler would then run nested in this one, and so on. With many
+        # sockets dropped at once (a server starved of CPU misses their pings) that nesting
+        # ended in RecursionError (100-node soak): each handler's emit gets a task of its own.
+        self.sio.start_background_task(
+            self.emit,
+            events.NODE_OFFLINE,
+            payload,
+            events.collaboration_room(payload["collaboration_id"]),
         )
 
 
