@@ -154,6 +154,7 @@ class NodeDaemon:
             self.codec = select_codec(
                 self.config, self.client, self.node, replace_key=self.replace_key
             )
+        self.execution.recover_previous()  # before the clean-up removes what they left
         for leftover in self.runtime.cleanup():
             log.info("cleaned up %s", leftover)
         self.proxy.start()

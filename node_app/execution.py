@@ -18,7 +18,7 @@ from .audit import AuditLog, digest_bytes
 from .config import NodeConfig
 from .datasources import DataSourceError, requested_labels, resolve_databases
 from .disclosure import DisclosureGate, Screened
-from .nodestate import NodeState, StartRecord, UnreadableRecord
+from .nodestate import JOURNAL_NAME, NodeState, StartRecord, UnreadableRecord
 from .payloads import PayloadCodec, read_run_input
 from .policy import ImagePolicy
 from .proxy import AlgorithmProxy, RunContext
@@ -111,6 +111,8 @@ class RunExecution:
         )
         self.node: dict[str, Any] = {}
         self.proxy_socket: Path | None = None
+        # what the runtime said, at this node's start, of runs a previous life had started
+        self._recovered: dict[int, RuntimeRefusal] = {}
         # status updates sent while an algorithm starts (one at a time per run, so a few threads)
         self.status_pool = ThreadPoolExecutor(
             max_workers=min(4, config.max_parallel_runs), thread_name_prefix="v6nb-status"
@@ -123,6 +125,31 @@ class RunExecution:
     def clear(self, rid: int) -> None:
         """Remove a run's work folder."""
         shutil.rmtree(self.workroot / f"run-{rid}", ignore_errors=True)
+
+    def recover_previous(self) -> None:
+        """Let the runtime adopt what a previous life left of each run it had started (before the
+        runtime's clean-up removes it): a complete output lands in the run's work folder, where
+        :meth:`execute` finds it; a run the runtime saw end without one is kept to be ended so."""
+        for journal in self.workroot.glob(f"run-*/{JOURNAL_NAME}"):
+            suffix = journal.parent.name[4:]
+            if not suffix.isdigit() or self.state.previous_start(int(suffix)) is None:
+                continue
+            rid = int(suffix)
+            dest = journal.parent / _OUTPUT_NAME
+            if dest.exists():  # the node had taken the output already
+                continue
+            _drop_partial(dest)
+            try:
+                if self.runtime.recover(rid, dest, limit=self.config.limits.output_bytes):
+                    log.info("run %s: adopted the output its algorithm left", rid)
+            except RuntimeRefusal as refusal:
+                log.warning("run %s: %s", rid, refusal.reason)
+                self._recovered[rid] = refusal
+            except Exception as exc:  # the engine failed us: say so, never run it blindly again
+                log.exception("run %s: could not recover what its algorithm left", rid)
+                self._recovered[rid] = RuntimeRefusal(
+                    RunStatus.FAILED, f"the node could not read what its algorithm left: {exc}"
+                )
 
     # -- the pipeline ------------------------------------------------------------------------------
     def execute(self, run: dict[str, Any], restarted: bool) -> None:
@@ -222,6 +249,10 @@ class RunExecution:
         rid = int(run["id"])
         workdir = self.workroot / f"run-{rid}"
         try:
+            recovered = self._recovered.pop(rid, None)
+            if recovered is not None:  # the runtime saw its algorithm end without an output
+                raise recovered
+            _drop_partial(workdir / _OUTPUT_NAME)
             output = committed_output(workdir, _OUTPUT_NAME, limit=self.config.limits.output_bytes)
         except RuntimeRefusal as refusal:
             log.warning("run %s: the output a previous life left is refused: %s", rid, refusal)
@@ -519,6 +550,12 @@ class RunExecution:
             return False
 
         return self.status_pool.submit(report)
+
+
+def _drop_partial(dest: Path) -> None:
+    """Remove the half-written copy a node killed while copying an output out left next to
+    ``dest`` (the copy is made afresh, and refuses to write over an existing one)."""
+    dest.with_name(dest.name + ".partial").unlink(missing_ok=True)
 
 
 def _binding(run: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:

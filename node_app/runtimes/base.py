@@ -193,6 +193,31 @@ class Runtime(abc.ABC):
         """Remove what a previous life of this node left behind; returns what was removed."""
         return []
 
+    def recover(self, run_id: int, dest: Path, *, limit: int) -> Path | None:
+        """Adopt the output a previous life of this node left with the runtime for ``run_id``.
+
+        Called at the node's start, before :meth:`cleanup`, for each run whose algorithm a
+        previous life recorded as started. A runtime whose sandboxes outlive the node (containers)
+        copies a complete output of the run to ``dest`` (by rename, at most ``limit`` bytes) and
+        returns ``dest``; the node then returns it without running the algorithm again
+        (docs/operations.md, "Exactly once"). None: the runtime holds nothing of the run (the
+        default; the process runtime's algorithms die with the node and leave their output in
+        the run's work folder).
+
+        Raises
+        ------
+        RuntimeRefusal
+            When the run's algorithm ran but left no output the node can return (it crashed, or
+            it was still running and the runtime stopped it): the run ends so, not run again.
+
+        Examples
+        --------
+        >>> from node_app.runtimes.process import ProcessRuntime
+        >>> ProcessRuntime({}).recover(7, Path("/nonexistent/output.json"), limit=1) is None
+        True
+        """
+        return None
+
     def prepare(self, spec: RunSpec) -> None:  # noqa: B027 - optional hook
         """Check and fetch what the run needs (image, digest); raise RuntimeRefusal if it cannot run."""
 

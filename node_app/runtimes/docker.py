@@ -58,11 +58,26 @@ LABEL_RUN = "v6nb.run"
 LABEL_ROLE = "v6nb.role"
 #: What every algorithm container's environment holds besides the image's own (nothing of a run).
 BASE_ENV = {"TMPDIR": "/tmp", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+_STILL_RUNNING = frozenset({"running", "paused", "restarting", "stopping"})
+_ENDED = frozenset({"exited", "dead", "stopped"})
+STOPPED_AT_RESTART = (
+    "the node restarted while this run's algorithm was running; the restarted node cannot "
+    "serve it (its proxy, token and timeout were the previous life's), so it stopped it before "
+    "it had written its output"
+)
 
 
 def _spare_size_mb(limits: Limits) -> int:
     """A spare's run volume: the output's cap and 1 MiB for the input (most are a few KiB)."""
     return int(limits.output_mb) + 1
+
+
+def _logs(container: Any) -> bytes:
+    """A container's log (stdout and stderr), empty when the engine has none."""
+    try:
+        return bytes(container.logs(stdout=True, stderr=True, tail=200))
+    except Exception:  # gone, or its log driver keeps none
+        return b""
 
 
 def _rename(container: Any, name: str) -> None:
@@ -190,6 +205,8 @@ class DockerRuntime(Runtime):
         self._pool = SparePool(
             warm_spares if warm else 0, submit=self._starter.submit, discard=self._discard
         )
+        # run id -> (algorithm container, its relay, run volume) a previous life left; until cleanup
+        self._left: dict[int, tuple[Any, Any | None, str]] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -209,7 +226,129 @@ class DockerRuntime(Runtime):
                 removed.append(f"volume {v.name[:12]}")
         if removed:
             log.info("removed %d leftover(s): %s", len(removed), ", ".join(removed))
+        self._left = {}  # nothing of a previous life is left to recover
         return removed
+
+    def recover(self, run_id: int, dest: Path, *, limit: int) -> Path | None:
+        """Adopt the output of ``run_id``'s algorithm container that a previous life left (before
+        :meth:`cleanup` removes it); see :meth:`Runtime.recover`.
+
+        The side-car keeps the run volume mounted after the node dies. When the algorithm
+        container has exited with code 0 and its output in the volume is complete (the wrapper
+        names ``OUTPUT_FILE`` only by rename), the output is copied to ``dest`` (bounded, no links,
+        by rename) as the run's own end would have. A container still running is killed: the
+        restarted node cannot serve it (its proxy socket, token, log stream and timeout were the
+        dead process's); an output it had completed before is its result all the same, and
+        without one the run fails. A non-zero exit is the run's outcome (crashed).
+
+        None when no algorithm container of the run started (the node died before it), or the
+        side-car holding its volume is gone (the engine or the machine restarted: the files are
+        lost, and the run is run again as after a machine crash).
+        """
+        left = self._left_by_previous().get(run_id)
+        if left is None:
+            return None
+        algorithm, relay, volume_name = left
+        state = algorithm.attrs.get("State") or {}
+        status = str(state.get("Status") or "")
+        stopped = status in _STILL_RUNNING
+        if stopped:
+            log.warning(
+                "run %s: its algorithm is still running from a previous life: stopping it", run_id
+            )
+            with contextlib.suppress(Exception):  # it ended meanwhile
+                algorithm.kill()
+            with contextlib.suppress(Exception):
+                algorithm.wait(timeout=30)
+            algorithm.reload()
+            state = algorithm.attrs.get("State") or {}
+        elif status not in _ENDED:
+            return None  # created, never started: nothing of the algorithm ran
+        if relay is None or relay.status != "running":
+            log.warning("run %s: the side-car holding its output is gone", run_id)
+            return None
+        code = state.get("ExitCode")
+        if not stopped and code != 0:
+            tail = log_tail(_logs(algorithm))
+            if state.get("OOMKilled"):
+                raise RuntimeRefusal(
+                    RunStatus.CRASHED, "out of memory (limits.memory_mb in node.yaml)"
+                )
+            how = f"killed by signal {code - 128}" if code and code > 128 else f"exit code {code}"
+            ended = crashed_outcome(how, tail, code)
+            raise RuntimeRefusal(ended.status, ended.reason)
+        volume = RunVolume.existing(self.client, volume_name, owner=self._user_ids())
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            volume.take_output(relay, dest.name, dest, limit=limit)
+        except FileNotFoundError:
+            if stopped:
+                raise RuntimeRefusal(RunStatus.FAILED, STOPPED_AT_RESTART) from None
+            raise RuntimeRefusal(RunStatus.CRASHED, MISSING_OUTPUT) from None
+        return dest
+
+    def _left_by_previous(self) -> dict[int, tuple[Any, Any | None, str]]:
+        """The algorithm containers a previous life left, by run (one engine scan, until cleanup)."""
+        if self._left is not None:
+            return self._left
+        import docker.errors
+
+        found = []
+        for c in self.client.containers.list(
+            all=True, sparse=True, filters={"label": f"{LABEL_NODE}={self.instance}"}
+        ):
+            with contextlib.suppress(docker.errors.NotFound):  # gone meanwhile
+                found.append(self._adopted(self.client.containers.get(c.id)))
+        holders: dict[str, Any] = {}
+        algorithms: list[tuple[Any, str]] = []
+        for c in found:
+            volume = next(
+                (
+                    m.get("Name")
+                    for m in c.attrs.get("Mounts") or []
+                    if m.get("Destination") == IO_DIR and m.get("Name")
+                ),
+                None,
+            )
+            role = (c.labels or {}).get(LABEL_ROLE)
+            if volume is None:
+                continue
+            if role == "relay":
+                holders[volume] = c
+            elif role == "algorithm":
+                algorithms.append((c, volume))
+        left: dict[int, tuple[Any, Any | None, str]] = {}
+        for c, volume in algorithms:
+            relay = holders.get(volume)
+            rid = self._run_of(c, relay, volume)
+            if rid is not None:
+                left[rid] = (c, relay, volume)
+        self._left = left
+        return left
+
+    def _run_of(self, container: Any, relay: Any | None, volume: str) -> int | None:
+        """The run an algorithm container served: its label, its name (a spare, renamed at the
+        handoff) or, for a spare not renamed yet, the run bundle in its volume; None: no run."""
+        run = str((container.labels or {}).get(LABEL_RUN, ""))
+        if run.isdigit():
+            return int(run)
+        named = re.fullmatch(rf"v6nb-{re.escape(self._slug)}-run(\d+)-[0-9a-f]+", container.name)
+        if named:
+            return int(named.group(1))
+        if relay is None or relay.status != "running":
+            return None
+        raw = RunVolume.existing(self.client, volume, owner=self._user_ids()).read_small(
+            relay, BUNDLE, limit=1 << 20
+        )
+        try:
+            rid = json.loads(raw or b"null").get("run")
+        except (ValueError, AttributeError):
+            return None  # no bundle: the spare never served a run
+        return rid if isinstance(rid, int) else None
+
+    def _adopted(self, container: Any) -> Any:
+        """A container of a previous life as this runtime handles it (Podman adapts its API)."""
+        return container
 
     def close(self) -> None:
         with self._lock:
@@ -618,7 +757,8 @@ class DockerRuntime(Runtime):
     def _bundle(self, spec: RunSpec, files: ContainerFiles, sidecar: Sidecar) -> bytes:
         """The run's contract environment, as a warm container applies it at the handoff."""
         env = algorithm_environment(self._inside(spec, files, sidecar))
-        return json.dumps({"env": env}).encode()
+        # `run`: which run it serves, for a restarted node (recover) if the rename did not happen
+        return json.dumps({"env": env, "run": spec.run_id}).encode()
 
     def _discard(self, parts: list[Any]) -> None:
         """Remove containers in the background (inline once the node is closing)."""

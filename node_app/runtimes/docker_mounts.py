@@ -105,6 +105,22 @@ class RunVolume:
         self._host: Path | None = None  # the mount point, when the node may use it directly
         self._host_checked = False
 
+    @classmethod
+    def existing(cls, client: Any, name: str, *, owner: tuple[int, int]) -> RunVolume:
+        """The run volume ``name`` a previous life of the node created (to read its output).
+
+        Examples
+        --------
+        >>> RunVolume.existing(client, "3f2a...", owner=(10001, 10001))  # doctest: +SKIP
+        """
+        self = cls.__new__(cls)
+        self.owner = owner
+        self.volume = client.volumes.get(name)
+        self.name = self.volume.name
+        self.size_mb = 0  # not known, and not needed to read
+        self._host, self._host_checked = None, False
+        return self
+
     def bind(self) -> dict[str, dict[str, str]]:
         """The ``volumes=`` entry that mounts the volume at ``IO_DIR``."""
         return {self.name: {"bind": IO_DIR, "mode": "rw"}}

@@ -519,6 +519,10 @@ class PodmanRuntime(DockerRuntime):
         kwargs["volumes"] = volumes
         return cgroup
 
+    def _adopted(self, container: Any) -> Any:
+        # the archive API's answers adapted as for this life's containers (links, linkTarget)
+        return _Container(container, None, self)
+
     def run(self, spec: RunSpec) -> RunOutcome:
         try:
             self.self_check()

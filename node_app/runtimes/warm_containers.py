@@ -11,6 +11,9 @@
 # bundle carries the run's whole contract environment; the bootstrap applies it to os.environ and
 # runs `python -m vantage6nb.algorithm` as the image's command would, then the container exits.
 # A spare serves exactly one run: the pool hands each out once and the node removes it after.
+# The bundle also names its run (`run`, which the bootstrap ignores): a node killed after the
+# handoff but before the spare was renamed learns from it which run the container served
+# (DockerRuntime.recover; docs/operations.md, "Exactly once").
 
 from __future__ import annotations
 
