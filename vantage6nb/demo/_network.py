@@ -25,6 +25,7 @@ __all__ = ["DemoNetwork", "start"]
 
 RUNTIMES = ("process", "docker", "podman")
 STARTUP_TIMEOUT_S = 90.0
+COLUMNS_TIMEOUT_S = 15.0  # a node without databases never reports: do not wait longer
 RESEARCHER = "researcher"
 # a demo network on one machine: each process-runtime node is about 75-130 MiB (BENCHMARKS.md)
 MAX_NODES = 200
@@ -209,6 +210,28 @@ class DemoNetwork:
         wait_until(
             online, timeout=STARTUP_TIMEOUT_S, what="the demo nodes to come online", check=alive
         )
+        if self.node_settings.get("report_columns", True):
+            self._wait_columns(wanted, alive)
+
+    def _wait_columns(self, wanted: set[int], alive: Any) -> None:
+        # a node reports its columns just after it comes online: wait for them (briefly, then go
+        # on without) so that client.columns() right after start lists every organization
+        admin = self.admin()
+
+        def reported() -> bool:
+            data = admin.get("/column", collaboration_id=self.collaboration_id)["data"]
+            return wanted <= {int(item["node_id"]) for item in data}
+
+        try:
+            wait_until(
+                reported,
+                timeout=COLUMNS_TIMEOUT_S,
+                what="the column reports",
+                check=alive,
+                error=TimeoutError,
+            )
+        except TimeoutError:
+            pass
 
 
 def start(
