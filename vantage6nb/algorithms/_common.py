@@ -27,6 +27,8 @@ __all__ = [
     "organization_names",
     "pool_rows",
     "run_partials",
+    "store_databases",
+    "store_organizations",
     "where_kinds",
     "withheld",
 ]
@@ -346,3 +348,35 @@ def where_kinds(found: Sequence[tuple[int, Any]], name: Callable[[int], str]) ->
     for org, kind in found:
         by_kind.setdefault(describe_kind(kind), []).append(name(org))
     return ", ".join(f"{k} at {' and '.join(orgs)}" for k, orgs in by_kind.items())
+
+
+# -- store-format metadata (vantage6nb.common.store_metadata): entries every algorithm declares ---
+
+
+def store_databases() -> list[dict[str, str]]:
+    """The store-format ``databases`` of a function that reads the node's default database.
+
+    Examples
+    --------
+    >>> store_databases()
+    [{'name': 'default', 'description': 'The data each node reads.'}]
+    """
+    return [{"name": "default", "description": "The data each node reads."}]
+
+
+def store_organizations() -> dict[str, Any]:
+    """The store-format ``organizations`` argument of a central function (default: all).
+
+    Examples
+    --------
+    >>> store_organizations()["type"]
+    'organization_list'
+    """
+    return {
+        "name": "organizations",
+        "display_name": "Organizations",
+        "type": "organization_list",
+        "description": "Organizations whose data are pooled (default: all of the collaboration).",
+        "has_default_value": True,
+        "default_value": None,
+    }

@@ -30,7 +30,14 @@ from vantage6nb.algorithm.results import (
 from vantage6nb.common.disclosure import describe_suppressed
 from vantage6nb.common.errors import ValidationError
 
-from ._common import only_result, pool_rows, run_partials, withheld
+from ._common import (
+    only_result,
+    pool_rows,
+    run_partials,
+    store_databases,
+    store_organizations,
+    withheld,
+)
 from ._stats import check_columns, is_numeric, need_columns, numeric_values, pool_moments
 
 __all__ = ["correlation", "correlation_frame", "correlation_partial", "pair_key"]
@@ -231,7 +238,7 @@ STORE_METADATA: dict[str, Any] = {
             "display_name": "Correlation matrix",
             "type": "central",
             "description": "Pooled pairwise moments and co-moments of ``columns`` (default: every numeric column).",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "columns",
@@ -241,14 +248,7 @@ STORE_METADATA: dict[str, Any] = {
                     "has_default_value": True,
                     "default_value": None,
                 },
-                {
-                    "name": "organizations",
-                    "display_name": "Organizations",
-                    "type": "organization_list",
-                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
-                    "has_default_value": True,
-                    "default_value": None,
-                },
+                store_organizations(),
             ],
             "ui_visualizations": [{"name": "Correlations", "type": "table", "schema": {}}],
         },
@@ -256,7 +256,7 @@ STORE_METADATA: dict[str, Any] = {
             "name": "correlation_partial",
             "type": "federated",
             "description": "This node's moments and co-moment per pair of columns.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "columns",

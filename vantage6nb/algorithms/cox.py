@@ -33,7 +33,7 @@ from vantage6nb.algorithm.results import (
 )
 from vantage6nb.common.errors import ValidationError
 
-from ._common import run_partials
+from ._common import run_partials, store_databases, store_organizations
 from .glm import (
     check_predictors,
     complete_cases,
@@ -396,7 +396,7 @@ STORE_METADATA: dict[str, Any] = {
             "display_name": "Cox model",
             "type": "central",
             "description": "Fit a Cox model of ``duration``/``event`` on ``predictors``, as lifelines does on the pooled data.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "duration",
@@ -439,14 +439,7 @@ STORE_METADATA: dict[str, Any] = {
                     "has_default_value": True,
                     "default_value": "50",
                 },
-                {
-                    "name": "organizations",
-                    "display_name": "Organizations",
-                    "type": "organization_list",
-                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
-                    "has_default_value": True,
-                    "default_value": None,
-                },
+                store_organizations(),
             ],
             "ui_visualizations": [
                 {"name": "Coefficients", "type": "table", "schema": {"location": ["terms"]}}
@@ -456,14 +449,14 @@ STORE_METADATA: dict[str, Any] = {
             "name": "cox_describe",
             "type": "federated",
             "description": "This node's complete-case count, predictor kinds and levels, and event times.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [{"name": "spec", "type": "json"}],
         },
         {
             "name": "cox_iteration",
             "type": "federated",
             "description": "This node's risk-set and event sums at each event time, at beta.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [{"name": "spec", "type": "json"}, {"name": "beta", "type": "float_list"}],
         },
     ],

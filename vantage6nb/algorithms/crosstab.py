@@ -41,6 +41,8 @@ from ._common import (
     organization_names,
     pool_rows,
     run_partials,
+    store_databases,
+    store_organizations,
     where_kinds,
 )
 
@@ -452,7 +454,7 @@ STORE_METADATA: dict[str, Any] = {
             "display_name": "Contingency table",
             "type": "central",
             "description": "Pooled counts of (row, col) value pairs over the organizations.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "row",
@@ -466,14 +468,7 @@ STORE_METADATA: dict[str, Any] = {
                     "type": "column",
                     "description": "The column whose values are the columns.",
                 },
-                {
-                    "name": "organizations",
-                    "display_name": "Organizations",
-                    "type": "organization_list",
-                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
-                    "has_default_value": True,
-                    "default_value": None,
-                },
+                store_organizations(),
                 {
                     "name": "dropna",
                     "display_name": "Leave out missing values",
@@ -492,7 +487,7 @@ STORE_METADATA: dict[str, Any] = {
             "name": "crosstab_partial",
             "type": "federated",
             "description": "This node's non-zero cells of the table.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {"name": "row", "type": "column"},
                 {"name": "col", "type": "column"},

@@ -15,7 +15,7 @@ from typing import Any
 
 from vantage6nb.algorithm import AlgorithmClient, algorithm_client, data, entry_point
 
-from ._common import run_partials
+from ._common import run_partials, store_databases, store_organizations
 
 __all__ = ["blob", "blob_central", "crash", "echo", "runtime_info", "shape", "sleep"]
 
@@ -191,14 +191,7 @@ STORE_METADATA: dict[str, Any] = {
                     "has_default_value": True,
                     "default_value": "1.0",
                 },
-                {
-                    "name": "organizations",
-                    "display_name": "Organizations",
-                    "type": "organization_list",
-                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
-                    "has_default_value": True,
-                    "default_value": None,
-                },
+                store_organizations(),
             ],
         },
         {
@@ -222,7 +215,7 @@ STORE_METADATA: dict[str, Any] = {
             "type": "federated",
             "standalone": True,
             "description": "Rows and column names of the first requested database (no values).",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
         },
         {
             "name": "runtime_info",

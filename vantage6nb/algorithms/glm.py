@@ -37,7 +37,14 @@ from vantage6nb.algorithm.results import (
 )
 from vantage6nb.common.errors import DisclosureRefused, ValidationError
 
-from ._common import PARTIAL_TIMEOUT_S, Part, only_result, run_partials
+from ._common import (
+    PARTIAL_TIMEOUT_S,
+    Part,
+    only_result,
+    run_partials,
+    store_databases,
+    store_organizations,
+)
 
 __all__ = [
     "FAMILIES",
@@ -828,7 +835,7 @@ STORE_METADATA: dict[str, Any] = {
             "display_name": "Generalized linear model",
             "type": "central",
             "description": "Fit ``outcome ~ predictors`` over the organizations, as statsmodels GLM does on the pooled data.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "outcome",
@@ -910,14 +917,7 @@ STORE_METADATA: dict[str, Any] = {
                     "has_default_value": True,
                     "default_value": "100",
                 },
-                {
-                    "name": "organizations",
-                    "display_name": "Organizations",
-                    "type": "organization_list",
-                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
-                    "has_default_value": True,
-                    "default_value": None,
-                },
+                store_organizations(),
             ],
             "ui_visualizations": [
                 {"name": "Coefficients", "type": "table", "schema": {"location": ["terms"]}}
@@ -927,14 +927,14 @@ STORE_METADATA: dict[str, Any] = {
             "name": "glm_describe",
             "type": "federated",
             "description": "This node's complete-case count, predictor kinds and levels.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [{"name": "spec", "type": "json"}],
         },
         {
             "name": "glm_iteration",
             "type": "federated",
             "description": "This node's X'WX, X'Wz and deviance at beta.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {"name": "spec", "type": "json"},
                 {

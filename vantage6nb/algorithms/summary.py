@@ -47,6 +47,8 @@ from ._common import (
     organization_names,
     pool_rows,
     run_partials,
+    store_databases,
+    store_organizations,
     where_kinds,
     withheld,
 )
@@ -533,7 +535,7 @@ STORE_METADATA: dict[str, Any] = {
             "display_name": "Summary statistics",
             "type": "central",
             "description": "Pooled summary of numeric columns (default: every numeric column).",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "columns",
@@ -543,14 +545,7 @@ STORE_METADATA: dict[str, Any] = {
                     "has_default_value": True,
                     "default_value": None,
                 },
-                {
-                    "name": "organizations",
-                    "display_name": "Organizations",
-                    "type": "organization_list",
-                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
-                    "has_default_value": True,
-                    "default_value": None,
-                },
+                store_organizations(),
             ],
             "ui_visualizations": [
                 {"name": "Summary", "type": "table", "schema": {"location": ["columns"]}}
@@ -560,7 +555,7 @@ STORE_METADATA: dict[str, Any] = {
             "name": "summary_partial",
             "type": "federated",
             "description": "This node's moments per numeric column and what each column holds.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "columns",

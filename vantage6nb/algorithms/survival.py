@@ -36,7 +36,14 @@ from vantage6nb.algorithm.results import (
 )
 from vantage6nb.common.errors import ValidationError
 
-from ._common import only_result, pool_rows, run_partials, withheld
+from ._common import (
+    only_result,
+    pool_rows,
+    run_partials,
+    store_databases,
+    store_organizations,
+    withheld,
+)
 from ._stats import (
     check_column,
     label_key,
@@ -424,7 +431,7 @@ STORE_METADATA: dict[str, Any] = {
             "display_name": "Kaplan-Meier curves",
             "type": "central",
             "description": "The pooled (group, time, event) table: counts of events and censored records per time.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "time",
@@ -454,14 +461,7 @@ STORE_METADATA: dict[str, Any] = {
                     "has_default_value": True,
                     "default_value": None,
                 },
-                {
-                    "name": "organizations",
-                    "display_name": "Organizations",
-                    "type": "organization_list",
-                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
-                    "has_default_value": True,
-                    "default_value": None,
-                },
+                store_organizations(),
             ],
             "ui_visualizations": [
                 {"name": "Survival", "type": "line", "schema": {"x": "time", "y": "survival"}}
@@ -471,7 +471,7 @@ STORE_METADATA: dict[str, Any] = {
             "name": "kaplan_meier_partial",
             "type": "federated",
             "description": "This node's count table of (group, time, event).",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {"name": "time", "type": "column"},
                 {"name": "event", "type": "column"},

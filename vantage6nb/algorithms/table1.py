@@ -38,7 +38,15 @@ from vantage6nb.algorithm.results import (
 from vantage6nb.common.disclosure import describe_suppressed
 from vantage6nb.common.errors import ValidationError
 
-from ._common import Part, only_result, pool_rows, run_partials, withheld
+from ._common import (
+    Part,
+    only_result,
+    pool_rows,
+    run_partials,
+    store_databases,
+    store_organizations,
+    withheld,
+)
 from ._stats import (
     category_label,
     check_column,
@@ -620,7 +628,7 @@ STORE_METADATA: dict[str, Any] = {
             "display_name": "Table 1",
             "type": "central",
             "description": "Table 1 of ``columns`` (default: all but ``group``) by ``group``.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "columns",
@@ -654,14 +662,7 @@ STORE_METADATA: dict[str, Any] = {
                     "has_default_value": True,
                     "default_value": None,
                 },
-                {
-                    "name": "organizations",
-                    "display_name": "Organizations",
-                    "type": "organization_list",
-                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
-                    "has_default_value": True,
-                    "default_value": None,
-                },
+                store_organizations(),
             ],
             "ui_visualizations": [{"name": "Table 1", "type": "table", "schema": {}}],
         },
@@ -669,7 +670,7 @@ STORE_METADATA: dict[str, Any] = {
             "name": "table1_partial",
             "type": "federated",
             "description": "This node's group sizes, moments and count tables.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "columns",
@@ -695,7 +696,7 @@ STORE_METADATA: dict[str, Any] = {
             "name": "table1_bins_partial",
             "type": "federated",
             "description": "This node's counts per (group, bin) for given bin edges.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {"name": "edges", "type": "json"},
                 {

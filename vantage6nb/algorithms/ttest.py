@@ -21,7 +21,7 @@ from vantage6nb.algorithm.results import count, is_suppressed, typed
 from vantage6nb.common.disclosure import describe_suppressed
 from vantage6nb.common.errors import ValidationError
 
-from ._common import only_result, pool_rows, run_partials
+from ._common import only_result, pool_rows, run_partials, store_databases, store_organizations
 from ._stats import (
     check_column,
     label_key,
@@ -208,7 +208,7 @@ STORE_METADATA: dict[str, Any] = {
             "display_name": "t-test",
             "type": "central",
             "description": "Pooled moments of ``column`` per level of ``group``.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {
                     "name": "column",
@@ -222,14 +222,7 @@ STORE_METADATA: dict[str, Any] = {
                     "type": "column",
                     "description": "The column whose levels are compared.",
                 },
-                {
-                    "name": "organizations",
-                    "display_name": "Organizations",
-                    "type": "organization_list",
-                    "description": "Organizations whose data are pooled (default: all of the collaboration).",
-                    "has_default_value": True,
-                    "default_value": None,
-                },
+                store_organizations(),
             ],
             "ui_visualizations": [{"name": "Tests", "type": "table", "schema": {}}],
         },
@@ -237,7 +230,7 @@ STORE_METADATA: dict[str, Any] = {
             "name": "ttest_partial",
             "type": "federated",
             "description": "This node's moments of ``column`` per level of ``group``.",
-            "databases": [{"name": "default", "description": "The data each node reads."}],
+            "databases": store_databases(),
             "arguments": [
                 {"name": "column", "type": "column"},
                 {"name": "group", "type": "column"},
