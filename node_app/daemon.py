@@ -30,6 +30,9 @@ __all__ = ["NodeDaemon"]
 
 log = logging.getLogger(__name__)
 
+# how often the node looks (os.stat) whether a data file changed, to report its columns again
+COLUMN_WATCH_S = 2.0
+
 
 class NodeDaemon:
     """One data-station node: its lifecycle and sync loop, composed of its parts.
@@ -76,6 +79,7 @@ class NodeDaemon:
             binary_result_kb=config.binary_result_kb,
             audit=self.audit,
         )
+        self._columns_lock = threading.Lock()
         self.columns = ColumnReporter(
             self.client,
             config.databases,
@@ -165,6 +169,7 @@ class NodeDaemon:
             self.execution.proxy_socket = self.proxy.serve_unix(sock)
         self._spawn(self.reporter.flush_outbox, "v6nb-outbox")
         self._spawn(self._sync_loop, "v6nb-sync")
+        self._spawn(self._watch_columns, "v6nb-columns")
         self.link.start()
 
     def _spawn(self, target: Any, name: str) -> None:
@@ -213,10 +218,17 @@ class NodeDaemon:
                 log.exception("sync failed unexpectedly")
             self._report_columns()
 
+    def _watch_columns(self) -> None:
+        """Between sync ticks: report again soon after a data file changed (a stat per file)."""
+        while not self.stopping.wait(COLUMN_WATCH_S):
+            if self.columns.files_changed():
+                self._report_columns()
+
     def _report_columns(self) -> None:
         """The column report, on the sync tick: at start and when a source changed."""
         try:
-            self.columns.tick()
+            with self._columns_lock:  # the sync loop and the file watcher
+                self.columns.tick()
         except ServerUnavailable as exc:
             log.warning("column report skipped: %s", exc)
         except V6Error as exc:

@@ -290,6 +290,18 @@ class ColumnReporter:
             and all(s is not None for s in signatures)
         )
 
+    def files_changed(self) -> bool:
+        """Whether a file source changed since the last report (a cheap ``stat`` of each file;
+        the node's watcher asks every few seconds, so a researcher sees a new column soon)."""
+        if not self.enabled or self._signatures is None:
+            return False
+        now = [source_signature(db) for db in self.databases]
+        return any(
+            new != old and (new is not None or old is not None)
+            for new, old, db in zip(now, self._signatures, self.databases, strict=True)
+            if db.type != "sql" or db.uri.startswith("sqlite:///")
+        )
+
     def tick(self) -> bool:
         """Report (or clear) when needed; True when something was sent. Raises V6Error."""
         if not self.enabled:

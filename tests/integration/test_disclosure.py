@@ -7,13 +7,14 @@ import json
 import re
 import shutil
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.support.waiting import wait_for
 from vantage6nb import analysis, demo
 from vantage6nb.audit import read as read_audit
 from vantage6nb.audit import verify as verify_audit
@@ -37,9 +38,22 @@ def replaced_data(net, name: str, df: pd.DataFrame) -> Iterator[None]:
     shutil.copy(path, backup)
     try:
         df.to_csv(path, index=False)
+        wait_reported(net, name, df.columns)
         yield
     finally:
         shutil.move(backup, path)
+
+
+def wait_reported(net, name: str, columns: Iterable[str]) -> None:
+    """Wait until node ``name`` reports ``columns`` (nodes watch their files: within seconds), so
+    that the client's pre-send check knows them."""
+    client, wanted = net.client(), set(columns)
+
+    def reported() -> bool:
+        frame = client.columns()
+        return wanted <= set(frame.loc[frame["organization"] == name, "column"])
+
+    wait_for(reported, timeout=120, what=f"{name} to report the columns {sorted(wanted)}")
 
 
 @contextmanager
@@ -56,6 +70,8 @@ def data_with_rare_group(net, rare_at: str) -> Iterator[None]:
             if name == rare_at:
                 df.loc[df.index[:2], "site"] = "rare"
             df.to_csv(path, index=False)
+        for name in net.datasets:
+            wait_reported(net, name, ["site"])
         yield
     finally:
         for path, backup in backups.items():
@@ -144,10 +160,13 @@ def test_a_node_with_fewer_rows_than_the_minimum_releases_nothing(demo_net, clie
 
 def test_a_station_with_a_small_group_suppresses_only_that_column(demo_net, client) -> None:
     small = demo_net.node_names[2]
-    data = pd.read_csv(demo_net.datasets[small])
-    data["rare_measure"] = None
-    data.loc[data.index[:2], "rare_measure"] = 1.5  # two records have it at this station
-    with replaced_data(demo_net, small, data):
+    with ExitStack() as stack:
+        for name in demo_net.node_names:  # the column everywhere (the pre-send check wants it)
+            data = pd.read_csv(demo_net.datasets[name])
+            data["rare_measure"] = None
+            if name == small:
+                data.loc[data.index[:2], "rare_measure"] = 1.5  # two records have a value here
+            stack.enter_context(replaced_data(demo_net, name, data))
         with pytest.warns(analysis.DisclosureWarning) as warned:
             summary = analysis.summary(
                 client, columns=["body_mass_g", "rare_measure"], timeout=TIMEOUT

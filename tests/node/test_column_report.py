@@ -260,6 +260,31 @@ def test_a_changed_file_is_reported_again(world):
 
 
 @pytest.mark.integration
+def test_a_changed_file_is_reported_between_sync_ticks(world):
+    # the node watches its files (a stat every 2 s): a new column reaches the researchers'
+    # pre-send checks long before the next re-sync tick (an hour here)
+    org = world["orgs"][0]
+    researcher = world["users"]["col-researcher"]
+    csv = world["data"] / "patients.csv"
+    with node_of(world, 0, sync_interval_s=3600):
+        wait_for(
+            lambda: "default" in by_label(reported(researcher, world), org), REPORT_S, "a report"
+        )
+        _csv(csv, extra=True)
+        try:
+            wait_for(
+                lambda: (
+                    ("added_later", "integer")
+                    in by_label(reported(researcher, world), org)["default"]
+                ),
+                REPORT_S,
+                "the added column in the report, before the next sync tick",
+            )
+        finally:
+            _csv(csv)
+
+
+@pytest.mark.integration
 def test_report_columns_false_reports_nothing_and_clears_an_earlier_report(world):
     org = world["orgs"][1]
     researcher = world["users"]["col-researcher"]
