@@ -54,7 +54,13 @@ def load_note() -> str:
     return f"load {one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min)"
 
 
-def bare_python_run(module: str, method: str, kwargs: dict, workdir: str) -> float:
+def bare_python_run(
+    module: str,
+    method: str,
+    kwargs: dict,
+    workdir: str,
+    databases: dict[str, tuple[str, str]] | None = None,
+) -> float:
     """Wall time of the algorithm's own process for one run, started the way the process runtime
     does (``python -m vantage6nb.algorithm <module>``, same environment, output captured)."""
     import json
@@ -79,7 +85,7 @@ def bare_python_run(module: str, method: str, kwargs: dict, workdir: str) -> flo
             host="http://127.0.0.1",
             port=1,
             api_path="",
-            databases={},
+            databases=databases or {},
         )
     )
     t0 = time.perf_counter()

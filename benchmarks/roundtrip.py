@@ -177,9 +177,9 @@ def bare_run(
     def one(d: Path) -> float:
         if runtime in ("docker", "podman"):
             return bare_docker_run(image, str(d), work, data, runtime)
-        if work != "trivial":
-            raise SystemExit("--work pandas: --runtime docker or podman")
-        return bare_python_run(MODULE, "echo", {"x": 1}, str(d))
+        method, kwargs, uses_data = WORKS[work]
+        dbs = {"default": (str(data), "csv")} if uses_data and data is not None else None
+        return bare_python_run(MODULE, method, kwargs, str(d), dbs)
 
     t0 = time.perf_counter()
     list(pool.map(one, dirs))
