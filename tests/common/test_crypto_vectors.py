@@ -12,6 +12,7 @@ import pytest
 
 from vantage6nb.common import crypto
 from vantage6nb.common.crypto import Binding
+from vantage6nb.common.errors import DecryptionError
 from vantage6nb.common.keys import OrgKey
 
 VECTORS = Path(__file__).resolve().parents[1] / "data" / "crypto_vectors.json"
@@ -20,7 +21,6 @@ SENDER_SK = bytes(range(32))
 RECIPIENT_SK = bytes(range(32, 64))
 PAYLOAD_KEY = bytes([0x40 + i % 16 for i in range(32)])
 BOX_NONCE = bytes([0x60 + i % 16 for i in range(24)])
-STREAM_HEADER = bytes([0x80 + i % 16 for i in range(24)])
 
 CASES = [
     ("empty input", Binding("input", "task-0001", 1, 2), 1024, 0),
@@ -45,7 +45,7 @@ def _make(name: str, binding: Binding, chunk_size: int, size: int) -> dict:
         sender,
         recipient.public_key,
         chunk_size=chunk_size,
-        _fixed=(PAYLOAD_KEY, BOX_NONCE, STREAM_HEADER),
+        _fixed=(PAYLOAD_KEY, BOX_NONCE),
     )
     return {
         "name": name,
@@ -64,7 +64,6 @@ def _make(name: str, binding: Binding, chunk_size: int, size: int) -> dict:
         "chunk_size": chunk_size,
         "payload_key": PAYLOAD_KEY.hex(),
         "box_nonce": BOX_NONCE.hex(),
-        "stream_header": STREAM_HEADER.hex(),
         "plaintext_len": size,
         **_sealed_fields(out.getvalue()),
     }
@@ -101,11 +100,7 @@ def _seal_vector(vec: dict) -> bytes:
         OrgKey(bytes.fromhex(vec["sender_sk"])),
         bytes.fromhex(vec["recipient_pk"]),
         chunk_size=vec["chunk_size"],
-        _fixed=(
-            bytes.fromhex(vec["payload_key"]),
-            bytes.fromhex(vec["box_nonce"]),
-            bytes.fromhex(vec["stream_header"]),
-        ),
+        _fixed=(bytes.fromhex(vec["payload_key"]), bytes.fromhex(vec["box_nonce"])),
     )
     return out.getvalue()
 
@@ -136,12 +131,31 @@ def test_vector_opens_with_the_normal_path(name: str) -> None:
 
 
 def test_vector_layout_is_documented_size() -> None:
-    # 46-byte fixed header + uid + 24 nonce + 80 wrapped key + 24 stream header + 17 per chunk
+    # 46-byte fixed header + uid + 24 nonce + 80 wrapped key + 16 (GCM tag) per chunk
     for vec in _load()["payloads"]:
         uid = len(vec["binding"]["task_uid"].encode())
         chunks = max(1, -(-vec["plaintext_len"] // vec["chunk_size"]))
-        expected = 46 + uid + 24 + 80 + 24 + vec["plaintext_len"] + 17 * chunks
+        expected = 46 + uid + 24 + 80 + vec["plaintext_len"] + 16 * chunks
         assert vec["sealed_len"] == len(_sealed(vec)) == expected
+
+
+@pytest.mark.parametrize("name", [case[0] for case in CASES[:4]])
+def test_version_1_payloads_still_open(name: str) -> None:
+    # Payloads sealed before version 2 (secretstream XChaCha20-Poly1305 bodies) keep opening.
+    vec = next(v for v in _load()["payloads_v1"] if v["name"] == name)
+    sealed = bytes.fromhex(vec["sealed"])
+    assert sealed[0] == 1 and crypto.read_header(sealed).version == 1
+    uid = len(vec["binding"]["task_uid"].encode())
+    chunks = max(1, -(-vec["plaintext_len"] // vec["chunk_size"]))
+    assert len(sealed) == 46 + uid + 24 + 80 + 24 + vec["plaintext_len"] + 17 * chunks
+    recipient = OrgKey(bytes.fromhex(vec["recipient_sk"]))
+    binding = Binding(**vec["binding"])
+    plain = crypto.open(sealed, binding, recipient, bytes.fromhex(vec["sender_pk"]))
+    assert plain == _plaintext(vec["plaintext_len"])
+    bad = bytearray(sealed)
+    bad[-1] ^= 1
+    with pytest.raises(DecryptionError, match="failed authentication"):
+        crypto.open(bytes(bad), binding, recipient, bytes.fromhex(vec["sender_pk"]))
 
 
 def test_fingerprint_vector() -> None:
@@ -158,8 +172,10 @@ def test_keyfile_vectors_load() -> None:
 def _regenerate() -> None:
     key = OrgKey(SENDER_SK)
     data = {
-        "about": "vantage6nb sealed payload v1 known answers; see docs/security.md",
+        "about": "vantage6nb sealed payload known answers (version 2; payloads_v1: version 1, "
+        "read only); see docs/security.md",
         "payloads": [_make(*case) for case in CASES],
+        "payloads_v1": _load()["payloads_v1"],
         "fingerprint": {"public_key": key.public_key.hex(), "fingerprint": key.fingerprint},
         "keyfiles": [
             {

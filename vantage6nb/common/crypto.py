@@ -1,4 +1,4 @@
-"""Sealed payloads between organizations (PyNaCl): the binding, the wire format, seal and open.
+"""Sealed payloads between organizations: the binding, the wire format, seal and open.
 
 See docs/security.md. Keys are in :mod:`.keys`, the ``v6nb1:`` text form in :mod:`.textform`,
 and what travels for a task input or result (plain or sealed) in :mod:`.envelope`.
@@ -7,6 +7,7 @@ and what travels for a task input or result (plain or sealed) in :mod:`.envelope
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
@@ -17,6 +18,8 @@ from typing import Literal, Protocol
 import nacl.bindings as sodium
 import nacl.exceptions
 import nacl.utils
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import DecryptionError, ValidationError
 from .keys import KeyRing, OrgKey, fingerprint, key_id
@@ -40,7 +43,7 @@ __all__ = [
     "seal_text",
 ]
 
-VERSION = 1
+VERSION = 2  # what seal writes; open reads versions 1 and 2 (_READABLE)
 DEFAULT_CHUNK_SIZE = 64 * 1024
 Kind = Literal["input", "result"]
 
@@ -55,9 +58,16 @@ _NONCE = sodium.crypto_box_NONCEBYTES  # 24
 _KEY = sodium.crypto_secretstream_xchacha20poly1305_KEYBYTES  # 32
 _DIGEST = 32
 _WRAPPED = 16 + _KEY + _DIGEST  # Poly1305 tag + key + header digest = 80
+_READABLE = (1, 2)
+# version 2 body: AES-256-GCM per chunk (OpenSSL, through cryptography), the nonce = chunk index
+# (11 bytes) || last-chunk flag (1 byte): the STREAM construction (Hoang, Reyhanitabar, Rogaway, Vizár)
+_TAG = 16
+_COUNTER = 11
+_LAST = b"\x01"
+_NOT_LAST = b"\x00"
+# version 1 body (read only): libsodium secretstream XChaCha20-Poly1305
 _SS_HEADER = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES  # 24
 _ABYTES = sodium.crypto_secretstream_xchacha20poly1305_ABYTES  # 17
-_TAG_MESSAGE = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 _TAG_FINAL = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
 _MIN_LOG2, _MAX_LOG2 = 10, 24
 
@@ -71,7 +81,7 @@ class Readable(Protocol):
 class Writable(Protocol):
     """Anything with ``write(bytes)`` (files opened "wb", BytesIO)."""
 
-    def write(self, data: bytes, /) -> int | None: ...
+    def write(self, data: bytes | memoryview, /) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -182,12 +192,44 @@ def read_exact(src: Readable, n: int) -> bytes:
     return b"".join(parts)
 
 
+def _fill(src: Readable, buf: bytearray) -> int:
+    """Fill ``buf`` from ``src`` as far as the stream goes; the number of bytes read.
+
+    Uses ``readinto`` where the source has it (files, BytesIO: no intermediate copy), else
+    ``read``; short reads are looped over, so fewer than ``len(buf)`` means the stream ended.
+    """
+    view = memoryview(buf)
+    size = len(buf)
+    got = 0
+    readinto = getattr(src, "readinto", None)
+    while got < size:
+        if readinto is not None:
+            try:
+                n = readinto(view[got:]) or 0
+            except NotImplementedError:  # io.RawIOBase subclasses that define only read()
+                readinto = None
+                continue
+        else:
+            more = src.read(size - got)
+            n = len(more) if more else 0
+            view[got : got + n] = more or b""
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _nonce(index: int, last: bool) -> bytes:
+    return index.to_bytes(_COUNTER, "big") + (_LAST if last else _NOT_LAST)
+
+
 def _parse_header(src: Readable) -> Header:
     fixed = read_exact(src, _FIXED.size)
-    if fixed[:1] and fixed[0] != VERSION:
+    if fixed[:1] and fixed[0] not in _READABLE:
         raise DecryptionError(
-            f"unsupported sealed payload version {fixed[0]} (this library reads version "
-            f"{VERSION}); upgrade vantage6nb or check that this is a vantage6nb payload"
+            f"unsupported sealed payload version {fixed[0]} (this library reads versions "
+            f"{', '.join(map(str, _READABLE))}); upgrade vantage6nb or check that this is a "
+            "vantage6nb payload"
         )
     if len(fixed) < _FIXED.size:
         raise DecryptionError("sealed payload is truncated inside its header")
@@ -237,12 +279,14 @@ def seal_stream(
     recipient_public_key: bytes,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    _fixed: tuple[bytes, bytes, bytes] | None = None,
+    _fixed: tuple[bytes, bytes] | None = None,
 ) -> int:
     """Encrypt ``src`` into ``dst`` for one recipient organization, chunk by chunk.
 
-    Memory use is a few chunks regardless of payload size. Returns the bytes written.
-    ``_fixed`` = (payload key, box nonce, stream header) is for known-answer tests only.
+    Memory use is three chunk buffers regardless of payload size. Returns the bytes written.
+    ``dst.write`` is given views of a buffer that is reused for the next chunk: it must copy
+    (files, sockets and BytesIO do). ``_fixed`` = (payload key, box nonce) is for known-answer
+    tests only.
 
     Examples
     --------
@@ -260,30 +304,26 @@ def seal_stream(
         raise ValidationError("recipient_public_key must be the raw 32-byte public key")
     header = _encode_header(binding, chunk_size, sender_key.public_key, recipient_public_key)
     digest = _digest(header)
-    payload_key, nonce, ss_header = _fixed or (
-        nacl.utils.random(_KEY),
-        nacl.utils.random(_NONCE),
-        b"",
-    )
+    payload_key, nonce = _fixed or (nacl.utils.random(_KEY), nacl.utils.random(_NONCE))
     wrapped = sodium.crypto_box(
         payload_key + digest, nonce, recipient_public_key, bytes(sender_key.private_key)
     )
-    state = sodium.crypto_secretstream_xchacha20poly1305_state()
-    if ss_header:  # test hook: a fixed stream header; the pull init yields the same state
-        sodium.crypto_secretstream_xchacha20poly1305_init_pull(state, ss_header, payload_key)
-    else:
-        ss_header = sodium.crypto_secretstream_xchacha20poly1305_init_push(state, payload_key)
-    written = dst.write(header + nonce + wrapped + ss_header) or 0
-    push = sodium.crypto_secretstream_xchacha20poly1305_push
-    current = read_exact(src, chunk_size)
+    written = dst.write(header + nonce + wrapped) or 0
+    aead = AESGCM(payload_key)
+    current, ahead = bytearray(chunk_size), bytearray(chunk_size)
+    sealed = bytearray(chunk_size + _TAG)
+    out = memoryview(sealed)
+    n = _fill(src, current)
+    index = 0
     while True:
-        nxt = read_exact(src, chunk_size) if len(current) == chunk_size else b""
-        final = not nxt
-        chunk = push(state, current, digest, _TAG_FINAL if final else _TAG_MESSAGE)
-        written += dst.write(chunk) or 0
-        if final:
+        m = _fill(src, ahead) if n == chunk_size else 0
+        last = m == 0  # a full chunk is the last one when nothing follows it
+        aead.encrypt_into(_nonce(index, last), memoryview(current)[:n], digest, out[: n + _TAG])
+        written += dst.write(out[: n + _TAG]) or 0
+        if last:
             return written
-        current = nxt
+        current, ahead, n = ahead, current, m
+        index += 1
 
 
 def _lookup(sender_public_key: bytes | KeyRing, org_id: int) -> bytes:
@@ -343,9 +383,8 @@ def open_stream(
         )
     nonce = read_exact(src, _NONCE)
     wrapped = read_exact(src, _WRAPPED)
-    ss_header = read_exact(src, _SS_HEADER)
-    if len(ss_header) < _SS_HEADER:
-        raise DecryptionError("sealed payload is truncated before its first chunk")
+    if len(wrapped) < _WRAPPED:
+        raise DecryptionError("sealed payload is truncated inside its key box")
     try:
         opened = sodium.crypto_box_open(wrapped, nonce, sender_pk, bytes(recipient_key.private_key))
     except nacl.exceptions.CryptoError:
@@ -357,13 +396,65 @@ def open_stream(
     payload_key, digest = opened[:_KEY], opened[_KEY:]
     if not hmac.compare_digest(digest, _digest(header.raw)):
         raise DecryptionError("the payload header was modified after sealing (binding or keys)")
+    if header.version == 1:
+        return _open_body_v1(src, dst, header.chunk_size, payload_key, digest)
+    return _open_body(src, dst, header.chunk_size, payload_key, digest)
+
+
+def _open_body(src: Readable, dst: Writable, chunk_size: int, key: bytes, digest: bytes) -> int:
+    """Version 2: each chunk opened (and authenticated) before it is written to ``dst``."""
+    aead = AESGCM(key)
+    full = chunk_size + _TAG
+    current, ahead = bytearray(full), bytearray(full)
+    plain = memoryview(bytearray(chunk_size))
+    n = _fill(src, current)
+    if n == 0:
+        raise DecryptionError("sealed payload is truncated before its first chunk")
+    written = 0
+    index = 0
+    while True:
+        if n < _TAG:
+            raise DecryptionError(f"sealed payload is truncated inside chunk {index}")
+        m = _fill(src, ahead) if n == full else 0
+        last = m == 0
+        body = memoryview(current)[:n]
+        try:
+            aead.decrypt_into(_nonce(index, last), body, digest, plain[: n - _TAG])
+        except InvalidTag:
+            raise DecryptionError(_why_chunk_fails(aead, index, last, body, digest)) from None
+        written += dst.write(plain[: n - _TAG]) or 0
+        if last:
+            return written
+        current, ahead, n = ahead, current, m
+        index += 1
+
+
+def _why_chunk_fails(aead: AESGCM, index: int, last: bool, body: memoryview, digest: bytes) -> str:
+    """The error for a chunk that does not authenticate (only on the failure path)."""
+    with contextlib.suppress(InvalidTag):
+        aead.decrypt(_nonce(index, not last), bytes(body), digest)
+        if last:  # it is a genuine middle chunk: the chunks after it are missing
+            return (
+                f"sealed payload is truncated: it ends after chunk {index} without the final chunk"
+            )
+        return "unexpected data after the final chunk of a sealed payload"
+    return (
+        f"chunk {index} failed authentication: the ciphertext was modified, reordered or truncated"
+    )
+
+
+def _open_body_v1(src: Readable, dst: Writable, chunk_size: int, key: bytes, digest: bytes) -> int:
+    """Version 1 (libsodium secretstream), read so payloads made before version 2 still open."""
+    ss_header = read_exact(src, _SS_HEADER)
+    if len(ss_header) < _SS_HEADER:
+        raise DecryptionError("sealed payload is truncated before its first chunk")
     state = sodium.crypto_secretstream_xchacha20poly1305_state()
     try:
-        sodium.crypto_secretstream_xchacha20poly1305_init_pull(state, ss_header, payload_key)
+        sodium.crypto_secretstream_xchacha20poly1305_init_pull(state, ss_header, key)
     except nacl.exceptions.CryptoError:
         raise DecryptionError("the stream header is invalid") from None
     pull = sodium.crypto_secretstream_xchacha20poly1305_pull
-    full = header.chunk_size + _ABYTES
+    full = chunk_size + _ABYTES
     written = 0
     index = 0
     while True:
@@ -393,13 +484,13 @@ def open_stream(
 
 
 class _Sink:
-    """A write-only sink collecting chunks, joined once at the end (one copy)."""
+    """A write-only sink collecting (copies of) chunks, joined once at the end."""
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
 
-    def write(self, data: bytes) -> int:
-        self.parts.append(data)
+    def write(self, data: bytes | memoryview) -> int:
+        self.parts.append(bytes(data))
         return len(data)
 
 

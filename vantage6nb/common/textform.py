@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - the pure fallback
     _fast = None  # type: ignore[assignment]
 
 
-def _b2a(data: bytes) -> str:
+def _b2a(data: bytes | memoryview) -> str:
     if _fast is not None:
         return _fast.b64encode_as_string(data)  # type: ignore[no-any-return]
     return binascii.b2a_base64(data, newline=False).decode("ascii")
@@ -109,13 +109,13 @@ class TextWriter:
         self.parts: list[str] = [TEXT_PREFIX]
         self._pending = b""
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         size = len(data)
         data = self._pending + data if self._pending else data
         cut = len(data) - len(data) % 3
         if cut:
             self.parts.append(_b2a(data[:cut]))
-        self._pending = data[cut:]
+        self._pending = bytes(data[cut:])  # data may be a view of a buffer the caller reuses
         return size
 
     def getvalue(self) -> str:
