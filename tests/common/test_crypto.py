@@ -324,3 +324,26 @@ def test_bad_chunk_size(alice: OrgKey, bob: OrgKey, chunk_size: int) -> None:
 
 def test_decryption_error_is_crypto_and_value_error() -> None:
     assert issubclass(DecryptionError, CryptoError) and issubclass(DecryptionError, ValueError)
+
+
+def test_older_cryptography_without_encrypt_into_makes_the_same_bytes(
+    alice: OrgKey, bob: OrgKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # cryptography < 47 has no encrypt_into/decrypt_into: the fallback must be byte-compatible.
+    data = _payload(3 * CS + 5)
+    fixed = (bytes(32), bytes(24))
+    fast = io.BytesIO()
+    crypto.seal_stream(
+        io.BytesIO(data), fast, BIND, alice, bob.public_key, chunk_size=CS, _fixed=fixed
+    )
+    monkeypatch.setattr(crypto, "_INTO", False)
+    slow = io.BytesIO()
+    crypto.seal_stream(
+        io.BytesIO(data), slow, BIND, alice, bob.public_key, chunk_size=CS, _fixed=fixed
+    )
+    assert slow.getvalue() == fast.getvalue()
+    assert crypto.open(fast.getvalue(), BIND, bob, alice.public_key) == data
+    bad = bytearray(fast.getvalue())
+    bad[-1] ^= 1
+    with pytest.raises(DecryptionError, match="chunk 3 failed"):
+        crypto.open(bytes(bad), BIND, bob, alice.public_key)

@@ -62,6 +62,7 @@ _READABLE = (1, 2)
 # version 2 body: AES-256-GCM per chunk (OpenSSL, through cryptography), the nonce = chunk index
 # (11 bytes) || last-chunk flag (1 byte): the STREAM construction (Hoang, Reyhanitabar, Rogaway, Vizár)
 _TAG = 16
+_INTO = hasattr(AESGCM, "encrypt_into")  # cryptography >= 47 seals into our buffers (no copy)
 _COUNTER = 11
 _LAST = b"\x01"
 _NOT_LAST = b"\x00"
@@ -318,8 +319,12 @@ def seal_stream(
     while True:
         m = _fill(src, ahead) if n == chunk_size else 0
         last = m == 0  # a full chunk is the last one when nothing follows it
-        aead.encrypt_into(_nonce(index, last), memoryview(current)[:n], digest, out[: n + _TAG])
-        written += dst.write(out[: n + _TAG]) or 0
+        chunk = memoryview(current)[:n]
+        if _INTO:
+            aead.encrypt_into(_nonce(index, last), chunk, digest, out[: n + _TAG])
+            written += dst.write(out[: n + _TAG]) or 0
+        else:
+            written += dst.write(aead.encrypt(_nonce(index, last), chunk, digest)) or 0
         if last:
             return written
         current, ahead, n = ahead, current, m
@@ -419,10 +424,14 @@ def _open_body(src: Readable, dst: Writable, chunk_size: int, key: bytes, digest
         last = m == 0
         body = memoryview(current)[:n]
         try:
-            aead.decrypt_into(_nonce(index, last), body, digest, plain[: n - _TAG])
+            if _INTO:
+                aead.decrypt_into(_nonce(index, last), body, digest, plain[: n - _TAG])
+                opened: bytes | memoryview = plain[: n - _TAG]
+            else:
+                opened = aead.decrypt(_nonce(index, last), body, digest)
         except InvalidTag:
             raise DecryptionError(_why_chunk_fails(aead, index, last, body, digest)) from None
-        written += dst.write(plain[: n - _TAG]) or 0
+        written += dst.write(opened) or 0
         if last:
             return written
         current, ahead, n = ahead, current, m
