@@ -202,3 +202,40 @@ def test_kill_acts_while_the_cell_is_blocked_in_the_wait(kernel, shared_demo_net
     assert "TaskTimeout" not in shown  # the wait ended because the task was killed
     check = _execute(kernel, "print(task.state)")
     assert "killed" in _errors(check)
+
+
+def test_offline_warning_is_a_card_in_a_kernel(kernel) -> None:
+    # The warning the client gives for a task whose node is offline, shown as a notebook shows
+    # it: a card with the node's name as code, not Python's "/tmp/ipykernel_…:3: …Warning:" text.
+    note = (
+        "Task 4 runs at organizations whose node is not online; their runs wait for it:\n"
+        "  - Utrecht: node 'utrecht-node' is offline — start it with `v6nb node start`"
+    )
+    seen = _execute(
+        kernel,
+        "import warnings\n"
+        "from vantage6nb.client import NodeOfflineWarning, _notebook_warnings\n"
+        "_notebook_warnings.install()\n"
+        f"warnings.warn({note!r}, NodeOfflineWarning)\n",
+    )
+    assert _reply(seen)["status"] == "ok", _errors(seen)
+    cards = [
+        m["content"]["data"]["text/html"]
+        for _, m in seen
+        if m["msg_type"] == "display_data" and "text/html" in m["content"]["data"]
+    ]
+    assert len(cards) == 1, _errors(seen)
+    assert "NodeOfflineWarning" in cards[0] and "<code>v6nb node start</code>" in cards[0]
+    assert "<li>Utrecht: node &#x27;utrecht-node&#x27; is offline" in cards[0]
+    assert "ipykernel" not in _errors(seen) and "NodeOfflineWarning:" not in _errors(seen)
+
+    # filters still decide: ignored means nothing shown; other warnings keep Python's text
+    seen = _execute(
+        kernel,
+        "warnings.simplefilter('ignore', NodeOfflineWarning)\n"
+        "warnings.warn('x', NodeOfflineWarning)\n"
+        "warnings.warn('plain one', UserWarning)\n",
+    )
+    assert _reply(seen)["status"] == "ok", _errors(seen)
+    assert not [m for _, m in seen if m["msg_type"] == "display_data"], _errors(seen)
+    assert "UserWarning: plain one" in _errors(seen)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._client import Client
     from ._task import Task
 
-__all__ = ["client_html", "provenance_html", "task_html"]
+__all__ = ["client_html", "note_html", "provenance_html", "task_html"]
 
 # status colours, as the TaskMonitor shows them
 _COLOURS = {
@@ -64,6 +64,37 @@ def _grid(head: list[str], rows: list[list[str]]) -> str:
 
 def _card(title: str, body: str, kind: str) -> str:
     return f"{_STYLE}<div class='v6nb-card v6nb-{kind}'><h4>{title}</h4>{body}</div>"
+
+
+def _inline(text: str) -> str:
+    """Escape ``text`` and show its `backticked` spans as code."""
+    parts = _e(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
+        return _e(text)
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def note_html(text: str, title: str) -> str:
+    """A warning's text as a card: the first line as its lead, ``  - `` lines as a list.
+
+    Examples
+    --------
+    >>> "<li>Utrecht: offline</li>" in note_html("Task 4 waits:\n  - Utrecht: offline", "Note")
+    True
+    """
+    lead, *rest = text.splitlines() or [""]
+    items = [line.strip()[2:] for line in rest if line.strip().startswith("- ")]
+    other = [line.strip() for line in rest if line.strip() and not line.strip().startswith("- ")]
+    body = f"<div>{_inline(lead)}</div>"
+    if items:
+        body += "<ul style='margin:4px 0'>" + "".join(f"<li>{_inline(i)}</li>" for i in items)
+        body += "</ul>"
+    body += "".join(f"<div>{_inline(line)}</div>" for line in other)
+    return (
+        f"{_STYLE}<div class='v6nb-card v6nb-warning' role='alert' "
+        "style='border-left:4px solid #ef6c00;background:#fff8e1;color:#3e2723'>"
+        f"<h4>⚠ {_e(title)}</h4>{body}</div>"
+    )
 
 
 def provenance_html(attrs: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from ..common.disclosure import Refusal, parse_reason, unwrap_result
 from ..common.errors import REJECTED, CryptoError, DisclosureRefused, RunFailure, TaskFailed
 from ..common.schemas import FAILED_VALUES, FINAL_VALUES, RunStatus
-from . import _frames
+from . import _frames, _notebook_warnings
 from ._codec import Codec
 from ._session import Session
 
@@ -109,6 +109,7 @@ def _bound_task(session: Session, task: Mapping[str, Any]) -> dict[str, Any]:
         derived = parent is not None and session.state.task(int(parent)) is not None
         if not derived and task_id not in session.unverified_warned:
             session.unverified_warned.add(task_id)
+            _notebook_warnings.install()
             warnings.warn(
                 f"Task {task_id} was not created by this client (no record in "
                 f"{session.state.where}): its results are taken as the server describes the task, "

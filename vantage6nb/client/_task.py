@@ -14,7 +14,7 @@ import pandas as pd
 from ..common.errors import ServerUnavailable, TaskError, TaskTimeout, V6Error
 from ..common.events import NODE_OFFLINE, NODE_ONLINE, RUN_STATUS, TASK_CREATED
 from ..common.schemas import task_status
-from . import _display, _frames, _outcome
+from . import _display, _frames, _notebook_warnings, _outcome
 from ._events import RECONNECTED
 from ._progress import ProgressLine, choose_progress
 from ._runs import RunBook
@@ -617,6 +617,7 @@ class Task:
         )
         note = _outcome.offline_note(self.id, ids, names, nodes)
         if note:
+            _notebook_warnings.install()  # in a kernel: shown as a card, not file:line text
             warnings.warn(note, _outcome.NodeOfflineWarning, stacklevel=_caller_level())
 
     def _raise_if_failed(self) -> None:
