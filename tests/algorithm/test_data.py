@@ -228,3 +228,28 @@ def test_min_cell_count_reads_encoded_and_plain_values(monkeypatch):
     monkeypatch.setenv("V6NB_MIN_CELL_COUNT", "many")
     with pytest.raises(ConfigurationError, match="whole number"):
         min_cell_count()
+
+
+def test_sqlite_reads_the_same_without_sqlalchemy(monkeypatch, tmp_path):
+    # The shipped algorithm images carry no SQLAlchemy: an SQLite file (the node mounts it
+    # read-only) is read with the standard library, with the same frame as through SQLAlchemy.
+    frame = pd.DataFrame(
+        {"id": [1, 2, 3], "big": [2**60, None, 3], "name": ["a", "b", None], "x": [0.5, 1.5, None]}
+    )
+    uri = f"sqlite:///{tmp_path / 'r.db'}"
+    engine = sa.create_engine(uri)
+    frame.to_sql("patients", engine, index=False)
+    pd.DataFrame({"y": [1]}).to_sql("other", engine, index=False)
+    engine.dispose()
+    query = "SELECT id, name FROM patients WHERE id > 1"
+    with_sa = [load_database(uri, "sql", query=q) for q in ("patients", query)]
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # import sqlalchemy now fails
+    without = [load_database(uri, "sql", query=q) for q in ("patients", query)]
+    for a, b in zip(with_sa, without, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    assert without[0]["big"].tolist()[0] == 2**60  # exact, as with SQLAlchemy
+    with pytest.raises(ConfigurationError, match="2 tables"):
+        load_database(uri, "sql")
+    with pytest.raises(ConfigurationError, match="needs SQLAlchemy") as info:
+        load_database("postgresql://user:secret@127.0.0.1/db", "sql")
+    assert "secret" not in str(info.value)

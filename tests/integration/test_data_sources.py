@@ -65,3 +65,26 @@ def test_unknown_label_fails_with_a_reason(sources_net):
     task.wait(timeout=60, raise_on_failure=False)
     row = task.status().iloc[0]
     assert row["status"] == "failed" and "nope" in row["reason"]
+
+
+@pytest.mark.docker
+def test_sqlite_source_in_the_docker_runtime(docker_client, tmp_path):
+    # The shipped images have no SQLAlchemy: the mounted SQLite file is still read (and queried).
+    with sqlite3.connect(tmp_path / "p.db") as con:
+        PENGUINS.to_sql("penguins", con, index=False)
+    databases = [
+        {
+            "label": "registry",
+            "uri": f"sqlite:///{tmp_path / 'p.db'}",
+            "type": "sql",
+            "query": "SELECT species, island FROM penguins WHERE island = 'Dream'",
+        }
+    ]
+    settings = {"databases": databases}
+    with demo.start(nodes=1, runtime="docker", node_settings=settings) as network:
+        client = network.client()
+        task = client.task.create(image="v6nb/diagnostics", method="shape", databases=["registry"])
+        assert task.wait(timeout=120).result() == {
+            "rows": int((PENGUINS["island"] == "Dream").sum()),
+            "columns": ["species", "island"],
+        }

@@ -115,9 +115,58 @@ def _csv_integers(uri: str, columns: list[Any]) -> Any:
     return pd.DataFrame(out)
 
 
+_SQLITE_FILE = re.compile(r"^sqlite(?:\+pysqlite)?:///(.+)$")
+
+
+def _load_sqlite(path: str, query: str | None, columns: list[Any] | None) -> Any:
+    """An SQLite file read with the standard library (read-only), for images without SQLAlchemy."""
+    import sqlite3
+
+    import pandas as pd
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise ConfigurationError(
+            f"Cannot open SQLite database {path!r}: {exc}", errors={"uri": "invalid"}
+        ) from exc
+    try:
+        if not query:
+            tables = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            if len(tables) != 1:
+                raise ConfigurationError(
+                    f"SQL database {path!r} has {len(tables)} tables; say which to read with a "
+                    "query (the node's database 'query' setting or a query=... argument).",
+                    errors={"query": "required"},
+                )
+            query = tables[0]
+        exact: dict[str, Any] = {"dtype_backend": "numpy_nullable"} if columns else {}
+        if query.split() == [query]:  # a bare table name
+            quoted = ", ".join('"' + str(c).replace('"', '""') + '"' for c in columns or []) or "*"
+            query = f'SELECT {quoted} FROM "{query.replace(chr(34), chr(34) * 2)}"'
+        df = pd.read_sql_query(query, conn, **exact)
+        return df[columns] if columns else df
+    finally:
+        conn.close()
+
+
 def _load_sql(uri: str, query: str | None, columns: list[Any] | None = None) -> Any:
     import pandas as pd
-    import sqlalchemy as sa
+
+    try:
+        import sqlalchemy as sa
+    except ImportError:
+        sqlite = _SQLITE_FILE.match(uri)
+        if sqlite:  # algorithm images need not carry SQLAlchemy to read an SQLite file
+            return _load_sqlite(sqlite.group(1), query, columns)
+        raise ConfigurationError(
+            f"Reading the SQL database {uri.split('://')[0]}://… needs SQLAlchemy and its driver "
+            "in the algorithm's environment (pip install sqlalchemy); only SQLite files are read "
+            "without it.",
+            errors={"uri": "sqlalchemy missing"},
+        ) from None
 
     try:
         engine = sa.create_engine(uri)
