@@ -171,6 +171,8 @@ def test_cli_prints_url_credentials_and_summary_then_stops_on_ctrl_c():
         text = "".join(lines)
         assert f"http://127.0.0.1:{port}" in text
         assert "researcher" in text and "Federated summary" in text and "body_mass_g" in text
+        table = text.split("Federated summary")[1].split("(min and max")[0]
+        assert "suppressed" in table and "NaN" not in table and "4,202" in table
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:

@@ -16,7 +16,14 @@ from vantage6nb.client import export, read_export
 from vantage6nb.client._frames import with_provenance
 from vantage6nb.client._task import Results
 from vantage6nb.widgets import ResultView
-from vantage6nb.widgets._result import figure, format_p, results_to_frame, table_html
+from vantage6nb.widgets._result import (
+    cell_states,
+    figure,
+    format_p,
+    results_to_frame,
+    table_html,
+    text_table,
+)
 
 SUMMARY = {
     "columns": {
@@ -97,6 +104,20 @@ def test_table_is_sortable_offline_and_consistently_formatted() -> None:
     static = table_html(_summary(), interactive=False)
     assert "<table class='v6nb-table'>" in static and "ITable" not in static
     assert "4,202" in static and "802.0" in static
+
+
+def test_text_table_formats_as_the_notebook_table() -> None:
+    # what `v6nb demo` prints in a terminal: the same numbers as the notebook's table, and the
+    # withheld extremes named, not NaN
+    df = _summary()
+    text = text_table(df)
+    for shown in ("4,202", "802.0", "0.8184", "344"):
+        assert shown in text, shown
+    assert " 2008 " in text + " " and "2,008" not in text and "4201.75" not in text
+    assert "NaN" not in text and "nan" not in text
+    withheld = int((cell_states(df) == "suppressed").sum().sum())
+    assert withheld and text.count("suppressed") == withheld
+    assert not any(line != line.rstrip() for line in text.splitlines())
 
 
 def test_later_tables_reuse_the_loaded_bundle() -> None:

@@ -106,10 +106,12 @@ def _summary(net: Any) -> str:
         return f"\n(federated summary failed: {exc})"
     import pandas as pd
 
+    from ..widgets._result import text_table
+
     with pd.option_context("display.width", 120, "display.max_columns", 10):
         return (
             "\nFederated summary of the penguins data (no record left a node):\n"
-            + frame.to_string()
-            + "\n(min and max are NaN: each is one record's value, which the nodes' default "
-            "disclosure policy withholds; see docs/privacy.md)"
+            + text_table(frame)
+            + "\n(min and max are suppressed: each is one record's value, which the nodes' "
+            "default disclosure policy withholds; in Python they are NaN. See docs/privacy.md)"
         )

@@ -26,6 +26,7 @@ __all__ = [
     "plot_png",
     "results_to_frame",
     "table_html",
+    "text_table",
 ]
 
 SIGNIFICANT = 4  # significant digits of a statistic in a table
@@ -257,8 +258,9 @@ def _label_text(value: Any) -> str:
     return MISSING_LABEL if _missing(value) else str(value)
 
 
-def _cells(df: pd.DataFrame) -> tuple[list[list[tuple[str, Any]]], list[str]]:
-    """Each cell as (display HTML, sort key), and each column's format."""
+def _cell_texts(df: pd.DataFrame) -> tuple[list[list[tuple[str, str, Any]]], list[str]]:
+    """Each cell as (state, text, sort key) with state ``"suppressed"`` (text: the reason),
+    ``"na"`` or ``""``, and each column's format: what the HTML table and the text table show."""
     formats = [_column_format(df, c) for c in df.columns]
     cells, reasons = _suppressed_cells(df)
     # a year is written 2008, not 2,008: the summary's row of a year column, a year column
@@ -272,31 +274,69 @@ def _cells(df: pd.DataFrame) -> tuple[list[list[tuple[str, Any]]], list[str]]:
     year_columns = {j for j, c in enumerate(df.columns) if "year" in _label_text(c).lower()}
     rows = []
     for i in range(len(df)):
-        row: list[tuple[str, Any]] = []
+        row: list[tuple[str, str, Any]] = []
         reason = reasons.get(i) or reasons.get(-1 - i) or "withheld by a node's disclosure policy"
         for j, fmt in enumerate(formats):
             value = df.iat[i, j]
             if (i, j) in cells:
-                shown = (
-                    f"<span class='v6nb-suppressed' title='{html.escape(reason, quote=True)}'>"
-                    "suppressed</span>"
-                )
-                row.append((shown, None))
+                row.append(("suppressed", reason, None))
             elif _missing(value):
-                row.append(("<span class='v6nb-na' title='not available'>–</span>", None))
-            elif fmt == "count":
-                row.append((format_count(value), float(value)))
-            elif fmt == "stat" and i in count_rows and float(value).is_integer():
-                row.append((format_count(value), float(value)))
+                row.append(("na", "–", None))
+            elif fmt == "count" or (
+                fmt == "stat" and i in count_rows and float(value).is_integer()
+            ):
+                row.append(("", format_count(value), float(value)))
             elif fmt == "stat":
                 plain = j in year_columns or (i in years and df.attrs.get("kind") == "summary")
-                row.append((format_stat(value, grouping=not plain), float(value)))
+                row.append(("", format_stat(value, grouping=not plain), float(value)))
             elif fmt == "p":
-                row.append((html.escape(format_p(value)), float(value)))
+                row.append(("", format_p(value), float(value)))
             else:
-                row.append((html.escape(str(value)), str(value)))
+                row.append(("", str(value), str(value)))
         rows.append(row)
     return rows, formats
+
+
+def _cells(df: pd.DataFrame) -> tuple[list[list[tuple[str, Any]]], list[str]]:
+    """Each cell as (display HTML, sort key), and each column's format."""
+    texts, formats = _cell_texts(df)
+    rows = []
+    for row in texts:
+        out: list[tuple[str, Any]] = []
+        for state, text, key in row:
+            if state == "suppressed":
+                shown = (
+                    f"<span class='v6nb-suppressed' title='{html.escape(text, quote=True)}'>"
+                    "suppressed</span>"
+                )
+            elif state == "na":
+                shown = "<span class='v6nb-na' title='not available'>–</span>"
+            else:
+                shown = html.escape(text)
+            out.append((shown, key))
+        rows.append(out)
+    return rows, formats
+
+
+def text_table(df: pd.DataFrame) -> str:
+    """The table as a terminal shows it: numbers formatted as in the notebook's table, withheld
+    cells as ``suppressed``, missing ones as ``–``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"count": [342], "mean": [4201.754386], "min": [float("nan")]},
+    ...                  index=pd.Index(["body_mass_g"], name="column"))
+    >>> t.attrs["kind"] = "summary"
+    >>> print(text_table(t))
+                count   mean         min
+    column
+    body_mass_g   342  4,202  suppressed
+    """
+    texts, _ = _cell_texts(df)
+    shown = [["suppressed" if st == "suppressed" else tx for st, tx, _ in row] for row in texts]
+    frame = pd.DataFrame(shown, index=df.index, columns=df.columns)
+    lines = frame.to_string().splitlines()
+    return "\n".join(line.rstrip() for line in lines)
 
 
 # the DataTables renderer of a cell "display<!--v6nb:key-->": shown as is, sorted by the key
