@@ -79,7 +79,7 @@ def note_html(text: str, title: str) -> str:
 
     Examples
     --------
-    >>> "<li>Utrecht: offline</li>" in note_html("Task 4 waits:\n  - Utrecht: offline", "Note")
+    >>> "<li>Utrecht: offline</li>" in note_html("Task 4 waits:\\n  - Utrecht: offline", "Note")
     True
     """
     lead, *rest = text.splitlines() or [""]
