@@ -15,7 +15,7 @@ from typing import Any
 from vantage6nb.common.schemas import RunStatus
 
 from .base import RunSpec, RuntimeRefusal
-from .output import copy_output, extract_output
+from .output import copy_output, copy_output_at, extract_output
 
 __all__ = ["DATA_DIR", "IO_DIR", "ContainerFiles", "RunVolume", "container_files"]
 
@@ -83,7 +83,9 @@ class RunVolume:
     mounted from before the algorithm starts until the node has read the output. The node writes the
     input and token into it and reads the output out of it through the volume's mount point when it
     may (a root node sharing the engine's mount namespace), else through the side-car's archive API.
-    Either way links are not followed and the read is bounded (:mod:`.output`).
+    A root node whose engine mounts the volume in another mount namespace (a rootless Podman's)
+    still reads it directly, through the side-car's (:meth:`read_via`); it writes through the
+    archive API there. Either way links are not followed and the read is bounded (:mod:`.output`).
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class RunVolume:
         self.name: str = self.volume.name
         self._host: Path | None = None  # the mount point, when the node may use it directly
         self._host_checked = False
+        self._proc: int | None = None  # /proc/<pid> of the side-car, when reading through it
 
     @classmethod
     def existing(cls, client: Any, name: str, *, owner: tuple[int, int]) -> RunVolume:
@@ -119,6 +122,7 @@ class RunVolume:
         self.name = self.volume.name
         self.size_mb = 0  # not known, and not needed to read
         self._host, self._host_checked = None, False
+        self._proc = None
         return self
 
     def bind(self) -> dict[str, dict[str, str]]:
@@ -142,6 +146,67 @@ class RunVolume:
                 if mp.is_absolute() and os.stat(mp).st_dev != os.stat(mp.parent).st_dev:
                     self._host = mp
         return self._host
+
+    def read_via(self, pid: int, owner: tuple[int, int]) -> bool:
+        """Read this volume's files (never write them) through the mount namespace of ``pid``.
+
+        ``pid`` is the side-car's process (it holds the volume at ``IO_DIR``), ``owner`` the
+        algorithm's uid and gid as this host numbers them (a rootless engine maps them). The node
+        keeps a descriptor of ``/proc/<pid>``: once that process has ended, reads through it fail
+        (a pid used again by another process is never read). Only taken when what it reaches is
+        the run volume: a mount point of its own, a folder of ``owner``'s, mode 0700. False (and
+        the archive API stays in use) when it is not, or the node may not look (not root).
+
+        Examples
+        --------
+        >>> volume.read_via(sidecar.attrs["State"]["Pid"], (110000, 110000))  # doctest: +SKIP
+        True
+        """
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+        try:
+            proc = os.open(f"/proc/{int(pid)}", flags)
+        except (OSError, ValueError):
+            return False
+        try:
+            parent = os.stat(f"root{RUN_DIR}", dir_fd=proc, follow_symlinks=False)
+            io_fd = os.open(f"root{IO_DIR}", flags | os.O_NOFOLLOW, dir_fd=proc)
+            try:
+                st = os.fstat(io_fd)
+            finally:
+                os.close(io_fd)
+        except OSError:
+            os.close(proc)
+            return False
+        if (
+            st.st_dev == parent.st_dev  # not a mount point: not the volume
+            or (st.st_uid, st.st_gid) != tuple(owner)
+            or stat.S_IMODE(st.st_mode) != 0o700
+        ):
+            os.close(proc)
+            return False
+        if self._proc is not None:
+            os.close(self._proc)
+        self._proc = proc
+        return True
+
+    def _open_inside(self, path: str) -> int:
+        """A descriptor of the folder ``path`` of the volume (relative), through the side-car.
+
+        The last component is not followed (the algorithm may have put a link there); the side-car
+        gone: FileNotFoundError.
+        """
+        assert self._proc is not None
+        where = f"root{IO_DIR}/{path}" if path else f"root{IO_DIR}"
+        try:
+            return os.open(
+                where,
+                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                dir_fd=self._proc,
+            )
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # ESRCH (the side-car ended), ELOOP/ENOTDIR (not a folder)
+            raise FileNotFoundError(f"{IO_DIR}/{path}: {exc}") from exc
 
     def write_inputs(
         self, holder: Any, files: dict[str, bytes], *, last: tuple[str, bytes] | None = None
@@ -190,6 +255,13 @@ class RunVolume:
                 raise FileNotFoundError(str(out))
             copy_output(out, name, dest, limit=limit)
             return
+        if self._proc is not None:
+            dfd = self._open_inside(OUTPUT_SUBDIR)
+            try:
+                copy_output_at(dfd, name, dest, limit=limit)
+            finally:
+                os.close(dfd)
+            return
         import docker.errors
 
         try:
@@ -203,10 +275,20 @@ class RunVolume:
 
         Links are not followed (the algorithm could have put one there).
         """
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"not a file name: {name!r}")
         host = self._host_dir()
-        if host is not None:
+        if host is not None or self._proc is not None:
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
             try:
-                fd = os.open(host / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                if host is not None:
+                    fd = os.open(host / name, flags)
+                else:
+                    dfd = self._open_inside("")
+                    try:
+                        fd = os.open(name, flags, dir_fd=dfd)
+                    finally:
+                        os.close(dfd)
             except OSError:
                 return None
             with os.fdopen(fd, "rb") as fh:
@@ -228,6 +310,10 @@ class RunVolume:
         return None
 
     def remove(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._proc)
+            self._proc = None
         with contextlib.suppress(Exception):  # already gone
             self.volume.remove(force=True)
 

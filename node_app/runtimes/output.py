@@ -32,6 +32,7 @@ __all__ = [
     "NOTHING_UPLOADED",
     "committed_output",
     "copy_output",
+    "copy_output_at",
     "extract_output",
     "output_refusal",
     "too_large",
@@ -114,29 +115,47 @@ def copy_output(folder: Path, name: str, dest: Path, *, limit: int) -> None:
     ...
     node_app.runtimes.base.RuntimeRefusal: OUTPUT_FILE is a symbolic link; the node reads only a regular file the algorithm wrote: nothing was uploaded
     """
-    if "/" in name or name in ("", ".", ".."):
-        raise ValueError(f"not a file name: {name!r}")
     dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        try:
-            # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: a link fails (ELOOP)
-            fd = os.open(
-                name,
-                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY,
-                dir_fd=dfd,
-            )
-        except OSError as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            st = os.lstat(name, dir_fd=dfd)
-            raise output_refusal(f"OUTPUT_FILE is {_kind(st.st_mode) or 'unreadable'}") from None
+        copy_output_at(dfd, name, dest, limit=limit)
     finally:
         os.close(dfd)
+
+
+def copy_output_at(dfd: int, name: str, dest: Path, *, limit: int) -> None:
+    """:func:`copy_output` of ``name`` in the folder open as ``dfd`` (the caller closes it).
+
+    For a folder the node reaches only through a descriptor (a run volume seen through its
+    side-car's mount namespace); the same checks: no links, a regular file, bounded by ``limit``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "out").write_text("[]")
+    >>> fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    >>> copy_output_at(fd, "out", d / "taken", limit=10); os.close(fd); (d / "taken").read_text()
+    '[]'
+    """
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"not a file name: {name!r}")
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: a link fails (ELOOP)
+        fd = os.open(
+            name,
+            os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY,
+            dir_fd=dfd,
+        )
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        st = os.lstat(name, dir_fd=dfd)
+        raise output_refusal(f"OUTPUT_FILE is {_kind(st.st_mode) or 'unreadable'}") from None
+    st = os.fstat(fd)  # before fdopen, which refuses a folder with an error of its own
+    kind = _kind(st.st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise output_refusal(f"OUTPUT_FILE is {kind}")
     with os.fdopen(fd, "rb", buffering=0) as src:
-        st = os.fstat(fd)
-        kind = _kind(st.st_mode)
-        if kind is not None:
-            raise output_refusal(f"OUTPUT_FILE is {kind}")
         if st.st_nlink != 1:
             raise output_refusal("OUTPUT_FILE is a hard link to another file")
         if st.st_size > limit:

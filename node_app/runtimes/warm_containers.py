@@ -27,7 +27,6 @@ from concurrent.futures import Future
 from typing import Any
 
 from .base import Limits
-from .docker_mounts import IO_DIR
 from .docker_sidecar import Sidecar, remove
 
 __all__ = ["BUNDLE", "EXITED", "WARM_BOOTSTRAP", "Spare", "SparePool", "WarmKey", "warm_entry"]
@@ -165,13 +164,8 @@ class Spare:
 
     def ready(self) -> bool:
         """Whether its interpreter has done the imports (it then only waits for the bundle)."""
-        try:
-            chunks, _ = self.sidecar.container.get_archive(f"{IO_DIR}/{READY}")
-            for _chunk in chunks:
-                pass
-            return True
-        except Exception:  # not there yet (or the container is gone)
-            return False
+        # None: not there yet (or the container is gone)
+        return self.sidecar.volume.read_small(self.sidecar.container, READY) is not None
 
     def parts(self) -> list[Any]:
         """What :func:`~.docker_sidecar.remove` takes: the algorithm first, then its side-car."""
