@@ -161,6 +161,12 @@ def _station_node(station: Station) -> Iterator[tuple[NodeProcess, dict[str, Any
             for c in _algorithms(station.engine, name, any_role=True):
                 with contextlib.suppress(Exception):
                     c.remove(force=True)
+            # a killed life's warm spares leave their run volumes: remove them too
+            for v in station.engine.volumes.list(filters={"label": "v6nb.node"}):
+                labels = v.attrs.get("Labels") or {}
+                if labels.get("v6nb.node", "").startswith(f"{name}@"):
+                    with contextlib.suppress(Exception):
+                        v.remove(force=True)
 
 
 def _algorithms(engine: Any, name: str, *, any_role: bool = False) -> list[Any]:
