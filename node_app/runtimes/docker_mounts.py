@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import stat
@@ -18,6 +19,8 @@ from .base import RunSpec, RuntimeRefusal
 from .output import copy_output, copy_output_at, extract_output
 
 __all__ = ["DATA_DIR", "IO_DIR", "ContainerFiles", "RunVolume", "container_files"]
+
+log = logging.getLogger(__name__)
 
 RUN_DIR = "/v6nb"
 DATA_DIR = f"{RUN_DIR}/data"
@@ -85,7 +88,9 @@ class RunVolume:
     may (a root node sharing the engine's mount namespace), else through the side-car's archive API.
     A root node whose engine mounts the volume in another mount namespace (a rootless Podman's)
     still reads it directly, through the side-car's (:meth:`read_via`); it writes through the
-    archive API there. Either way links are not followed and the read is bounded (:mod:`.output`).
+    archive API there. A node without root reads it through the engine's namespaces too, with
+    its reader there (:meth:`read_with`). Either way links are not followed and the read is
+    bounded (:mod:`.output`).
     """
 
     def __init__(
@@ -107,6 +112,8 @@ class RunVolume:
         self._host: Path | None = None  # the mount point, when the node may use it directly
         self._host_checked = False
         self._proc: int | None = None  # /proc/<pid> of the side-car, when reading through it
+        self._reader: Any = None  # a node without root: its reader in the engine's namespaces
+        self._reader_owner: tuple[int, int] = owner
 
     @classmethod
     def existing(cls, client: Any, name: str, *, owner: tuple[int, int]) -> RunVolume:
@@ -123,6 +130,7 @@ class RunVolume:
         self.size_mb = 0  # not known, and not needed to read
         self._host, self._host_checked = None, False
         self._proc = None
+        self._reader, self._reader_owner = None, owner
         return self
 
     def bind(self) -> dict[str, dict[str, str]]:
@@ -188,6 +196,25 @@ class RunVolume:
             os.close(self._proc)
         self._proc = proc
         return True
+
+    def read_with(self, reader: Any, owner: tuple[int, int]) -> None:
+        """Read this volume's files (never write them) through ``reader``, a node without root.
+
+        ``reader`` (a :class:`~.podman.VolumeReader`) runs in the engine's user and mount
+        namespaces, where the volume's ``Mountpoint`` is mounted and ``owner`` (the algorithm's
+        uid and gid as that namespace numbers them) owns it; it does every check of
+        :func:`.output.copy_output_at` and that the folder is the volume's own mount, mode 0700.
+        When it fails (``ReaderFailed``), the archive API reads instead.
+
+        Examples
+        --------
+        >>> volume.read_with(runtime._reader, (10001, 10001))  # doctest: +SKIP
+        """
+        self._reader, self._reader_owner = reader, tuple(owner)
+
+    def _mountpoint(self) -> str | None:
+        mp = self.volume.attrs.get("Mountpoint") if self._reader is not None else None
+        return mp if isinstance(mp, str) and mp.startswith("/") else None
 
     def _open_inside(self, path: str) -> int:
         """A descriptor of the folder ``path`` of the volume (relative), through the side-car.
@@ -262,6 +289,15 @@ class RunVolume:
             finally:
                 os.close(dfd)
             return
+        mp = self._mountpoint()
+        if mp is not None:
+            from .podman import ReaderFailed
+
+            try:
+                self._reader.copy(mp, self._reader_owner, name, dest, limit)
+                return
+            except ReaderFailed as exc:
+                log.warning("run volume %s: %s; reading it through the archive API", self.name, exc)
         import docker.errors
 
         try:
@@ -295,6 +331,14 @@ class RunVolume:
                 if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
                     return None
                 return fh.read(limit)
+        mp = self._mountpoint()
+        if mp is not None:
+            from .podman import ReaderFailed
+
+            try:
+                return self._reader.read(mp, self._reader_owner, name, limit)
+            except ReaderFailed as exc:
+                log.debug("run volume %s: %s; reading it through the archive API", self.name, exc)
         try:
             chunks, header = holder.get_archive(f"{IO_DIR}/{name}")
             data = b"".join(chunks)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import secrets
+import select
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -376,6 +381,205 @@ class _Settling:
         return getattr(self._inner, name)
 
 
+class ReaderFailed(Exception):
+    """The volume reader did not answer in time or sensibly: the node uses the archive API."""
+
+
+class VolumeReader:
+    """One long-lived :mod:`.podman_reader` in the rootless user's namespaces, for a node without root.
+
+    Such a node may not read the algorithm's files (they belong to sub-uids) and does not see the
+    run volume's mount (it is in Podman's mount namespace); ``podman unshare`` starts the reader
+    where it does, as the namespace's root. Started the first time it is needed; one request at
+    a time, each with a deadline. A reader that does not start, dies, or answers garbage is
+    stopped and raises :class:`ReaderFailed` (the caller falls back to the archive API); the next
+    request starts a new one (at most ``_MAX_STARTS`` in all: then the archive API only).
+
+    Examples
+    --------
+    >>> reader = VolumeReader()  # doctest: +SKIP
+    >>> reader.read("/home/u/.local/share/containers/storage/volumes/v/_data", (10001, 10001), "token", 64)  # doctest: +SKIP
+    b't'
+    """
+
+    START_S = 15.0
+    READ_S = 5.0
+    COPY_S = 60.0
+    _MAX_STARTS = 3
+
+    def __init__(self, argv: list[str] | None = None) -> None:
+        podman = shutil.which("podman") or "podman"
+        self.argv = argv or [
+            podman,
+            "unshare",
+            sys.executable,
+            "-m",
+            "node_app.runtimes.podman_reader",
+        ]
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._buf = b""
+        self._starts = 0
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The process group of the running reader (None: not started)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def _start(self) -> None:
+        if self._closed or self._starts >= self._MAX_STARTS:
+            raise ReaderFailed("the volume reader is off")
+        self._starts += 1
+        src = str(Path(__file__).resolve().parents[2])  # the folder holding node_app
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        try:
+            self._proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                cwd="/",
+                start_new_session=True,  # its own process group: stopped with its child
+            )
+        except OSError as exc:
+            raise ReaderFailed(f"cannot start the volume reader: {exc}") from exc
+        self._buf = b""
+        hello = self._answer(time.monotonic() + self.START_S)
+        if hello.get("ready") is not True:
+            self._stop()
+            raise ReaderFailed("the volume reader did not start")
+        log.debug("volume reader started (pid %d)", self._proc.pid)
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pipe in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                if pipe is not None:
+                    pipe.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+    def _answer(self, deadline: float) -> dict[str, Any]:
+        """The next answer line, as a JSON object; else the reader is stopped and ReaderFailed."""
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
+            chunk = os.read(fd, 65536) if ready else b""
+            if not chunk or len(self._buf) > 1 << 20:  # ended, too slow, or no line at all
+                self._stop()
+                raise ReaderFailed("the volume reader did not answer")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        try:
+            got = json.loads(line)
+        except ValueError:
+            got = None
+        if not isinstance(got, dict):
+            self._stop()
+            raise ReaderFailed("the volume reader answered garbage")
+        return got
+
+    def _ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        if not self._lock.acquire(timeout=timeout):
+            raise ReaderFailed("the volume reader is busy")
+        try:
+            if self._proc is not None and self._proc.poll() is not None:
+                self._stop()  # it died: this request goes to the archive API, the next starts one
+                raise ReaderFailed("the volume reader ended")
+            if self._proc is None:
+                self._start()
+            assert self._proc is not None and self._proc.stdin is not None
+            try:
+                self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+                self._proc.stdin.flush()
+            except OSError as exc:
+                self._stop()
+                raise ReaderFailed("the volume reader is gone") from exc
+            got = self._answer(deadline)
+            if got.get("unusable") is True or "error" in got:
+                raise ReaderFailed("the volume reader could not use the volume")
+            return got
+        finally:
+            self._lock.release()
+
+    def copy(
+        self, mountpoint: str, owner: tuple[int, int], name: str, dest: Path, limit: int
+    ) -> None:
+        """Copy the output ``name`` of the volume mounted at ``mountpoint`` to ``dest``.
+
+        The checks of :func:`.output.copy_output_at`, in the reader; FileNotFoundError: none,
+        RuntimeRefusal: refused, ReaderFailed: ask the archive API.
+        """
+        got = self._ask(
+            {
+                "op": "copy",
+                "mountpoint": mountpoint,
+                "owner": list(owner),
+                "name": name,
+                "dest": str(dest),
+                "limit": int(limit),
+            },
+            self.COPY_S,
+        )
+        if got.get("ok") is True:
+            return
+        if got.get("missing") is True:
+            raise FileNotFoundError(name)
+        refused, reason = got.get("refused"), got.get("reason")
+        if isinstance(refused, str) and isinstance(reason, str):
+            try:
+                status = RunStatus(refused)
+            except ValueError:
+                status = None
+            if status is not None:
+                raise RuntimeRefusal(status, reason)
+        with self._lock:
+            self._stop()
+        raise ReaderFailed("the volume reader answered garbage")
+
+    def read(self, mountpoint: str, owner: tuple[int, int], name: str, limit: int) -> bytes | None:
+        """The first ``limit`` bytes of the regular file ``name`` in the volume; None: none."""
+        got = self._ask(
+            {
+                "op": "read",
+                "mountpoint": mountpoint,
+                "owner": list(owner),
+                "name": name,
+                "limit": int(limit),
+            },
+            self.READ_S,
+        )
+        data = got.get("data", False)
+        if data is None:
+            return None
+        if isinstance(data, str):
+            try:
+                raw = base64.b64decode(data, validate=True)
+            except ValueError:
+                raw = None
+            if raw is not None and len(raw) <= limit:
+                return raw
+        with self._lock:
+            self._stop()
+        raise ReaderFailed("the volume reader answered garbage")
+
+    def close(self) -> None:
+        """Stop the reader (a request after this raises ReaderFailed)."""
+        self._closed = True
+        with self._lock:
+            self._stop()
+
+
 class PodmanRuntime(DockerRuntime):
     """Runs each algorithm like :class:`DockerRuntime` does, in a rootless Podman's containers.
 
@@ -444,6 +648,7 @@ class PodmanRuntime(DockerRuntime):
             raise
         self._checked = False
         self._check_lock = threading.Lock()
+        self._reader = VolumeReader()  # started when a node without root first reads a volume
         try:
             owner = os.stat(self.socket)
             self._service_ids: tuple[int, int] | None = (owner.st_uid, owner.st_gid)
@@ -593,10 +798,14 @@ class PodmanRuntime(DockerRuntime):
         Rootless Podman mounts the volume in its own mount namespace, where a root node can still
         read it through the side-car's (``/proc/<pid>/root``) instead of the archive API, which
         costs 20-60 ms per read; writing stays with the archive API (a root node cannot create
-        files in a tmpfs of the rootless user's namespace).
+        files in a tmpfs of the rootless user's namespace). A node without root reads it through
+        its :class:`VolumeReader`, which falls back to the archive API when it fails.
         """
         sidecar = super()._start_sidecar(proxy_socket, name, spec, size_mb)
-        if os.geteuid() == 0:
+        if os.geteuid() != 0:
+            # the node's own reader in the user's namespaces reads it (ids as they number them)
+            sidecar.volume.read_with(self._reader, self._user_ids())
+        else:
             seen = False
             with contextlib.suppress(Exception):  # the engine did not say: the archive API it is
                 sidecar.container.reload()
@@ -656,6 +865,7 @@ class PodmanRuntime(DockerRuntime):
         try:
             super().close()
         finally:
+            self._reader.close()
             self._stop_service()
 
     def _stop_service(self) -> None:

@@ -4,7 +4,8 @@
 # through the side-car's (/proc/<pid>/root) instead of the archive API; there an absolute link
 # the algorithm leaves resolves against the node's root, so every refusal of the output is
 # checked on this path against a real side-car, with the hostile layout made inside it by the
-# algorithm's user. Without root the node keeps the archive API (checked here too).
+# algorithm's user. The archive API, a node's last resort, is checked here too (a node without
+# root reads through its reader in the user's namespaces: test_podman_reader.py).
 
 # ruff: noqa: F811 - the Podman fixtures, imported by name, are arguments of the tests
 
