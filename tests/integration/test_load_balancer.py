@@ -4,6 +4,7 @@ researcher's wait() returns."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -122,6 +123,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             # (tests/integration/test_forwarded_behind_haproxy.py shows the rules)
             "trusted_proxies": ["127.0.0.1"],
             "node_offline_s": 4,
+            "log_level": "INFO",  # each instance logs the node sockets it accepts (see below)
         }
         servers = [ServerProcess(folder, shared, name=n) for n in ("a", "b")]
         lb = Balancer(folder, servers)
@@ -166,6 +168,22 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
                 srv.stop()
 
 
+# an instance's log line for a node socket it accepted: "<date> <time> INFO server_app.sockets: node 3 (n) online"
+_ONLINE = re.compile(r"^(\S+ \S+) \w+ server_app\.sockets: node (\d+) \(.*\) online$", re.M)
+
+
+def _instance_holding_a_node(servers: list[Any]) -> Any:
+    """An instance on which some node's latest socket connection is (by the instances' logs)."""
+    latest: dict[str, tuple[str, int]] = {}  # node id -> (time of its last "online", instance)
+    for i, srv in enumerate(servers):
+        for when, node_id in _ONLINE.findall(srv.output()):
+            if node_id not in latest or when > latest[node_id][0]:
+                latest[node_id] = (when, i)
+    holders = sorted({i for _, i in latest.values()})
+    assert holders, "no instance logged a node's socket connection"
+    return servers[holders[0]]
+
+
 def _ok(url: str) -> bool:
     try:
         return requests.get(url, timeout=5).status_code == 200
@@ -205,7 +223,8 @@ def test_killing_an_instance_mid_task_loses_no_run(deployment):
         "both nodes to run the algorithm",
     )
     before = [n.output().count("connected to") for n in nodes]
-    victim = servers[0]
+    # the balancer may have put both nodes' sockets on one instance: kill one that holds a node
+    victim = _instance_holding_a_node(servers)
     victim.stop(signal.SIGKILL)
     results = [t.results(timeout=WAIT_S) for t in tasks]  # wait() returns through instance b
     assert results == [[{"slept": 5}, {"slept": 5}]] * len(tasks)
