@@ -48,4 +48,4 @@ bash scripts/setup-v6-tools.sh || echo "could not set up vantage6-algorithm-tool
 
 echo "== tests"
 mkdir -p artifacts
-python3 -m pytest tests notebooks --nbval-lax -p no:cacheprovider "$@"
+python3 -m pytest tests notebooks --nbval-lax -p no:cacheprovider --durations=30 "$@"
