@@ -118,6 +118,17 @@ def _csv_integers(uri: str, columns: list[Any]) -> Any:
 _SQLITE_FILE = re.compile(r"^sqlite(?:\+pysqlite)?:///(.+)$")
 
 
+def _only_table(where: str, tables: list[str]) -> str:
+    """The one table of a database read without a query; else say to give one."""
+    if len(tables) != 1:
+        raise ConfigurationError(
+            f"SQL database {where!r} has {len(tables)} tables; say which to read with a "
+            "query (the node's database 'query' setting or a query=... argument).",
+            errors={"query": "required"},
+        )
+    return tables[0]
+
+
 def _load_sqlite(path: str, query: str | None, columns: list[Any] | None) -> Any:
     """An SQLite file read with the standard library (read-only), for images without SQLAlchemy."""
     import sqlite3
@@ -132,16 +143,8 @@ def _load_sqlite(path: str, query: str | None, columns: list[Any] | None) -> Any
         ) from exc
     try:
         if not query:
-            tables = [
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            ]
-            if len(tables) != 1:
-                raise ConfigurationError(
-                    f"SQL database {path!r} has {len(tables)} tables; say which to read with a "
-                    "query (the node's database 'query' setting or a query=... argument).",
-                    errors={"query": "required"},
-                )
-            query = tables[0]
+            names = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            query = _only_table(path, [r[0] for r in names])
         exact: dict[str, Any] = {"dtype_backend": "numpy_nullable"} if columns else {}
         if query.split() == [query]:  # a bare table name
             quoted = ", ".join('"' + str(c).replace('"', '""') + '"' for c in columns or []) or "*"
@@ -176,14 +179,7 @@ def _load_sql(uri: str, query: str | None, columns: list[Any] | None = None) -> 
         ) from exc
     try:
         if not query:
-            tables = sa.inspect(engine).get_table_names()
-            if len(tables) != 1:
-                raise ConfigurationError(
-                    f"SQL database {uri!r} has {len(tables)} tables; say which to read with a "
-                    "query (the node's database 'query' setting or a query=... argument).",
-                    errors={"query": "required"},
-                )
-            query = tables[0]
+            query = _only_table(uri, sa.inspect(engine).get_table_names())
         # ``columns``: read those again with nullable dtypes (integers exact despite a NULL)
         exact: dict[str, Any] = {"dtype_backend": "numpy_nullable"} if columns else {}
         with engine.connect() as conn:
